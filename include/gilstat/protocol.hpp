@@ -1,0 +1,196 @@
+// The shared-memory protocol between the probe (inside the target) and the CLI.
+//
+// Append-only: add fields at the end of structs, never reorder; bump
+// kProtocolVersion when the meaning of an existing field changes.  Fixed-width
+// types only, no pointers (an address in the target is a uint64_t).
+//
+// Region layout (one memfd, mapped by both sides, mode 0600):
+//
+//   +-----------------------------+ 0
+//   | Header                      |   magic, version, sizes, status, GIL table
+//   +-----------------------------+ header.names_offset
+//   | NameSlot[name_slots]        |   thread names, written by the probe thread
+//   +-----------------------------+ header.rings_offset
+//   | Ring 0: RingControl         |   per-thread SPSC ring, claimed by CAS
+//   |         Event[capacity]     |
+//   | Ring 1 ...                  |
+//   +-----------------------------+ header.total_size
+//
+// The CLI treats everything in the region as untrusted input: every offset,
+// index and count is bounds-checked before use.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace gilstat::proto {
+
+inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
+inline constexpr uint32_t kProtocolVersion = 1;
+
+inline constexpr uint32_t kMaxGils = 16;
+inline constexpr uint32_t kDefaultRings = 256;
+inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
+inline constexpr uint32_t kDefaultNameSlots = 512;
+inline constexpr size_t kNameLen = 48;
+
+// What one hook saw.  The probe records raw facts; the CLI reconstructs
+// waits, holds and switches from them (research §2.5).
+enum class EventKind : uint8_t {
+  // pthread_mutex_lock(&gil->mutex) entered by a thread that does not hold
+  // this GIL: t0, the thread starts wanting the GIL.
+  WaitBegin = 1,
+  // pthread_cond_signal(&gil->switch_cond), issued only by take_gil right
+  // after locked = 1: t1, acquired.  value = gil->last_holder (the tstate).
+  Acquire = 2,
+  // pthread_cond_signal(&gil->cond) by the holder, issued only by drop_gil
+  // right after locked = 0: t2, released.  value = gil->last_holder.
+  Release = 3,
+  // pthread_cond_timedwait(&gil->cond) returned ETIMEDOUT with the GIL still
+  // locked and switch_number unchanged: the waiter set the drop request.
+  // value = gil->last_holder (the holder being asked to drop).
+  DropRequest = 4,
+  // pthread_cond_wait(&gil->switch_cond) in drop_gil: a forced hand-off, the
+  // dropper waits until another thread has taken the GIL.
+  ForcedHandoff = 5,
+  // pthread_mutex_unlock(&gil->mutex) by a thread that was waiting and never
+  // acquired (3.13+ signal_active_thread, must-exit paths): the wait that
+  // began at the matching WaitBegin was not a wait for the GIL.
+  WaitAbort = 6,
+};
+
+// One fixed-size record.  ts is raw clock units (Header::clock_kind).
+struct Event {
+  uint64_t ts;
+  uint64_t value;
+  // Per-GIL serial number of the events issued under gil->mutex (Acquire,
+  // Release, DropRequest), starting at 1; 0 for the others.  It gives the
+  // CLI a total order of hand-offs across the per-thread rings.
+  uint32_t seq;
+  uint8_t kind;  // EventKind
+  uint8_t gil;   // index into Header::gils
+  uint16_t reserved;
+};
+static_assert(sizeof(Event) == 24);
+
+enum class ClockKind : uint32_t {
+  Monotonic = 1,  // CLOCK_MONOTONIC nanoseconds
+  Tsc = 2,        // rdtsc ticks; only where the kernel clocksource is "tsc"
+};
+
+// Probe status, written by the probe, read by the CLI.
+enum class Status : uint32_t {
+  Idle = 0,                // no CPython process has claimed the region (yet)
+  Armed = 1,               // hooks installed, GIL known, recording
+  HooksInstalled = 2,      // hooks installed, waiting for the GIL to be created
+  UnsupportedVersion = 3,  // CPython found, version outside 3.8–3.15
+  NoGilFound = 4,          // layout did not validate
+  HookFailed = 5,          // could not patch the interpreter's GOT
+  Stopped = 6,             // hooks removed
+  GilDisabled = 7,         // free-threaded build running without a GIL
+};
+
+enum RingFlags : uint32_t {
+  kRingOwnThread = 1u << 0,  // the probe's own thread (name reader)
+};
+
+enum class RingState : uint32_t {
+  Free = 0,
+  Active = 1,  // owned by a live thread
+  Closed = 2,  // its thread exited; the CLI drains it and sets it Free
+};
+
+struct GilSlot {
+  uint64_t address;               // &_gil_runtime_state in the target
+  uint64_t initial_switch_number; // gil->switch_number when armed
+  uint64_t initial_holder;        // gil->last_holder when armed
+  std::atomic<uint64_t> last_switch_number;  // updated at every Acquire
+  std::atomic<uint32_t> seq;                 // last Event::seq issued
+  std::atomic<uint32_t> valid;               // 1 once the fields above are set
+  int64_t interp_ids[4];                     // interpreters using this GIL (-1 = none)
+  uint64_t arm_ts;                           // clock at arming
+};
+
+struct Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t header_size;  // sizeof(Header) of the writer
+  uint32_t ring_count;
+  uint32_t ring_capacity;
+  uint32_t name_slots;
+  uint32_t ring_stride;  // bytes per ring incl. RingControl
+  uint64_t names_offset;
+  uint64_t rings_offset;
+  uint64_t total_size;
+
+  ClockKind clock_kind;  // chosen by whoever creates the region
+  std::atomic<int32_t> claim_pid;  // the first CPython process CASes 0 -> getpid()
+  std::atomic<uint32_t> status;    // Status
+  std::atomic<uint32_t> stop_request;  // CLI asks the probe to unhook
+  std::atomic<uint64_t> heartbeat;     // CLI bumps; probe watches (attach)
+
+  // Facts about the interpreter, written by the probe before status leaves Idle.
+  uint32_t py_version_hex;  // PY_VERSION_HEX
+  uint8_t free_threaded;
+  uint8_t libpython_shared;  // 1: libpython3.x.so, 0: static in the executable
+  uint16_t reserved0;
+  char py_version[64];       // Py_GetVersion() up to the first space
+  char interp_object[256];   // path of the object whose GOT is patched
+  char status_detail[256];   // human-readable reason for a non-Armed status
+
+  std::atomic<uint64_t> drops_no_ring;  // events lost: all rings in use
+  std::atomic<uint32_t> gil_count;
+  uint32_t reserved1;
+  GilSlot gils[kMaxGils];
+  std::atomic<uint32_t> hooks_installed;  // number of GOT slots patched
+  std::atomic<uint32_t> hooks_restored;   // number of GOT slots restored
+};
+
+struct alignas(64) RingControl {
+  std::atomic<uint32_t> state;  // RingState
+  uint32_t tid;
+  uint32_t flags;  // RingFlags
+  uint32_t generation;  // bumped at every claim
+  uint64_t pthread_id;
+  alignas(64) std::atomic<uint64_t> head;     // producer: next slot to write
+  std::atomic<uint64_t> dropped;              // producer: events lost, ring full
+  alignas(64) std::atomic<uint64_t> tail;     // consumer: next slot to read
+};
+
+struct NameSlot {
+  std::atomic<uint32_t> seq;  // seqlock: odd while being written
+  uint32_t tid;
+  char name[kNameLen];
+};
+static_assert(sizeof(NameSlot) == 56);
+
+inline constexpr size_t ring_stride(uint32_t capacity) {
+  return sizeof(RingControl) + sizeof(Event) * capacity;
+}
+
+inline constexpr size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+// Computes the layout for a region; used by whoever creates it.
+struct Layout {
+  uint32_t ring_count;
+  uint32_t ring_capacity;
+  uint32_t name_slots;
+  uint64_t names_offset;
+  uint64_t rings_offset;
+  uint64_t total_size;
+};
+
+inline constexpr Layout make_layout(uint32_t rings, uint32_t capacity, uint32_t names) {
+  Layout l{rings, capacity, names, 0, 0, 0};
+  l.names_offset = align_up(sizeof(Header), 64);
+  l.rings_offset = align_up(l.names_offset + sizeof(NameSlot) * names, 4096);
+  l.total_size = align_up(l.rings_offset + ring_stride(capacity) * rings, 4096);
+  return l;
+}
+
+// Environment variables between `gilstat run` and the preloaded probe.
+inline constexpr const char* kEnvShmFd = "GILSTAT_SHM_FD";
+inline constexpr const char* kEnvFollowChildren = "GILSTAT_FOLLOW_CHILDREN";
+
+}  // namespace gilstat::proto
