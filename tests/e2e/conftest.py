@@ -1,0 +1,191 @@
+"""Fixtures for the end-to-end tests: the real `gilstat` binary on real CPython processes.
+
+pytest itself runs under Debian's /usr/bin/python3 (python3-pytest); the workloads run
+under the interpreter under test, chosen with `--python PATH` or $GILSTAT_TEST_PYTHON
+(default: the interpreter running pytest). The binary is $GILSTAT_BIN, default
+build/bin/gilstat in the repository.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+WORKLOADS = HERE / "workloads"
+
+# gilstat supports these minor versions (DESIGN.md §1); anything else must be refused.
+SUPPORTED = ((3, 8), (3, 15))
+
+RUN_TIMEOUT_S = 60
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--python",
+        default=os.environ.get("GILSTAT_TEST_PYTHON") or sys.executable,
+        help="interpreter under test (default: $GILSTAT_TEST_PYTHON, else the one running pytest)",
+    )
+
+
+class Interpreter:
+    """Facts about the interpreter under test, asked from the interpreter itself."""
+
+    def __init__(self, path):
+        self.path = path
+        probe = (
+            "import json, platform, sys, sysconfig;"
+            "print(json.dumps({'version': platform.python_version(),"
+            " 'minor': list(sys.version_info[:2]),"
+            " 'shared': bool(sysconfig.get_config_var('Py_ENABLE_SHARED')),"
+            " 'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')),"
+            " 'executable': sys.executable, 'prefix': sys.prefix}))"
+        )
+        out = subprocess.run(
+            [path, "-c", probe], stdout=subprocess.PIPE, check=True, timeout=30
+        ).stdout
+        info = json.loads(out)
+        self.version = info["version"]
+        self.minor = tuple(info["minor"])
+        self.shared = info["shared"]
+        self.free_threaded = info["free_threaded"]
+        self.prefix = info["prefix"]
+        self.supported = SUPPORTED[0] <= self.minor <= SUPPORTED[1]
+
+    @property
+    def pyenv_version(self):
+        """The PYENV_VERSION that makes pyenv's shim pick this interpreter."""
+        root = pyenv_root()
+        versions = os.path.join(root, "versions") + os.sep
+        if self.prefix.startswith(versions):
+            return self.prefix[len(versions):].split(os.sep)[0]
+        if self.prefix in ("/usr", "/usr/local"):
+            return "system"
+        return None
+
+    def __repr__(self):
+        return "Interpreter(%s, %s)" % (self.path, self.version)
+
+
+def pyenv_root():
+    return os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+
+
+@pytest.fixture(scope="session")
+def python(request):
+    path = request.config.getoption("--python")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail("interpreter under test not found or not executable: %s" % path)
+    return Interpreter(path)
+
+
+@pytest.fixture(scope="session")
+def supported_python(python):
+    if not python.supported:
+        pytest.skip("Python %s is not supported by gilstat (tested by test_unsupported_*)"
+                    % python.version)
+    if python.free_threaded:
+        pytest.skip("free-threaded build: no GIL traffic to measure")
+    return python
+
+
+@pytest.fixture(scope="session")
+def gilstat_bin():
+    path = os.environ.get("GILSTAT_BIN") or str(REPO / "build" / "bin" / "gilstat")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail("gilstat binary not found: %s (build it, or set GILSTAT_BIN)" % path)
+    return path
+
+
+class Result:
+    def __init__(self, argv, returncode, stdout, stderr):
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def stderr_text(self):
+        return self.stderr.decode("utf-8", "replace")
+
+    def report(self):
+        """The JSON report: the last JSON object in stderr starting at a line's start."""
+        return parse_last_json(self.stderr_text, self.describe())
+
+    def program_json(self):
+        """The workload's one JSON line on stdout."""
+        try:
+            return json.loads(self.stdout.decode())
+        except ValueError:
+            raise AssertionError("workload stdout is not one JSON line\n" + self.describe())
+
+    def describe(self):
+        return "argv: %s\nexit: %s\nstdout: %r\nstderr:\n%s" % (
+            " ".join(self.argv), self.returncode, self.stdout[:2000], self.stderr_text[-6000:])
+
+
+def parse_last_json(text, context=""):
+    decoder = json.JSONDecoder()
+    starts = [0] if text.startswith("{") else []
+    pos = text.find("\n{")
+    while pos != -1:
+        starts.append(pos + 1)
+        pos = text.find("\n{", pos + 1)
+    for start in reversed(starts):
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if text[end:].strip() == "" and isinstance(obj, dict):
+            return obj
+    raise AssertionError("no JSON report at the end of the output\n" + context)
+
+
+def run_process(argv, env=None, stdin_bytes=None, timeout=RUN_TIMEOUT_S):
+    """Runs argv in its own process group; on timeout kills the whole group (gilstat and
+    the program it launched) and fails the test."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(stdin_bytes, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError("timed out after %ss: %s\nstderr:\n%s"
+                             % (timeout, " ".join(argv), err.decode("utf-8", "replace")))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return Result(argv, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def gilstat(gilstat_bin):
+    """gilstat(args..., env=None, stdin=None) -> Result; args go after the binary."""
+
+    def run(*args, env=None, stdin=None, timeout=RUN_TIMEOUT_S):
+        full_env = dict(os.environ)
+        full_env.pop("GILSTAT_TEST_PYTHON", None)
+        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        if env:
+            full_env.update(env)
+        return run_process([gilstat_bin] + [str(a) for a in args], env=full_env,
+                           stdin_bytes=stdin, timeout=timeout)
+
+    return run
+
+
+def workload(name):
+    return str(WORKLOADS / name)
+

@@ -1,0 +1,354 @@
+"""`gilstat run` / `gilstat report` end to end: real interpreter, real binary, real numbers.
+
+Each workload's behaviour is known in advance (see workloads/), so the report can be
+checked against the truth the workload prints itself (iterations, thread ids, pid).
+"""
+import json
+import math
+import os
+
+import pytest
+
+from conftest import pyenv_root, workload
+
+SPIN_THREADS = 3
+SPIN_SECONDS = 1.5
+LIFETIME_TOLERANCE_S = 0.001
+SHARE_TOLERANCE = 0.05
+STAT_KEYS = ("p50", "p90", "p99", "max", "total", "count")
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def one_thread(report, name, result):
+    matches = [t for t in report["threads"] if t["name"] == name]
+    assert len(matches) == 1, "expected one thread named %r in the report, got %d: %s\n%s" % (
+        name, len(matches), [t["name"] for t in report["threads"]], result.describe())
+    return matches[0]
+
+
+def the_gil(report, result):
+    # The workloads never create subinterpreters: exactly one GIL.
+    assert len(report["gils"]) == 1, "expected one GIL, got %d\n%s" % (
+        len(report["gils"]), result.describe())
+    return report["gils"][0]
+
+
+def check_stats(stats, where):
+    for key in STAT_KEYS:
+        assert key in stats, "%s: missing %r in %s" % (where, key, stats)
+        assert isinstance(stats[key], (int, float)) and stats[key] >= 0, (where, key, stats)
+    if stats["count"]:
+        assert stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"], (where, stats)
+        assert stats["max"] <= stats["total"], (where, stats)
+
+
+def check_report_shape(report, result, python):
+    ctx = result.describe()
+    assert isinstance(report.get("gilstat_version"), str) and report["gilstat_version"], ctx
+    assert isinstance(report.get("pid"), int), ctx
+    assert isinstance(report.get("duration_s"), (int, float)) and report["duration_s"] > 0, ctx
+    assert report.get("clock") in ("monotonic", "tsc"), ctx
+    py = report["python"]
+    assert py["version"] == python.version, ctx
+    assert py["free_threaded"] is python.free_threaded, ctx
+    assert py["libpython"] == ("shared" if python.shared else "static"), ctx
+    assert report["drops"] == 0, "events were dropped\n" + ctx
+    gil_ids = set()
+    for g in report["gils"]:
+        gil_ids.add(g["id"])
+        assert isinstance(g["interpreters"], list) and g["interpreters"], ctx
+        assert 0.0 <= g["utilization"] <= 1.0, ctx
+        for key in ("acquisitions", "switches", "switch_number_delta",
+                    "forced_switch_requests", "forced_handoffs"):
+            assert isinstance(g[key], int) and g[key] >= 0, (key, ctx)
+        check_stats(g["wait_ns"], "gil %s wait_ns" % g["id"])
+        check_stats(g["hold_ns"], "gil %s hold_ns" % g["id"])
+    for t in report["threads"]:
+        where = "thread %s (%s)" % (t["name"], t["tid"])
+        assert isinstance(t["tid"], int) and t["tid"] > 0, where
+        assert isinstance(t["name"], str) and t["name"], where
+        assert isinstance(t["own"], bool), where
+        assert t["gil"] in gil_ids, "%s: gil %s not in gils\n%s" % (where, t["gil"], ctx)
+        for key in ("lifetime_s", "held_s", "wait_s", "released_s"):
+            assert t[key] >= 0, (where, key, t)
+        check_stats(t["wait_ns"], where + " wait_ns")
+        check_stats(t["hold_ns"], where + " hold_ns")
+
+
+def check_invariants(report, result):
+    """What must hold for every report (DESIGN.md §4, issue 2)."""
+    ctx = result.describe()
+    for g in report["gils"]:
+        assert g["switches"] == g["switch_number_delta"], (
+            "gil %s: %d switches reconstructed, CPython's switch_number moved by %d\n%s"
+            % (g["id"], g["switches"], g["switch_number_delta"], ctx))
+        assert g["switches"] <= g["acquisitions"], ctx
+        # Σ holds ≤ wall time, and utilization is that ratio.
+        hold_s = g["hold_ns"]["total"] / 1e9
+        assert hold_s <= report["duration_s"] + LIFETIME_TOLERANCE_S, ctx
+        # Σ of the threads' holds on this GIL is the GIL's hold time.
+        threads_hold_s = sum(t["hold_ns"]["total"] for t in report["threads"]
+                             if t["gil"] == g["id"]) / 1e9
+        assert math.isclose(threads_hold_s, hold_s, abs_tol=LIFETIME_TOLERANCE_S), (
+            "gil %s: threads' holds %.6f s != GIL hold %.6f s\n%s"
+            % (g["id"], threads_hold_s, hold_s, ctx))
+    for t in report["threads"]:
+        total = t["held_s"] + t["wait_s"] + t["released_s"]
+        assert abs(total - t["lifetime_s"]) <= LIFETIME_TOLERANCE_S, (
+            "thread %s: held %.6f + wait %.6f + released %.6f = %.6f != lifetime %.6f\n%s"
+            % (t["name"], t["held_s"], t["wait_s"], t["released_s"], total,
+               t["lifetime_s"], ctx))
+        assert t["lifetime_s"] <= report["duration_s"] + LIFETIME_TOLERANCE_S, (t, ctx)
+
+
+def run_workload(gilstat, python, script, *args, **kwargs):
+    result = gilstat("run", "--json", "--", python.path, workload(script), *args, **kwargs)
+    assert result.returncode == 0, result.describe()
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# N spinning threads
+
+
+@pytest.fixture(scope="module")
+def spin(gilstat, supported_python):
+    result = run_workload(gilstat, supported_python, "spin.py",
+                          "--threads", SPIN_THREADS, "--seconds", SPIN_SECONDS)
+    return result, result.report(), result.program_json()
+
+
+def test_spin_report_shape(spin, supported_python):
+    result, report, truth = spin
+    check_report_shape(report, result, supported_python)
+    assert report["pid"] == truth["pid"], result.describe()
+    assert report["duration_s"] >= SPIN_SECONDS, result.describe()
+
+
+def test_spin_invariants(spin):
+    result, report, _ = spin
+    check_invariants(report, result)
+
+
+def test_spin_threads_named_with_their_tids(spin):
+    result, report, truth = spin
+    for t in truth["threads"]:
+        got = one_thread(report, t["name"], result)
+        assert got["tid"] == t["native_id"], (t, got, result.describe())
+        assert got["own"] is False, result.describe()
+        assert got["acquisitions"] >= 1, result.describe()
+    one_thread(report, "MainThread", result)
+
+
+def test_spin_gil_busy_and_switching(spin):
+    result, report, _ = spin
+    gil = the_gil(report, result)
+    assert gil["utilization"] >= 0.9, result.describe()
+    # Three threads contending for 1.5 s with a 5 ms switch interval: hundreds of
+    # forced switches. 50 is far below that and far above "not measured".
+    assert gil["switches"] >= 50, result.describe()
+    assert gil["forced_switch_requests"] >= 1, result.describe()
+    assert gil["forced_handoffs"] >= 1, result.describe()
+    assert abs(gil["utilization"] - gil["hold_ns"]["total"] / 1e9 / report["duration_s"]) \
+        <= 0.01, result.describe()
+
+
+def test_spin_held_share_matches_iteration_share(spin):
+    result, report, truth = spin
+    total_iterations = sum(t["iterations"] for t in truth["threads"])
+    held = {t["name"]: one_thread(report, t["name"], result)["held_s"] for t in truth["threads"]}
+    total_held = sum(held.values())
+    assert total_held > 0, result.describe()
+    shares = [(t["name"], t["iterations"] / total_iterations, held[t["name"]] / total_held)
+              for t in truth["threads"]]
+    table = "\n".join("%s: iteration share %.3f, held share %.3f" % s for s in shares)
+    for name, iter_share, held_share in shares:
+        assert abs(iter_share - held_share) <= SHARE_TOLERANCE, (
+            "%s off by more than %.2f\n%s\n%s"
+            % (name, SHARE_TOLERANCE, table, result.describe()))
+
+
+def test_through_pyenv_shim(gilstat, supported_python):
+    """`python3` on PATH is a pyenv bash shim: the probe, preloaded into bash, env and
+    pyenv, must stay inert there and arm in the real interpreter after `exec`."""
+    shim = os.path.join(pyenv_root(), "shims", "python3")
+    if not os.path.exists(shim):
+        pytest.skip("no pyenv shim at %s" % shim)
+    version = supported_python.pyenv_version
+    if version is None:
+        pytest.skip("%s is neither a pyenv version nor the system python"
+                    % supported_python.path)
+    result = gilstat("run", "--json", "--", shim, workload("spin.py"),
+                     "--threads", 2, "--seconds", 0.5, env={"PYENV_VERSION": version})
+    assert result.returncode == 0, result.describe()
+    report, truth = result.report(), result.program_json()
+    # exec keeps the pid: the report is about the process that printed `truth`.
+    assert report["pid"] == truth["pid"], result.describe()
+    assert report["python"]["version"] == supported_python.version, result.describe()
+    check_invariants(report, result)
+    for t in truth["threads"]:
+        assert one_thread(report, t["name"], result)["tid"] == t["native_id"]
+
+
+# ---------------------------------------------------------------------------------------
+# sleeping and alternating threads
+
+
+def test_sleeper_is_mostly_released(gilstat, supported_python):
+    result = run_workload(gilstat, supported_python, "sleeper.py", "--seconds", 1.5)
+    report, truth = result.report(), result.program_json()
+    check_report_shape(report, result, supported_python)
+    check_invariants(report, result)
+    ids = {t["name"]: t["native_id"] for t in truth["threads"]}
+    sleeper = one_thread(report, "sleeper", result)
+    spinner = one_thread(report, "spinner", result)
+    assert sleeper["tid"] == ids["sleeper"] and spinner["tid"] == ids["spinner"]
+    life = sleeper["lifetime_s"]
+    assert life >= 1.0, result.describe()
+    assert sleeper["held_s"] < 0.05 * life, result.describe()
+    assert sleeper["released_s"] >= 0.8 * life, result.describe()
+    assert sleeper["acquisitions"] >= 10, result.describe()  # one per 0.1 s wake-up
+    assert spinner["held_s"] >= 0.8 * spinner["lifetime_s"], result.describe()
+
+
+def test_alternator_released_about_half(gilstat, supported_python):
+    result = run_workload(gilstat, supported_python, "alternate.py", "--seconds", 1.5)
+    report, truth = result.report(), result.program_json()
+    check_report_shape(report, result, supported_python)
+    check_invariants(report, result)
+    alternator = one_thread(report, "alternator", result)
+    one_thread(report, "spinner", result)
+    released_share = alternator["released_s"] / alternator["lifetime_s"]
+    assert 0.3 <= released_share <= 0.7, (
+        "alternator released share %.3f\n%s" % (released_share, result.describe()))
+    # It contends with the spinner in every spin phase, so it also waits.
+    assert alternator["wait_s"] > 0, result.describe()
+    assert alternator["acquisitions"] >= truth["cycles"], result.describe()
+
+
+# ---------------------------------------------------------------------------------------
+# pass-through: exit codes, stdout, stdin
+
+
+def emitted_bytes(n):
+    # Mirror of workloads/exit_code.py's generator.
+    out = bytearray(n)
+    x = 12345
+    for i in range(n):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out[i] = (x >> 16) & 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize("code", [0, 1, 7, 255])
+def test_exit_code_passes_through(gilstat, supported_python, code):
+    result = gilstat("run", "--json", "--", supported_python.path, workload("exit_code.py"),
+                     code)
+    assert result.returncode == code, result.describe()
+    result.report()  # a report is printed whatever the exit code
+
+
+@pytest.mark.parametrize("sig,signum", [("SEGV", 11), ("TERM", 15)])
+def test_killed_by_signal_exits_128_plus_n(gilstat, supported_python, sig, signum):
+    result = gilstat("run", "--json", "--", supported_python.path, workload("exit_code.py"),
+                     0, "--signal", sig)
+    assert result.returncode == 128 + signum, result.describe()
+    result.report()
+
+
+def test_stdout_is_byte_exact(gilstat, supported_python):
+    expected = emitted_bytes(300000)  # more than a pipe buffer, every byte value
+    for mode in (["--json"], []):
+        result = gilstat("run", *mode, "--", supported_python.path, workload("exit_code.py"),
+                         0, "--emit", len(expected))
+        assert result.returncode == 0, result.describe()
+        assert result.stdout == expected, "stdout differs (%d bytes vs %d) with %s\n%s" % (
+            len(result.stdout), len(expected), mode, result.describe())
+
+
+def test_stdin_passes_through(gilstat, supported_python):
+    data = emitted_bytes(100000)
+    result = gilstat("run", "--json", "--", supported_python.path, workload("exit_code.py"),
+                     0, "--echo-stdin", stdin=data)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == data, result.describe()
+
+
+def test_text_report_names_threads(gilstat, supported_python):
+    result = gilstat("run", "--", supported_python.path, workload("spin.py"),
+                     "--threads", 2, "--seconds", 0.3)
+    assert result.returncode == 0, result.describe()
+    result.program_json()  # stdout is only the program's
+    for name in ("spin-0", "spin-1"):
+        assert name in result.stderr_text, result.describe()
+
+
+# ---------------------------------------------------------------------------------------
+# recording: run -o FILE, then report FILE --json
+
+
+def assert_same(a, b, path="report"):
+    if isinstance(a, dict):
+        assert isinstance(b, dict), path
+        for key in a:
+            assert key in b, "%s.%s missing from `gilstat report`" % (path, key)
+            assert_same(a[key], b[key], "%s.%s" % (path, key))
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), "%s: %r != %r" % (path, a, b)
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, "%s[%d]" % (path, i))
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), "%s: %r != %r" % (path, a, b)
+    else:
+        assert a == b, "%s: %r != %r" % (path, a, b)
+
+
+def test_recording_reports_the_same_numbers(gilstat, supported_python, tmp_path):
+    recording = tmp_path / "spin.gilstat"
+    run = gilstat("run", "--json", "-o", recording, "--", supported_python.path,
+                  workload("spin.py"), "--threads", 2, "--seconds", 0.5)
+    assert run.returncode == 0, run.describe()
+    assert recording.is_file() and recording.stat().st_size > 0, run.describe()
+    live = run.report()
+
+    report = gilstat("report", recording, "--json")
+    assert report.returncode == 0, report.describe()
+    saved = json.loads(report.stdout.decode())
+    assert_same(live, saved)
+
+
+# ---------------------------------------------------------------------------------------
+# unsupported interpreter
+
+
+@pytest.fixture(scope="session")
+def unsupported_python(python):
+    if python.supported:
+        pytest.skip("Python %s is supported (this test needs an unsupported one, e.g. 3.7)"
+                    % python.version)
+    return python
+
+
+def test_unsupported_version_is_refused_clearly(gilstat, unsupported_python):
+    expected = emitted_bytes(1000)
+    result = gilstat("run", "--json", "--", unsupported_python.path, workload("exit_code.py"),
+                     0, "--emit", len(expected))
+    # The program still runs normally, and its output is untouched.
+    assert result.stdout == expected, result.describe()
+    errors = [line for line in result.stderr_text.splitlines()
+              if line.startswith("gilstat: error:")]
+    assert len(errors) == 1, "expected one `gilstat: error:` line\n" + result.describe()
+    major_minor = "%d.%d" % unsupported_python.minor
+    assert major_minor in errors[0], "error does not name %s\n%s" % (
+        major_minor, result.describe())
+    assert result.returncode == 3, result.describe()
+
+
+def test_unsupported_version_keeps_program_failure(gilstat, unsupported_python):
+    # The program's own failure is the more important exit code.
+    result = gilstat("run", "--json", "--", unsupported_python.path, workload("exit_code.py"),
+                     5)
+    assert result.returncode == 5, result.describe()

@@ -1,0 +1,52 @@
+"""One thread named `sleeper` that spends nearly all its life in time.sleep, plus one
+pure-Python thread named `spinner` that keeps the GIL busy.
+
+The sleeper wakes every --interval seconds (default 0.1): each wake is one short wait
+for the GIL (at most one switch interval, 5 ms) and a hold of microseconds.
+Prints one JSON line to stdout: {"pid", "threads": [{"name", "native_id"}...]}.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--interval", type=float, default=0.1)
+    args = parser.parse_args()
+
+    deadline = time.monotonic() + args.seconds
+    ids = {}
+
+    def sleeper():
+        ids["sleeper"] = threading.get_native_id()
+        while time.monotonic() < deadline:
+            time.sleep(args.interval)
+
+    def spinner():
+        ids["spinner"] = threading.get_native_id()
+        monotonic = time.monotonic
+        n = 0
+        while True:
+            n += 1
+            if n % 2048 == 0 and monotonic() >= deadline:
+                break
+
+    threads = [
+        threading.Thread(target=sleeper, name="sleeper"),
+        threading.Thread(target=spinner, name="spinner"),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = {"pid": os.getpid(), "threads": [{"name": k, "native_id": v} for k, v in ids.items()]}
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
