@@ -31,6 +31,7 @@ inline constexpr uint32_t kProtocolVersion = 1;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
+inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
 inline constexpr uint32_t kDefaultNameSlots = 512;
 inline constexpr size_t kNameLen = 48;
@@ -99,6 +100,7 @@ enum class RingState : uint32_t {
   Free = 0,
   Active = 1,  // owned by a live thread
   Closed = 2,  // its thread exited; the CLI drains it and sets it Free
+  Claiming = 3,  // a thread is filling in tid/flags; not yet readable
 };
 
 struct GilSlot {

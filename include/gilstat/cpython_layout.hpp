@@ -1,0 +1,85 @@
+// Where the GIL lives in each CPython minor version (x86_64, glibc).
+//
+// Numbers measured on real interpreters: see
+// shared/research/cpython-gil-internals.md §1, §4, §5.  Shared by the probe
+// (which reads its own process's memory) and the CLI (which later reads a
+// remote process's memory for attach pre-flight).  Header-only, no syscalls.
+#pragma once
+
+#include <cstdint>
+
+namespace gilstat::cpython {
+
+inline constexpr int kMinMinor = 8;
+inline constexpr int kMaxMinor = 15;
+
+// struct _gil_runtime_state, identical 3.8 → 3.15 in default builds; a
+// free-threaded build inserts `int enabled` first and shifts everything by 8.
+struct GilFields {
+  uint32_t enabled;  // only meaningful when free_threaded
+  uint32_t last_holder;
+  uint32_t locked;
+  uint32_t switch_number;
+  uint32_t cond;
+  uint32_t mutex;
+  uint32_t switch_cond;
+  uint32_t size;
+};
+inline constexpr GilFields kGilDefault{0, 8, 16, 24, 32, 80, 120, 208};
+inline constexpr GilFields kGilFreeThreaded{0, 16, 24, 32, 40, 88, 128, 216};
+
+inline constexpr const GilFields& gil_fields(bool free_threaded) {
+  return free_threaded ? kGilFreeThreaded : kGilDefault;
+}
+
+// 3.8–3.11: one GIL embedded in _PyRuntime at a fixed offset (stable across
+// patch releases: 3.11.2 and 3.11.7 agree).  0 = not embedded.
+inline constexpr uint32_t runtime_gil_offset(int minor) {
+  switch (minor) {
+    case 8: return 1152;
+    case 9: return 352;
+    case 10: return 352;
+    case 11: return 360;
+    default: return 0;
+  }
+}
+
+// 3.12+: per-interpreter GIL.  Never a fixed offset from _PyRuntime (it moves
+// between patch releases); chase _PyRuntime.interpreters.main -> ceval.gil.
+struct InterpOffsets {
+  uint32_t interpreters_main;  // in _PyRuntime
+  uint32_t ceval_gil;          // in PyInterpreterState: pointer to the GIL in use
+  uint32_t own_gil_storage;    // in PyInterpreterState: the embedded _gil
+};
+
+// 3.12 has no _Py_DebugOffsets; numbers from DWARF of 3.12.1.
+inline constexpr InterpOffsets kInterp312{48, 384, 1040};
+
+// _Py_DebugOffsets (3.13+), at _PyRuntime + 0.  The struct's own layout
+// differs per minor, so these are positions *inside* it, by minor.
+struct DebugOffsetsLayout {
+  uint32_t interpreters_head;  // runtime_state.interpreters_head
+  uint32_t interp_ceval_gil;   // interpreter_state.ceval_gil
+  uint32_t interp_gil_state;   // interpreter_state.gil_runtime_state
+};
+inline constexpr char kDebugCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
+inline constexpr uint32_t kDebugVersionAt = 8;
+inline constexpr uint32_t kDebugFreeThreadedAt = 16;
+
+inline constexpr bool debug_offsets_layout(int minor, DebugOffsetsLayout* out) {
+  switch (minor) {
+    case 13: *out = {40, 112, 120}; return true;
+    case 14:
+    case 15: *out = {40, 120, 128}; return true;
+    default: return false;
+  }
+}
+
+// interpreters.main sits right after interpreters.head in every version.
+inline constexpr uint32_t kMainAfterHead = 8;
+
+inline constexpr bool minor_supported(int major, int minor) {
+  return major == 3 && minor >= kMinMinor && minor <= kMaxMinor;
+}
+
+}  // namespace gilstat::cpython

@@ -1,0 +1,331 @@
+// The hook path.  Runs inside the target on every pthread call the
+// interpreter makes through its GOT, so it obeys the probe's rules: no
+// allocation, no locks, no stdio, no Python API, no dlsym; syscalls only once
+// per thread (gettid when a thread claims its ring).  A call that is not about
+// a known GIL costs one or two pointer compares.
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "got_patch.hpp"
+#include "gilstat/ring.hpp"
+#include "probe_state.hpp"
+
+namespace gilstat::probe {
+
+ProbeGlobals g;
+
+namespace {
+
+// Per-thread state: a ring pointer and two bit masks (one bit per GIL index).
+struct ThreadState {
+  proto::RingControl* ring;
+  uint16_t held;     // this thread holds GIL i
+  uint16_t waiting;  // this thread entered take_gil for GIL i and has not acquired
+  uint8_t in_hook;   // nesting guard
+  uint8_t own;       // the probe's own thread
+};
+static_assert(proto::kMaxGils <= 16);
+__thread ThreadState t_state __attribute__((tls_model("initial-exec")));
+
+// The hooks must have exactly the signatures (incl. noexcept) of what they
+// replace; each is checked next to its definition.
+using MutexFn = int (*)(pthread_mutex_t*) noexcept;
+using SignalFn = int (*)(pthread_cond_t*) noexcept;
+using WaitFn = int (*)(pthread_cond_t*, pthread_mutex_t*);
+using TimedWaitFn = int (*)(pthread_cond_t*, pthread_mutex_t*, const struct timespec*);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // glibc's nonnull attributes
+static_assert(std::is_same_v<MutexFn, decltype(&pthread_mutex_lock)>);
+static_assert(std::is_same_v<MutexFn, decltype(&pthread_mutex_unlock)>);
+static_assert(std::is_same_v<SignalFn, decltype(&pthread_cond_signal)>);
+static_assert(std::is_same_v<WaitFn, decltype(&pthread_cond_wait)>);
+static_assert(std::is_same_v<TimedWaitFn, decltype(&pthread_cond_timedwait)>);
+#pragma GCC diagnostic pop
+
+// The real functions, never the saved GOT values: those may be the
+// lazy-binding stub, and calling it would re-resolve the slot and silently
+// remove the hook (research §3).
+MutexFn real_mutex_lock;
+MutexFn real_mutex_unlock;
+SignalFn real_cond_signal;
+WaitFn real_cond_wait;
+TimedWaitFn real_cond_timedwait;
+
+inline uint64_t now_raw() {
+  if (g.clock_tsc) return __rdtsc();
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO, no syscall
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+inline bool recording() { return g.recording.load(std::memory_order_acquire) != 0; }
+
+// Index of the GIL whose field at `offset_in_addrs` equals p, or -1.
+template <uintptr_t GilAddrs::*Field>
+inline int gil_index(const void* p) {
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  const uint32_t n = g.gil_count.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < n; ++i)
+    if (g.gils[i].*Field == addr) return static_cast<int>(i);
+  return -1;
+}
+
+proto::RingControl* ring_at(uint32_t i) {
+  return reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
+}
+
+// First event of a thread: claim a free ring.  This is the only place on the
+// hook path that makes syscalls (gettid), once per thread.
+proto::RingControl* claim_ring() {
+  for (uint32_t i = 0; i < g.ring_count; ++i) {
+    proto::RingControl* r = ring_at(i);
+    uint32_t expected = static_cast<uint32_t>(proto::RingState::Free);
+    if (!r->state.compare_exchange_strong(expected,
+                                          static_cast<uint32_t>(proto::RingState::Claiming),
+                                          std::memory_order_acq_rel))
+      continue;
+    r->tid = static_cast<uint32_t>(syscall(SYS_gettid));
+    r->flags = t_state.own ? uint32_t{proto::kRingOwnThread} : 0u;
+    r->generation += 1;
+    r->pthread_id = static_cast<uint64_t>(pthread_self());
+    r->state.store(static_cast<uint32_t>(proto::RingState::Active), std::memory_order_release);
+    // Lets the thread-exit destructor close the ring; no allocation for
+    // keys created early (glibc keeps the first 32 in the thread struct).
+    pthread_setspecific(g.exit_key, r);
+    return r;
+  }
+  return nullptr;
+}
+
+inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
+  proto::RingControl* r = t_state.ring;
+  if (!r) {
+    r = claim_ring();
+    if (!r) {
+      g.header->drops_no_ring.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    t_state.ring = r;
+  }
+  proto::Event ev{ts, value, seq, static_cast<uint8_t>(kind), static_cast<uint8_t>(gil), 0};
+  proto::ring_push(r, g.ring_capacity, ev);
+}
+
+// Serial number for events issued under gil->mutex.  The caller holds that
+// mutex, so a relaxed load + store cannot race with another writer.
+inline uint32_t next_seq(int gil) {
+  auto& slot = g.header->gils[gil].seq;
+  const uint32_t s = slot.load(std::memory_order_relaxed) + 1;
+  slot.store(s, std::memory_order_relaxed);
+  return s;
+}
+
+inline uint64_t read_u64(uintptr_t addr) {
+  return __atomic_load_n(reinterpret_cast<const uint64_t*>(addr), __ATOMIC_RELAXED);
+}
+inline int32_t read_i32(uintptr_t addr) {
+  return __atomic_load_n(reinterpret_cast<const int32_t*>(addr), __ATOMIC_RELAXED);
+}
+
+struct HookGuard {
+  bool entered;
+  HookGuard() : entered(!t_state.in_hook) { t_state.in_hook = 1; }
+  ~HookGuard() {
+    if (entered) t_state.in_hook = 0;
+  }
+};
+
+int hook_mutex_lock(pthread_mutex_t* m) noexcept {
+  if (g.want_arm.load(std::memory_order_relaxed)) try_arm();
+  if (recording()) {
+    HookGuard guard;
+    const int i = guard.entered ? gil_index<&GilAddrs::mutex>(m) : -1;
+    if (i >= 0 && !(t_state.held & (1u << i))) {
+      t_state.waiting |= (1u << i);
+      emit(proto::EventKind::WaitBegin, i, 0, 0, now_raw());
+    }
+  }
+  return real_mutex_lock(m);
+}
+
+int hook_mutex_unlock(pthread_mutex_t* m) noexcept {
+  if (recording() && t_state.waiting) {
+    HookGuard guard;
+    const int i = guard.entered ? gil_index<&GilAddrs::mutex>(m) : -1;
+    if (i >= 0 && (t_state.waiting & (1u << i))) {
+      t_state.waiting &= ~(1u << i);
+      emit(proto::EventKind::WaitAbort, i, 0, 0, now_raw());
+    }
+  }
+  return real_mutex_unlock(m);
+}
+
+int hook_cond_signal(pthread_cond_t* c) noexcept {
+  if (recording()) {
+    HookGuard guard;
+    if (guard.entered) {
+      const uint64_t ts = now_raw();
+      int i = gil_index<&GilAddrs::switch_cond>(c);
+      if (i >= 0) {
+        // take_gil: locked = 1 and last_holder updated just before this call,
+        // under switch_mutex (and gil->mutex).
+        const uintptr_t base = g.gils[i].base;
+        g.header->gils[i].last_switch_number.store(read_u64(base + g.fields.switch_number),
+                                                   std::memory_order_relaxed);
+        t_state.held |= (1u << i);
+        t_state.waiting &= ~(1u << i);
+        emit(proto::EventKind::Acquire, i, read_u64(base + g.fields.last_holder), next_seq(i), ts);
+      } else if ((i = gil_index<&GilAddrs::cond>(c)) >= 0 && (t_state.held & (1u << i))) {
+        // drop_gil: locked = 0 just before this call, under gil->mutex.  A
+        // signal from a non-holder (free-threaded "GIL got disabled" path)
+        // is not a release.
+        t_state.held &= ~(1u << i);
+        emit(proto::EventKind::Release, i, read_u64(g.gils[i].base + g.fields.last_holder),
+             next_seq(i), ts);
+      }
+    }
+  }
+  return real_cond_signal(c);
+}
+
+int hook_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct timespec* abstime) {
+  int i = -1;
+  uint64_t switch_before = 0;
+  if (recording() && !t_state.in_hook && (i = gil_index<&GilAddrs::cond>(c)) >= 0)
+    switch_before = read_u64(g.gils[i].base + g.fields.switch_number);
+  const int rc = real_cond_timedwait(c, m, abstime);
+  if (i >= 0 && rc == ETIMEDOUT && recording()) {
+    // Back under gil->mutex.  take_gil sets the drop request exactly when the
+    // GIL is still locked and nobody switched meanwhile (research §2.2).
+    const uintptr_t base = g.gils[i].base;
+    if (read_i32(base + g.fields.locked) == 1 &&
+        read_u64(base + g.fields.switch_number) == switch_before) {
+      HookGuard guard;
+      emit(proto::EventKind::DropRequest, i, read_u64(base + g.fields.last_holder), next_seq(i),
+           now_raw());
+    }
+  }
+  return rc;
+}
+
+int hook_cond_wait(pthread_cond_t* c, pthread_mutex_t* m) {
+  if (recording() && !t_state.in_hook) {
+    const int i = gil_index<&GilAddrs::switch_cond>(c);
+    if (i >= 0) {
+      HookGuard guard;
+      emit(proto::EventKind::ForcedHandoff, i, 0, 0, now_raw());
+    }
+  }
+  return real_cond_wait(c, m);
+}
+
+static_assert(std::is_same_v<MutexFn, decltype(&hook_mutex_lock)>);
+static_assert(std::is_same_v<MutexFn, decltype(&hook_mutex_unlock)>);
+static_assert(std::is_same_v<SignalFn, decltype(&hook_cond_signal)>);
+static_assert(std::is_same_v<WaitFn, decltype(&hook_cond_wait)>);
+static_assert(std::is_same_v<TimedWaitFn, decltype(&hook_cond_timedwait)>);
+
+const HookSpec kHooks[] = {
+    {"pthread_mutex_lock", reinterpret_cast<void*>(&hook_mutex_lock)},
+    {"pthread_mutex_unlock", reinterpret_cast<void*>(&hook_mutex_unlock)},
+    {"pthread_cond_signal", reinterpret_cast<void*>(&hook_cond_signal)},
+    {"pthread_cond_wait", reinterpret_cast<void*>(&hook_cond_wait)},
+    {"pthread_cond_timedwait", reinterpret_cast<void*>(&hook_cond_timedwait)},
+};
+
+template <typename Fn>
+bool resolve(Fn* out, const char* name, const char* version) {
+  // RTLD_DEFAULT finds libc's (or, before glibc 2.34, libpthread's) export:
+  // the probe exports no pthread names of its own.
+  void* p = dlvsym(RTLD_DEFAULT, name, version);
+  if (!p) p = dlsym(RTLD_DEFAULT, name);
+  *out = reinterpret_cast<Fn>(p);
+  return p != nullptr;
+}
+
+void publish_gil(uint32_t index, uintptr_t base, int64_t interp_id) {
+  GilAddrs& a = g.gils[index];
+  a.base = base;
+  a.mutex = base + g.fields.mutex;
+  a.cond = base + g.fields.cond;
+  a.switch_cond = base + g.fields.switch_cond;
+  proto::GilSlot& s = g.header->gils[index];
+  s.address = base;
+  s.initial_switch_number = read_u64(base + g.fields.switch_number);
+  s.initial_holder = read_u64(base + g.fields.last_holder);
+  s.last_switch_number.store(s.initial_switch_number, std::memory_order_relaxed);
+  s.seq.store(0, std::memory_order_relaxed);
+  for (auto& id : s.interp_ids) id = -1;
+  s.interp_ids[0] = interp_id;
+  s.arm_ts = now_raw();
+  s.valid.store(1, std::memory_order_release);
+  g.header->gil_count.store(index + 1, std::memory_order_release);
+  g.gil_count.store(index + 1, std::memory_order_release);
+}
+
+}  // namespace
+
+void hooks_table(const HookSpec** specs, size_t* n) {
+  *specs = kHooks;
+  *n = sizeof(kHooks) / sizeof(kHooks[0]);
+}
+
+bool resolve_real_functions() {
+  bool ok = resolve(&real_mutex_lock, "pthread_mutex_lock", "GLIBC_2.2.5");
+  ok &= resolve(&real_mutex_unlock, "pthread_mutex_unlock", "GLIBC_2.2.5");
+  // GLIBC_2.3.2 is the current condvar ABI; the 2.2.5 versions are the old
+  // compatibility ones and must not be mixed with it.
+  ok &= resolve(&real_cond_signal, "pthread_cond_signal", "GLIBC_2.3.2");
+  ok &= resolve(&real_cond_wait, "pthread_cond_wait", "GLIBC_2.3.2");
+  ok &= resolve(&real_cond_timedwait, "pthread_cond_timedwait", "GLIBC_2.3.2");
+  return ok;
+}
+
+void mark_current_thread_own() { t_state.own = 1; }
+
+void on_thread_exit(void* ring) {
+  auto* r = static_cast<proto::RingControl*>(ring);
+  if (t_state.ring == r) t_state.ring = nullptr;
+  if (r) r->state.store(static_cast<uint32_t>(proto::RingState::Closed), std::memory_order_release);
+}
+
+bool try_arm() {
+  if (g.gil_count.load(std::memory_order_acquire) != 0) {
+    g.want_arm.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  const GilLocator& loc = g.locator;
+  uintptr_t gil = loc.fixed_gil;
+  if (!gil) {
+    const uintptr_t main = static_cast<uintptr_t>(read_u64(loc.interpreters_main));
+    if (!main) return false;
+    gil = static_cast<uintptr_t>(read_u64(main + loc.ceval_gil));
+    if (!gil) return false;  // not created yet: take_gil has not run
+    if (gil != main + loc.own_gil_storage) {
+      // The main interpreter always uses its embedded _gil; anything else
+      // means the layout table is wrong for this build.
+      g.want_arm.store(0, std::memory_order_relaxed);
+      g.header->status.store(static_cast<uint32_t>(proto::Status::NoGilFound),
+                             std::memory_order_release);
+      return false;
+    }
+  }
+  // Arming can race between threads only before the GIL exists, i.e. while
+  // the interpreter is single-threaded; the CAS makes it a one-shot anyway.
+  int expected = 1;
+  if (!g.want_arm.compare_exchange_strong(expected, 0)) return false;
+  publish_gil(0, gil, 0);
+  g.header->status.store(static_cast<uint32_t>(proto::Status::Armed), std::memory_order_release);
+  g.recording.store(1, std::memory_order_release);
+  return true;
+}
+
+}  // namespace gilstat::probe

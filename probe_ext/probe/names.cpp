@@ -1,0 +1,214 @@
+// The probe's own thread.  It reads Python thread names off the hook path:
+// on 3.8–3.13 the OS thread name is just "python3", so Python's `threading`
+// module is the only source.  It takes the GIL for that (PyGILState_Ensure),
+// briefly and rarely; those acquisitions are tagged as the probe's own and
+// still counted, so the switch_number cross-check stays exact.
+//
+// It never imports anything: a program that has not imported `threading`
+// has no names to read, and importing it from a foreign thread would change
+// which thread `threading` believes is the main one.
+#include <dlfcn.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "probe_state.hpp"
+
+namespace gilstat::probe {
+namespace {
+
+struct PyObject;
+using Obj = PyObject*;
+
+// The few C API functions used, found with dlsym: the probe links no CPython
+// symbol (it is preloaded into bash shims too, where such a link is fatal).
+struct PyApi {
+  int (*is_initialized)();
+  int (*is_finalizing)();
+  int (*gil_ensure)();
+  void (*gil_release)(int);
+  Obj (*get_module_dict)();
+  Obj (*dict_get_item_string)(Obj, const char*);
+  Obj (*get_attr_string)(Obj, const char*);
+  Obj (*dict_items)(Obj);
+  long (*list_size)(Obj);
+  Obj (*list_get_item)(Obj, long);
+  Obj (*tuple_get_item)(Obj, long);
+  long (*long_as_long)(Obj);
+  const char* (*unicode_as_utf8)(Obj);
+  void (*err_clear)();
+  void (*dec_ref)(Obj);
+};
+
+template <typename Fn>
+bool load(Fn* out, const char* name) {
+  *out = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+  return *out != nullptr;
+}
+
+bool load_api(PyApi* api) {
+  bool ok = load(&api->is_initialized, "Py_IsInitialized");
+  // 3.13 made it public; older versions only have the underscore name.
+  if (!load(&api->is_finalizing, "Py_IsFinalizing")) ok &= load(&api->is_finalizing, "_Py_IsFinalizing");
+  ok &= load(&api->gil_ensure, "PyGILState_Ensure");
+  ok &= load(&api->gil_release, "PyGILState_Release");
+  ok &= load(&api->get_module_dict, "PyImport_GetModuleDict");
+  ok &= load(&api->dict_get_item_string, "PyDict_GetItemString");
+  ok &= load(&api->get_attr_string, "PyObject_GetAttrString");
+  ok &= load(&api->dict_items, "PyDict_Items");
+  ok &= load(&api->list_size, "PyList_Size");
+  ok &= load(&api->list_get_item, "PyList_GetItem");
+  ok &= load(&api->tuple_get_item, "PyTuple_GetItem");
+  ok &= load(&api->long_as_long, "PyLong_AsLong");
+  ok &= load(&api->unicode_as_utf8, "PyUnicode_AsUTF8");
+  ok &= load(&api->err_clear, "PyErr_Clear");
+  ok &= load(&api->dec_ref, "Py_DecRef");
+  return ok;
+}
+
+struct Named {
+  uint32_t tid;
+  char name[proto::kNameLen];
+};
+constexpr int kMaxNamed = 256;
+
+// Under the GIL: snapshot threading._active into `out`.  Reads the private
+// instance attributes _name/_native_id (present 3.8–3.15) because the public
+// properties would run Python code, which may switch threads mid-walk.
+int read_names(const PyApi& py, Named* out) {
+  int n = 0;
+  Obj threading = py.dict_get_item_string(py.get_module_dict(), "threading");  // borrowed
+  if (!threading) return 0;
+  Obj active = py.get_attr_string(threading, "_active");
+  if (!active) {
+    py.err_clear();
+    return 0;
+  }
+  Obj items = py.dict_items(active);  // a copy: safe against concurrent changes
+  py.dec_ref(active);
+  if (!items) {
+    py.err_clear();
+    return 0;
+  }
+  const long count = py.list_size(items);
+  for (long i = 0; i < count && n < kMaxNamed; ++i) {
+    Obj thread = py.tuple_get_item(py.list_get_item(items, i), 1);
+    if (!thread) break;
+    Obj native_id = py.get_attr_string(thread, "_native_id");
+    Obj name = py.get_attr_string(thread, "_name");
+    if (native_id && name) {
+      const long tid = py.long_as_long(native_id);
+      const char* text = py.unicode_as_utf8(name);
+      if (tid > 0 && text) {
+        out[n].tid = static_cast<uint32_t>(tid);
+        std::strncpy(out[n].name, text, proto::kNameLen - 1);
+        out[n].name[proto::kNameLen - 1] = '\0';
+        ++n;
+      }
+    }
+    if (native_id) py.dec_ref(native_id);
+    if (name) py.dec_ref(name);
+    py.err_clear();
+  }
+  py.dec_ref(items);
+  return n;
+}
+
+proto::NameSlot* name_slots() {
+  return reinterpret_cast<proto::NameSlot*>(reinterpret_cast<char*>(g.header) +
+                                            g.header->names_offset);
+}
+
+// Seqlock writer: odd while the slot is being written.
+void publish_name(const Named& named) {
+  proto::NameSlot* slots = name_slots();
+  const uint32_t count = g.header->name_slots;
+  proto::NameSlot* target = nullptr;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (slots[i].tid == named.tid) {
+      if (std::strncmp(slots[i].name, named.name, proto::kNameLen) == 0) return;
+      target = &slots[i];
+      break;
+    }
+    if (!target && slots[i].tid == 0) target = &slots[i];
+  }
+  if (!target) return;
+  const uint32_t s = target->seq.load(std::memory_order_relaxed);
+  target->seq.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  target->tid = named.tid;
+  std::memcpy(target->name, named.name, proto::kNameLen);
+  target->seq.store(s + 2, std::memory_order_release);
+}
+
+// Per ring (probe-private): how many name reads have failed to name the
+// thread that owns it.  Native threads never get a Python name, so a ring
+// stops asking for reads after a few tries.
+struct NameTries {
+  uint32_t generation;
+  uint8_t tries;
+};
+
+bool has_name(uint32_t tid) {
+  const proto::NameSlot* slots = name_slots();
+  for (uint32_t k = 0; k < g.header->name_slots; ++k)
+    if (slots[k].tid == tid) return true;
+  return false;
+}
+
+// Counts the application threads that still want a name read; with
+// `after_read`, also charges them one failed try.
+uint32_t threads_wanting_names(NameTries* tries, bool after_read) {
+  uint32_t wanting = 0;
+  for (uint32_t i = 0; i < g.ring_count; ++i) {
+    auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
+    if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active))
+      continue;
+    if (r->flags & proto::kRingOwnThread) continue;
+    if (tries[i].generation != r->generation) tries[i] = {r->generation, 0};
+    if (tries[i].tries >= 3 || has_name(r->tid)) continue;
+    if (after_read) tries[i].tries += 1;
+    ++wanting;
+  }
+  return wanting;
+}
+
+void* probe_thread_main(void*) {
+  mark_current_thread_own();
+  PyApi py{};
+  const bool api = load_api(&py);
+  Named named[kMaxNamed];
+  constexpr int kTickMs = 20;
+  int ticks_since_read = 0;
+  static NameTries tries[proto::kMaxRings];  // ring_count <= kMaxRings (map_region)
+  while (g.header && g.recording.load() + g.want_arm.load() > 0) {
+    struct timespec ts{0, kTickMs * 1000000L};
+    nanosleep(&ts, nullptr);
+    ++ticks_since_read;
+    if (!api || !py.is_initialized() || py.is_finalizing()) continue;
+    // Read right after a new unnamed thread shows up, else every 2 s (renames).
+    if (threads_wanting_names(tries, false) == 0 && ticks_since_read < 100) continue;
+    ticks_since_read = 0;
+    const int state = py.gil_ensure();
+    const int n = read_names(py, named);
+    py.gil_release(state);
+    for (int i = 0; i < n; ++i) publish_name(named[i]);
+    threads_wanting_names(tries, true);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void start_probe_thread() {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t thread;
+  pthread_create(&thread, &attr, probe_thread_main, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+}  // namespace gilstat::probe

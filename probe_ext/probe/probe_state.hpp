@@ -1,0 +1,69 @@
+// State shared by the probe's translation units.  Everything the hook path
+// touches is here: plain globals written once before the hooks can see them
+// (or published with release stores), never locks.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "gilstat/cpython_layout.hpp"
+#include "gilstat/protocol.hpp"
+
+namespace gilstat::probe {
+
+// Addresses of one GIL's synchronisation objects inside this process.
+struct GilAddrs {
+  uintptr_t base;
+  uintptr_t mutex;
+  uintptr_t cond;
+  uintptr_t switch_cond;
+};
+
+// How to find the GIL once the interpreter has created it (lazy arming).
+struct GilLocator {
+  int minor = 0;
+  bool free_threaded = false;
+  uintptr_t runtime = 0;           // &_PyRuntime
+  uintptr_t fixed_gil = 0;         // 3.8–3.11: &_PyRuntime.ceval.gil
+  uintptr_t interpreters_main = 0; // 3.12+: &_PyRuntime.interpreters.main
+  uint32_t ceval_gil = 0;          // 3.12+: offset of interp->ceval.gil
+  uint32_t own_gil_storage = 0;    // 3.12+: offset of interp->_gil
+};
+
+struct ProbeGlobals {
+  proto::Header* header = nullptr;  // the shared region, or nullptr when inert
+  uint32_t ring_count = 0;
+  uint32_t ring_capacity = 0;
+  uint64_t ring_stride = 0;
+  char* rings = nullptr;
+  bool clock_tsc = false;
+  cpython::GilFields fields = cpython::kGilDefault;
+  GilLocator locator;
+
+  GilAddrs gils[proto::kMaxGils] = {};
+  std::atomic<uint32_t> gil_count{0};
+  // 1 while hooks should record; 0 passes every call straight through.
+  std::atomic<int> recording{0};
+  // 1 while arming is still possible on the hook path (hooks installed, GIL
+  // not found yet).
+  std::atomic<int> want_arm{0};
+  pthread_key_t exit_key{};
+};
+
+extern ProbeGlobals g;
+
+// hooks.cpp
+void hooks_table(const struct HookSpec** specs, size_t* n);
+bool resolve_real_functions();
+void mark_current_thread_own();
+// Arms the GIL filter if the interpreter has created its GIL.  Safe on the
+// hook path: plain loads of the interpreter's memory, no calls.
+bool try_arm();
+void on_thread_exit(void* ring);
+
+// names.cpp
+void start_probe_thread();
+
+}  // namespace gilstat::probe

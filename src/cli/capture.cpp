@@ -1,0 +1,106 @@
+#include "cli/capture.hpp"
+
+#include <cstring>
+
+#include "gilstat/version.hpp"
+
+namespace gilstat::cli {
+
+Capture::Capture(proto::ShmRegion& region, proto::RecordingWriter* writer)
+    : region_(region), writer_(writer) {}
+
+uint64_t Capture::poll() {
+  const uint64_t n = region_.drain(
+      [&](uint32_t tid, uint32_t flags, const proto::Event& ev) {
+        aggregator_.add_event(tid, flags, ev);
+        if (writer_) writer_->event(tid, flags, ev);
+      },
+      [&](uint32_t tid, uint64_t dropped) {
+        aggregator_.add_thread_drops(tid, dropped);
+        if (writer_) writer_->drops(tid, dropped);
+      });
+  events_ += n;
+  // The name table changes rarely; scanning it every tenth poll is plenty.
+  if (++polls_ % 10 == 0) sync_names();
+  return n;
+}
+
+void Capture::sync_names() {
+  for (auto& [tid, name] : region_.names()) {
+    auto it = names_.find(tid);
+    if (it != names_.end() && it->second == name) continue;
+    names_[tid] = name;
+    aggregator_.set_thread_name(tid, name);
+    if (writer_) writer_->name(tid, name);
+  }
+}
+
+report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
+                               const std::string& command) {
+  poll();
+  sync_names();
+  const proto::Header& h = region_.header();
+  proto::RecMeta meta;
+  meta.pid = h.claim_pid.load();
+  meta.clock = h.clock_kind;
+  meta.py_version_hex = h.py_version_hex;
+  meta.free_threaded = h.free_threaded;
+  meta.libpython_shared = h.libpython_shared;
+  meta.gilstat_version = kVersion;
+  meta.py_version = std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version)));
+  meta.command = command;
+  // The main thread needs no `threading` import to be the main thread.
+  if (!names_.count(static_cast<uint32_t>(meta.pid)) && meta.pid > 0) {
+    aggregator_.set_thread_name(static_cast<uint32_t>(meta.pid), "MainThread");
+    if (writer_) writer_->name(static_cast<uint32_t>(meta.pid), "MainThread");
+  }
+
+  std::vector<proto::RecGil> gils;
+  const uint32_t count = std::min<uint32_t>(h.gil_count.load(), proto::kMaxGils);
+  meta.window_start = window_end;
+  for (uint32_t i = 0; i < count; ++i) {
+    const proto::GilSlot& s = h.gils[i];
+    if (!s.valid.load()) continue;
+    proto::RecGil g;
+    g.index = i;
+    g.address = s.address;
+    g.initial_switch_number = s.initial_switch_number;
+    g.final_switch_number = s.last_switch_number.load();
+    g.initial_holder = s.initial_holder;
+    for (int64_t id : s.interp_ids)
+      if (id >= 0) g.interp_ids.push_back(id);
+    meta.window_start = std::min(meta.window_start, s.arm_ts);
+    gils.push_back(g);
+  }
+  proto::RecEnd end{window_end, ns_per_tick, h.drops_no_ring.load()};
+  if (writer_) {
+    writer_->meta(meta);
+    for (const auto& g : gils) writer_->gil(g);
+    writer_->end(end);
+  }
+  return build_report(aggregator_, meta, gils, end);
+}
+
+report::Report build_report(report::Aggregator& aggregator, const proto::RecMeta& meta,
+                            const std::vector<proto::RecGil>& gils, const proto::RecEnd& end) {
+  report::RecordingInfo info;
+  info.pid = meta.pid;
+  info.gilstat_version = meta.gilstat_version;
+  info.command = meta.command;
+  info.clock = meta.clock;
+  info.ns_per_tick = end.ns_per_tick;
+  info.python_version = meta.py_version;
+  info.py_version_hex = meta.py_version_hex;
+  info.free_threaded = meta.free_threaded;
+  info.libpython_shared = meta.libpython_shared;
+  info.window_start = meta.window_start;
+  info.window_end = end.window_end;
+  info.drops_no_ring = end.drops_no_ring;
+  std::vector<report::GilInfo> infos;
+  for (const auto& g : gils)
+    infos.push_back({g.index, g.address, g.initial_switch_number, g.final_switch_number,
+                     g.initial_holder, g.interp_ids});
+  return aggregator.finish(info, infos);
+}
+
+}  // namespace gilstat::cli

@@ -1,0 +1,43 @@
+// The pipeline shared by the commands that consume a live probe (run, later
+// record and top): drain the region into the aggregator and, optionally, a
+// recording; at the end turn the region's header into the same metadata
+// records a saved recording holds, so live and saved reports are computed
+// by one path.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/recording.hpp"
+#include "proto/shm_region.hpp"
+#include "report/aggregator.hpp"
+
+namespace gilstat::cli {
+
+class Capture {
+ public:
+  Capture(proto::ShmRegion& region, proto::RecordingWriter* writer);
+  // Drains events and picks up new thread names.  Returns events drained.
+  uint64_t poll();
+  // Last drain, then the report.  window_end is in raw clock units.
+  report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
+  uint64_t events() const { return events_; }
+
+ private:
+  void sync_names();
+
+  proto::ShmRegion& region_;
+  proto::RecordingWriter* writer_;
+  report::Aggregator aggregator_;
+  std::map<uint32_t, std::string> names_;
+  uint64_t events_ = 0;
+  int polls_ = 0;
+};
+
+// Replays the metadata of a recording (live or saved) into a report.
+report::Report build_report(report::Aggregator& aggregator, const proto::RecMeta& meta,
+                            const std::vector<proto::RecGil>& gils, const proto::RecEnd& end);
+
+}  // namespace gilstat::cli

@@ -1,0 +1,127 @@
+#include "proto/shm_region.hpp"
+
+#include <fmt/core.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "common/error.hpp"
+#include "gilstat/ring.hpp"
+
+namespace gilstat::proto {
+
+ShmRegion ShmRegion::create(const Layout& layout, ClockKind clock) {
+  // MFD_CLOEXEC: `run` clears it in the child only, right before exec.
+  const int fd = memfd_create("gilstat", MFD_CLOEXEC);
+  if (fd < 0) throw Error(fmt::format("memfd_create failed: {}", std::strerror(errno)));
+  // memfd is born 0777: nobody but us (and the target we hand it to) may read
+  // the GIL traffic of the process.
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0) {
+    const int err = errno;
+    close(fd);
+    throw Error(fmt::format("cannot size the shared region: {}", std::strerror(err)));
+  }
+  void* base = mmap(nullptr, layout.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    const int err = errno;
+    close(fd);
+    throw Error(fmt::format("cannot map the shared region: {}", std::strerror(err)));
+  }
+  auto* h = new (base) Header{};
+  h->magic = kMagic;
+  h->version = kProtocolVersion;
+  h->header_size = sizeof(Header);
+  h->ring_count = layout.ring_count;
+  h->ring_capacity = layout.ring_capacity;
+  h->name_slots = layout.name_slots;
+  h->ring_stride = static_cast<uint32_t>(ring_stride(layout.ring_capacity));
+  h->names_offset = layout.names_offset;
+  h->rings_offset = layout.rings_offset;
+  h->total_size = layout.total_size;
+  h->clock_kind = clock;
+  // The rest of the region is zero (fresh memfd pages): every ring Free,
+  // every name slot empty.
+  return ShmRegion(fd, base, layout.total_size);
+}
+
+ShmRegion::ShmRegion(int fd, void* base, size_t size)
+    : fd_(fd), base_(base), size_(size), header_(static_cast<Header*>(base)) {
+  seen_dropped_.assign(header_->ring_count, 0);
+}
+
+ShmRegion::ShmRegion(ShmRegion&& o) noexcept
+    : fd_(o.fd_), base_(o.base_), size_(o.size_), header_(o.header_),
+      seen_dropped_(std::move(o.seen_dropped_)) {
+  o.fd_ = -1;
+  o.base_ = nullptr;
+  o.header_ = nullptr;
+}
+
+ShmRegion::~ShmRegion() {
+  if (base_) munmap(base_, size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+RingControl* ShmRegion::ring(uint32_t i) const {
+  return reinterpret_cast<RingControl*>(static_cast<char*>(base_) + header_->rings_offset +
+                                        uint64_t{header_->ring_stride} * i);
+}
+
+uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
+  // The sizes were written by us, but the target can scribble over the
+  // header: re-validate against what we mapped before every use.
+  const uint32_t count = header_->ring_count;
+  const uint32_t capacity = header_->ring_capacity;
+  if (count > seen_dropped_.size() || !capacity || (capacity & (capacity - 1)) ||
+      header_->rings_offset + uint64_t{ring_stride(capacity)} * count > size_)
+    throw Error("the shared region's header is corrupt", "the target process wrote over it");
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    RingControl* r = ring(i);
+    const auto state = static_cast<RingState>(r->state.load(std::memory_order_acquire));
+    if (state != RingState::Active && state != RingState::Closed) continue;
+    const uint32_t tid = r->tid;
+    const uint32_t flags = r->flags;
+    total += ring_drain(r, capacity, [&](const Event& ev) { on_event(tid, flags, ev); });
+    const uint64_t dropped = r->dropped.load(std::memory_order_relaxed);
+    if (dropped > seen_dropped_[i]) {
+      on_drops(tid, dropped - seen_dropped_[i]);
+      seen_dropped_[i] = dropped;
+    }
+    if (state == RingState::Closed) {
+      // Its thread has exited and published Closed after its last event
+      // (release/acquire), so the drain above saw everything: free it.
+      r->state.store(static_cast<uint32_t>(RingState::Free), std::memory_order_release);
+    }
+  }
+  return total;
+}
+
+std::vector<ThreadName> ShmRegion::names() const {
+  std::vector<ThreadName> out;
+  const uint32_t slots = header_->name_slots;
+  if (header_->names_offset + uint64_t{slots} * sizeof(NameSlot) > size_) return out;
+  const auto* table =
+      reinterpret_cast<const NameSlot*>(static_cast<const char*>(base_) + header_->names_offset);
+  for (uint32_t i = 0; i < slots; ++i) {
+    const NameSlot& slot = table[i];
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      const uint32_t s1 = slot.seq.load(std::memory_order_acquire);
+      if (s1 & 1) continue;
+      const uint32_t tid = slot.tid;
+      char name[kNameLen];
+      std::memcpy(name, slot.name, kNameLen);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (slot.seq.load(std::memory_order_relaxed) != s1) continue;
+      if (tid != 0) out.push_back({tid, std::string(name, strnlen(name, kNameLen))});
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace gilstat::proto

@@ -1,0 +1,54 @@
+// The CLI's side of the shared region: create it (under `gilstat run`),
+// drain the per-thread rings, read the thread-name table.  Everything read
+// from the region is untrusted and bounds-checked.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gilstat/protocol.hpp"
+
+namespace gilstat::proto {
+
+struct ThreadName {
+  uint32_t tid;
+  std::string name;
+};
+
+class ShmRegion {
+ public:
+  // Creates an anonymous memfd region (mode 0600), laid out and initialised.
+  // Throws gilstat::Error on failure.
+  static ShmRegion create(const Layout& layout, ClockKind clock);
+  ShmRegion(ShmRegion&&) noexcept;
+  ShmRegion& operator=(ShmRegion&&) = delete;
+  ~ShmRegion();
+
+  int fd() const { return fd_; }
+  Header& header() { return *header_; }
+  const Header& header() const { return *header_; }
+
+  using EventFn = std::function<void(uint32_t tid, uint32_t flags, const Event&)>;
+  using DropsFn = std::function<void(uint32_t tid, uint64_t dropped)>;
+  // Hands every pending event to on_event in each ring's order; reports new
+  // ring-full drops per thread; frees rings whose thread has exited.
+  // Returns the number of events drained.
+  uint64_t drain(const EventFn& on_event, const DropsFn& on_drops);
+
+  // Consistent snapshot of the name table (seqlock readers).
+  std::vector<ThreadName> names() const;
+
+ private:
+  ShmRegion(int fd, void* base, size_t size);
+  RingControl* ring(uint32_t i) const;
+
+  int fd_ = -1;
+  void* base_ = nullptr;
+  size_t size_ = 0;
+  Header* header_ = nullptr;
+  std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
+};
+
+}  // namespace gilstat::proto

@@ -1,0 +1,154 @@
+#include "report/aggregator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include <fmt/format.h>
+
+namespace gilstat::report {
+
+using proto::EventKind;
+
+namespace {
+
+bool is_sequenced(EventKind kind) {
+  return kind == EventKind::Acquire || kind == EventKind::Release ||
+         kind == EventKind::DropRequest;
+}
+
+uint64_t to_ns(long double ticks, double ns_per_tick) {
+  const long double ns = std::round(ticks * ns_per_tick);
+  if (!(ns > 0)) return 0;
+  return ns >= 18446744073709551615.0L ? UINT64_MAX : static_cast<uint64_t>(ns);
+}
+
+DurationStats stats_ns(const Histogram& h, double ns_per_tick) {
+  DurationStats s;
+  s.p50 = to_ns(h.percentile(0.50), ns_per_tick);
+  s.p90 = to_ns(h.percentile(0.90), ns_per_tick);
+  s.p99 = to_ns(h.percentile(0.99), ns_per_tick);
+  s.max = to_ns(h.max(), ns_per_tick);
+  s.total = to_ns(static_cast<long double>(h.total()), ns_per_tick);
+  s.count = h.count();
+  return s;
+}
+
+}  // namespace
+
+Aggregator::GilEntry& Aggregator::gil_entry(uint8_t gil) {
+  auto it = gils_.find(gil);
+  if (it == gils_.end()) it = gils_.emplace(gil, GilEntry{GilStream(reorder_limit_)}).first;
+  return it->second;
+}
+
+void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event& ev) {
+  if (ring_flags & proto::kRingOwnThread) own_threads_.insert(tid);
+  const auto kind = static_cast<EventKind>(ev.kind);
+  timelines_[key(tid, ev.gil)].add(kind, ev.ts);
+  GilEntry& gil = gil_entry(ev.gil);
+  if (kind == EventKind::ForcedHandoff) ++gil.forced_handoffs;
+  if (is_sequenced(kind)) {
+    if (ev.seq != 0) {
+      gil.stream.add(tid, ev);
+    } else {
+      gil.stream.add_anomaly();  // the probe numbers all of these
+    }
+  }
+}
+
+void Aggregator::set_thread_name(uint32_t tid, std::string name) {
+  names_[tid] = std::move(name);
+}
+
+void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; }
+
+Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>& gil_infos) const {
+  const double f = info.ns_per_tick;
+  Report r;
+  r.gilstat_version = info.gilstat_version;
+  r.pid = info.pid;
+  r.command = info.command;
+  r.clock = info.clock;
+  r.ns_per_tick = f;
+  r.python_version = info.python_version;
+  r.py_version_hex = info.py_version_hex;
+  r.free_threaded = info.free_threaded;
+  r.libpython_shared = info.libpython_shared;
+  const uint64_t window =
+      info.window_end > info.window_start ? info.window_end - info.window_start : 0;
+  r.duration_s = static_cast<double>(window) * f / 1e9;
+  r.drops_no_ring = info.drops_no_ring;
+  r.drops = info.drops_no_ring;
+  for (const auto& [tid, n] : drops_) r.drops += n;
+
+  // Per (thread, GIL) rows; their wait histograms also make the GIL's.
+  std::map<uint32_t, Histogram> gil_waits;
+  for (const auto& [k, timeline] : timelines_) {
+    const ThreadTimes t = timeline.finish(info.window_end);
+    ThreadReport row;
+    row.tid = static_cast<uint32_t>(k >> 8);
+    row.gil = static_cast<uint32_t>(k & 0xff);
+    row.own = own_threads_.contains(row.tid);
+    if (row.own) {
+      row.name = "gilstat";
+    } else if (auto it = names_.find(row.tid); it != names_.end() && !it->second.empty()) {
+      row.name = it->second;
+    } else {
+      row.name = fmt::format("native-{}", row.tid);
+    }
+    row.lifetime_ns = static_cast<double>(t.lifetime) * f;
+    row.held_ns = static_cast<double>(t.held) * f;
+    row.wait_total_ns = static_cast<double>(t.wait) * f;
+    row.released_ns = static_cast<double>(t.released) * f;
+    row.acquisitions = t.acquisitions;
+    row.forced_handoffs = t.forced_handoffs;
+    if (auto it = drops_.find(row.tid); it != drops_.end()) row.drops = it->second;
+    row.anomalies = t.anomalies;
+    row.wait_ns = stats_ns(t.wait_hist, f);
+    row.hold_ns = stats_ns(t.hold_hist, f);
+    gil_waits[row.gil].merge(t.wait_hist);
+    r.threads.push_back(std::move(row));
+  }
+  std::sort(r.threads.begin(), r.threads.end(), [](const ThreadReport& a, const ThreadReport& b) {
+    return std::tuple(-a.held_ns, a.tid, a.gil) < std::tuple(-b.held_ns, b.tid, b.gil);
+  });
+
+  // Every GIL the probe knew of, plus any that only appears in events.
+  std::map<uint32_t, const GilInfo*> ids;
+  for (const auto& [id, entry] : gils_) ids.emplace(id, nullptr);
+  for (const GilInfo& g : gil_infos) ids[g.index] = &g;
+  for (const auto& [id, g] : ids) {
+    GilReport out;
+    out.id = id;
+    GilTimes t;
+    if (auto it = gils_.find(id); it != gils_.end()) {
+      t = it->second.stream.finish(info.window_end);
+      out.forced_handoffs = it->second.forced_handoffs;
+    }
+    if (g) {
+      out.address = g->address;
+      out.interpreters = g->interp_ids;
+      out.switch_number_delta = static_cast<int64_t>(g->final_switch_number - g->initial_switch_number);
+    }
+    out.acquisitions = t.acquisitions;
+    out.switches = t.switches(g ? g->initial_holder : 0);
+    out.forced_switch_requests = t.drop_requests;
+    out.seq_gaps = t.seq_gaps;
+    out.seq_stale = t.seq_stale;
+    out.anomalies = t.anomalies;
+    out.utilization =
+        window ? static_cast<double>(t.hold_hist.total()) / static_cast<double>(window) : 0.0;
+    const Histogram& waits = gil_waits[id];
+    out.wait_ns = stats_ns(waits, f);
+    out.hold_ns = stats_ns(t.hold_hist, f);
+    out.handoff_ns = stats_ns(t.handoff_hist, f);
+    out.wait_hist = waits.scaled(f);
+    out.hold_hist = t.hold_hist.scaled(f);
+    out.handoff_hist = t.handoff_hist.scaled(f);
+    r.gils.push_back(std::move(out));
+  }
+  return r;
+}
+
+}  // namespace gilstat::report

@@ -1,0 +1,83 @@
+// Turns the probe's raw events into a Report: per (thread, GIL) timelines in
+// each thread's own order, plus one seq-ordered stream per GIL.  Memory grows
+// with threads and GILs, never with events (apart from the bounded reorder
+// buffer of each GIL).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gilstat/protocol.hpp"
+#include "report/gil_stream.hpp"
+#include "report/report.hpp"
+#include "report/thread_timeline.hpp"
+
+namespace gilstat::report {
+
+struct RecordingInfo {
+  int pid = 0;
+  std::string gilstat_version;
+  std::string command;
+  proto::ClockKind clock = proto::ClockKind::Monotonic;
+  double ns_per_tick = 1.0;  // 1.0 for Monotonic
+  std::string python_version;
+  uint32_t py_version_hex = 0;
+  bool free_threaded = false;
+  bool libpython_shared = false;
+  uint64_t window_start = 0;  // raw clock units
+  uint64_t window_end = 0;
+  uint64_t drops_no_ring = 0;
+};
+
+struct GilInfo {
+  uint32_t index = 0;
+  uint64_t address = 0;
+  uint64_t initial_switch_number = 0;
+  uint64_t final_switch_number = 0;
+  uint64_t initial_holder = 0;
+  std::vector<int64_t> interp_ids;
+};
+
+class Aggregator {
+ public:
+  static constexpr size_t kDefaultReorderLimit = size_t{1} << 16;
+
+  explicit Aggregator(size_t reorder_limit = kDefaultReorderLimit)
+      : reorder_limit_(reorder_limit) {}
+
+  // Events of one tid must come in that thread's ring order; threads may
+  // interleave arbitrarily.  ring_flags & proto::kRingOwnThread marks the
+  // probe's own thread.
+  void add_event(uint32_t tid, uint32_t ring_flags, const proto::Event& ev);
+  void set_thread_name(uint32_t tid, std::string name);
+  // Adds n ring-full drops to tid's count (pass deltas, not the ring's
+  // running counter: a ring is reused by later threads).
+  void add_thread_drops(uint32_t tid, uint64_t n);
+
+  // The report as if the recording ended now.  const: it closes open holds
+  // and flushes the reorder buffers on copies, so it may be called again
+  // (e.g. by a live view) while events keep coming.
+  Report finish(const RecordingInfo& info, const std::vector<GilInfo>& gils) const;
+
+ private:
+  struct GilEntry {
+    GilStream stream;
+    uint64_t forced_handoffs = 0;
+  };
+  static uint64_t key(uint32_t tid, uint8_t gil) { return uint64_t{tid} << 8 | gil; }
+  GilEntry& gil_entry(uint8_t gil);
+
+  size_t reorder_limit_;
+  std::unordered_map<uint64_t, ThreadTimeline> timelines_;  // by key(tid, gil)
+  std::map<uint32_t, GilEntry> gils_;
+  std::unordered_map<uint32_t, std::string> names_;
+  std::unordered_map<uint32_t, uint64_t> drops_;
+  std::unordered_set<uint32_t> own_threads_;
+};
+
+}  // namespace gilstat::report

@@ -1,0 +1,106 @@
+#include "report/histogram.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+namespace gilstat::report {
+
+namespace {
+
+constexpr uint64_t kHalf = Histogram::kSubBuckets / 2;
+
+// Rounds a non-negative double to uint64, saturating instead of overflowing.
+uint64_t to_u64(long double x) {
+  if (!(x > 0)) return 0;
+  if (x >= 18446744073709551615.0L) return UINT64_MAX;
+  return static_cast<uint64_t>(std::round(x));
+}
+
+uint64_t bucket_mid(size_t index) {
+  const uint64_t lo = Histogram::bucket_lo(index);
+  return lo + (Histogram::bucket_hi(index) - lo) / 2;
+}
+
+}  // namespace
+
+size_t Histogram::bucket_index(uint64_t value) {
+  if (value < kSubBuckets) return value;
+  const unsigned e = 63 - std::countl_zero(value);  // >= kSubBucketBits
+  const unsigned shift = e - kSubBucketBits + 1;
+  const uint64_t sub = (value >> shift) - kHalf;  // in [0, kHalf)
+  return kSubBuckets + (e - kSubBucketBits) * kHalf + sub;
+}
+
+uint64_t Histogram::bucket_lo(size_t index) {
+  if (index < kSubBuckets) return index;
+  const uint64_t j = index - kSubBuckets;
+  const unsigned shift = static_cast<unsigned>(j / kHalf) + 1;
+  return (kHalf + j % kHalf) << shift;
+}
+
+uint64_t Histogram::bucket_hi(size_t index) {
+  if (index < kSubBuckets) return index;
+  const unsigned shift = static_cast<unsigned>((index - kSubBuckets) / kHalf) + 1;
+  return bucket_lo(index) + ((uint64_t{1} << shift) - 1);
+}
+
+void Histogram::add(uint64_t value, uint64_t n) {
+  if (n == 0) return;
+  counts_[bucket_index(value)] += n;
+  count_ += n;
+  total_ += static_cast<unsigned __int128>(value) * n;
+  min_ = std::min(min_, value);
+  max_ = std::max(max_, value);
+}
+
+void Histogram::merge(const Histogram& other) {
+  if (other.count_ == 0) return;
+  for (size_t i = 0; i < kBucketCount; ++i) counts_[i] += other.counts_[i];
+  count_ += other.count_;
+  total_ += other.total_;
+  min_ = std::min(min_, other.min_);
+  max_ = std::max(max_, other.max_);
+}
+
+uint64_t Histogram::percentile(double q) const {
+  if (count_ == 0) return 0;
+  q = std::clamp(std::isnan(q) ? 0.0 : q, 0.0, 1.0);
+  const uint64_t rank =
+      std::clamp<uint64_t>(to_u64(std::ceil(static_cast<long double>(q) * count_)), 1, count_);
+  // The extreme ranks are known exactly; no need to guess inside a bucket.
+  if (rank == 1) return min_;
+  if (rank == count_) return max_;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kBucketCount; ++i) {
+    seen += counts_[i];
+    if (seen >= rank) return std::clamp(bucket_mid(i), min_, max_);
+  }
+  return max_;  // unreachable while counts_ sums to count_
+}
+
+std::vector<Histogram::Bucket> Histogram::buckets() const {
+  std::vector<Bucket> out;
+  for (size_t i = 0; i < kBucketCount; ++i)
+    if (counts_[i]) out.push_back({bucket_lo(i), bucket_hi(i), counts_[i]});
+  return out;
+}
+
+Histogram Histogram::scaled(double factor) const {
+  if (factor == 1.0 || count_ == 0) return *this;
+  Histogram out;
+  const uint64_t lo = to_u64(static_cast<long double>(min_) * factor);
+  const uint64_t hi = to_u64(static_cast<long double>(max_) * factor);
+  for (size_t i = 0; i < kBucketCount; ++i) {
+    if (!counts_[i]) continue;
+    const uint64_t v = to_u64(static_cast<long double>(bucket_mid(i)) * factor);
+    out.add(std::clamp(v, lo, hi), counts_[i]);
+  }
+  out.min_ = lo;
+  out.max_ = hi;
+  out.total_ = static_cast<unsigned __int128>(
+      std::round(static_cast<long double>(total_) * static_cast<long double>(factor)));
+  return out;
+}
+
+}  // namespace gilstat::report

@@ -1,0 +1,85 @@
+// The aggregated result of a recording, what the renderers print.  It mirrors
+// the JSON schema written by render_json (see render_json.hpp).  Every
+// duration is in nanoseconds (converted from raw clock units by Aggregator).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gilstat/protocol.hpp"
+#include "report/histogram.hpp"
+
+namespace gilstat::report {
+
+// Percentiles and totals of one duration distribution, in ns.
+struct DurationStats {
+  uint64_t p50 = 0;
+  uint64_t p90 = 0;
+  uint64_t p99 = 0;
+  uint64_t max = 0;
+  uint64_t total = 0;
+  uint64_t count = 0;
+};
+
+struct GilReport {
+  uint32_t id = 0;  // index into the probe's GIL table
+  uint64_t address = 0;
+  std::vector<int64_t> interpreters;
+  // Σ holds / window length, NOT clamped: > 1 means the clocks or the
+  // reconstruction disagree, which renderers must show rather than hide.
+  double utilization = 0;
+  uint64_t acquisitions = 0;
+  uint64_t switches = 0;  // acquisitions whose tstate differs from the previous one
+  int64_t switch_number_delta = 0;  // CPython's own count over the window
+  uint64_t forced_switch_requests = 0;
+  uint64_t forced_handoffs = 0;
+  uint64_t seq_gaps = 0;   // seq numbers never seen (events lost before ordering)
+  uint64_t seq_stale = 0;  // events arriving after their seq was skipped, or duplicates
+  uint64_t anomalies = 0;  // GIL-level transitions that should not happen
+  DurationStats wait_ns;
+  DurationStats hold_ns;
+  DurationStats handoff_ns;
+  // The full distributions (ns), for drawing.
+  Histogram wait_hist;
+  Histogram hold_hist;
+  Histogram handoff_hist;
+};
+
+// One row per (thread, GIL).  Times are doubles in ns so that the parts add
+// up to the lifetime without per-field rounding (ticks * ns_per_tick).
+struct ThreadReport {
+  uint32_t tid = 0;
+  std::string name;
+  bool own = false;  // the probe's own thread
+  uint32_t gil = 0;
+  double lifetime_ns = 0;  // first event .. last event (or window end if open)
+  double held_ns = 0;
+  double wait_total_ns = 0;
+  double released_ns = 0;
+  uint64_t acquisitions = 0;
+  uint64_t forced_handoffs = 0;
+  uint64_t drops = 0;  // ring-full drops of this thread's ring (all its rows)
+  uint64_t anomalies = 0;
+  DurationStats wait_ns;
+  DurationStats hold_ns;
+};
+
+struct Report {
+  std::string gilstat_version;
+  int pid = 0;
+  std::string command;
+  double duration_s = 0;
+  proto::ClockKind clock = proto::ClockKind::Monotonic;
+  double ns_per_tick = 1.0;
+  std::string python_version;
+  uint32_t py_version_hex = 0;
+  bool free_threaded = false;
+  bool libpython_shared = false;
+  uint64_t drops = 0;  // Σ ring-full drops + drops_no_ring
+  uint64_t drops_no_ring = 0;
+  std::vector<GilReport> gils;        // by id
+  std::vector<ThreadReport> threads;  // by held time, descending
+};
+
+}  // namespace gilstat::report
