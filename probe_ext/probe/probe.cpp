@@ -224,3 +224,19 @@ __attribute__((visibility("default"))) int gilstat_probe_stop() {
 }
 
 }
+
+extern "C" {
+
+// One line describing the probe in this process, for the Python module and
+// for tests: "status=<n> python=<version> hooks=<patched> gils=<count>".
+// Returns the length written (snprintf semantics).
+__attribute__((visibility("default"))) int gilstat_probe_status(char* buf, size_t len) {
+  using namespace gilstat::probe;
+  if (!g.header) return std::snprintf(buf, len, "status=inactive");
+  const auto* h = g.header;
+  return std::snprintf(buf, len, "status=%u python=%s hooks=%u gils=%u recording=%d",
+                       h->status.load(), h->py_version, h->hooks_installed.load(),
+                       g.gil_count.load(), g.recording.load());
+}
+
+}
