@@ -125,7 +125,7 @@ class Result:
 
     def describe(self):
         return "argv: %s\nexit: %s\nstdout: %r\nstderr:\n%s" % (
-            " ".join(self.argv), self.returncode, self.stdout[:2000], self.stderr_text[-6000:])
+            " ".join(self.argv), self.returncode, self.stdout[:500], self.stderr_text[-6000:])
 
 
 def parse_last_json(text, context=""):

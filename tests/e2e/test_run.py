@@ -81,6 +81,7 @@ def check_report_shape(report, result, python):
 def check_invariants(report, result):
     """What must hold for every report (DESIGN.md §4, issue 2)."""
     ctx = result.describe()
+    assert report["gils"] and report["threads"], "empty report\n" + ctx
     for g in report["gils"]:
         assert g["switches"] == g["switch_number_delta"], (
             "gil %s: %d switches reconstructed, CPython's switch_number moved by %d\n%s"
