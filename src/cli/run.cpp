@@ -1,29 +1,18 @@
 // gilstat run [--json] [-o FILE] -- PROGRAM ARGS...
 //
-// Launches PROGRAM with the probe preloaded, drains the probe's rings while
-// it runs, and prints the report on stderr once it exits.  The program's
-// stdin/stdout/stderr are its own; gilstat exits with the program's exit
-// code (128+N when a signal N killed it).
+// Launches PROGRAM with the probe preloaded and prints the report on stderr
+// once it exits.  The program's stdin/stdout/stderr are its own; gilstat
+// exits with the program's exit code (128+N when a signal N killed it).
 #include <CLI/CLI.hpp>
-#include <fcntl.h>
 #include <fmt/core.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/syscall.h>
+#include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <memory>
 
-#include "cli/capture.hpp"
 #include "cli/commands.hpp"
-#include "common/clock.hpp"
-#include "common/error.hpp"
-#include "common/paths.hpp"
+#include "cli/launch.hpp"
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
 
@@ -36,176 +25,20 @@ struct RunOptions {
   std::vector<std::string> argv;
 };
 
-pid_t g_child = -1;
-
-// SIGTERM/SIGHUP sent to gilstat are meant for the program: pass them on and
-// keep running, so the report still covers everything up to its exit.
-void forward_signal(int sig) {
-  if (g_child > 0) kill(g_child, sig);
-}
-
-void install_signal_handling() {
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  // Ctrl-C / Ctrl-\ reach the program directly (same process group); gilstat
-  // outlives it to print the report, like time(1).
-  sigaction(SIGINT, &ignore, nullptr);
-  sigaction(SIGQUIT, &ignore, nullptr);
-  struct sigaction fwd {};
-  fwd.sa_handler = forward_signal;
-  sigaction(SIGTERM, &fwd, nullptr);
-  sigaction(SIGHUP, &fwd, nullptr);
-}
-
-std::string join_command(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& a : argv) {
-    if (!out.empty()) out += ' ';
-    const bool plain = !a.empty() && a.find_first_of(" \t\n'\"\\$`") == std::string::npos;
-    out += plain ? a : "'" + a + "'";
-  }
-  return out;
-}
-
-[[noreturn]] void exec_child(const RunOptions& opts, const std::string& probe, int shm_fd,
-                             int err_fd) {
-  signal(SIGINT, SIG_DFL);
-  signal(SIGQUIT, SIG_DFL);
-  // The region fd is the only one we hand over: it must survive exec (and
-  // the bash shims' execs after it).
-  fcntl(shm_fd, F_SETFD, 0);
-  const char* old = std::getenv("LD_PRELOAD");
-  const std::string preload = old && *old ? probe + ":" + old : probe;
-  setenv("LD_PRELOAD", preload.c_str(), 1);
-  setenv(proto::kEnvShmFd, std::to_string(shm_fd).c_str(), 1);
-  std::vector<char*> args;
-  for (const auto& a : opts.argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
-  const int err = errno;
-  [[maybe_unused]] ssize_t n = write(err_fd, &err, sizeof(err));
-  _exit(127);
-}
-
-// Waits up to timeout_ms for the child to exit; returns true with its wait
-// status once it has.  A pidfd wakes us the moment it exits, so the window
-// end is exact; kernels without pidfd_open fall back to short sleeps.
-bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status) {
-  if (pidfd >= 0) {
-    struct pollfd p {pidfd, POLLIN, 0};
-    poll(&p, 1, timeout_ms);
-  } else {
-    usleep(static_cast<useconds_t>(timeout_ms) * 1000);
-  }
-  for (;;) {
-    const pid_t r = waitpid(pid, status, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno == EINTR) continue;
-    return false;
-  }
-}
-
-int exit_code_of(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
-}
-
-// What the probe said about the process, as one line and a hint; empty when
-// it recorded normally.
-struct Outcome {
-  std::string error, hint;
-  int code = kExitOk;
-};
-
-Outcome outcome_of(const proto::Header& h, const std::string& program) {
-  const auto status = static_cast<proto::Status>(h.status.load());
-  const std::string detail(h.status_detail, strnlen(h.status_detail, sizeof(h.status_detail)));
-  if (h.claim_pid.load() == 0)
-    return {fmt::format("no CPython found: {} did not run a CPython interpreter", program),
-            "gilstat measures CPython 3.8 to 3.15; run e.g. `gilstat run -- python3 app.py`",
-            kExitNotCPython};
-  switch (status) {
-    case proto::Status::Armed:
-    case proto::Status::Stopped: return {};
-    case proto::Status::UnsupportedVersion:
-      return {detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython};
-    case proto::Status::NoGilFound:
-      return {fmt::format("cannot locate the GIL in CPython {}: {}", h.py_version, detail),
-              "this interpreter build is not in gilstat's layout tables; please report it",
-              kExitNotCPython};
-    case proto::Status::HookFailed:
-      return {fmt::format("cannot hook the GIL in CPython {}: {}", h.py_version, detail),
-              "please report this with the output of `readelf -d` on the interpreter",
-              kExitRuntime};
-    case proto::Status::HooksInstalled:
-      return {"the interpreter exited before it created its GIL: nothing to report", {},
-              kExitRuntime};
-    default:
-      return {fmt::format("the probe did not start (status {})", static_cast<unsigned>(status)),
-              {}, kExitRuntime};
-  }
-}
-
 int run_program(const RunOptions& opts) {
-  const std::string probe = probe_library_path();
-  const proto::ClockKind clock = choose_clock();
-  ClockCalibration calibration(clock);
-  auto region = proto::ShmRegion::create(
-      proto::make_layout(proto::kDefaultRings, proto::kDefaultRingCapacity,
-                         proto::kDefaultNameSlots),
-      clock);
-  // Created before the program starts, so a bad path fails before it runs.
-  std::unique_ptr<proto::RecordingWriter> writer;
-  if (!opts.output.empty()) writer = std::make_unique<proto::RecordingWriter>(opts.output);
-
-  int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
-  install_signal_handling();
-  const pid_t pid = fork();
-  if (pid < 0) throw Error(fmt::format("fork failed: {}", std::strerror(errno)));
-  if (pid == 0) exec_child(opts, probe, region.fd(), err_pipe[1]);
-  g_child = pid;
-  close(err_pipe[1]);
-  int exec_errno = 0;
-  const bool exec_failed = read(err_pipe[0], &exec_errno, sizeof(exec_errno)) == sizeof(int);
-  close(err_pipe[0]);
-  if (exec_failed) {
-    waitpid(pid, nullptr, 0);
-    throw Error(fmt::format("cannot run {}: {}", opts.argv[0], std::strerror(exec_errno)),
-                "check the program name and PATH", 127);
-  }
-
-  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  Capture capture(region, writer.get());
-  int status = 0;
-  for (;;) {
-    capture.poll();
-    if (wait_child(pid, pidfd, 5, &status)) break;
-  }
-  const uint64_t window_end = read_clock(clock);
-  calibration.sample();
-  if (pidfd >= 0) close(pidfd);
-  g_child = -1;
-
-  const report::Report report =
-      capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));
-  if (writer) writer->close();
-  const int program_code = exit_code_of(status);
-  const Outcome outcome = outcome_of(region.header(), opts.argv[0]);
-  if (!outcome.error.empty()) {
-    std::cerr << "gilstat: error: " << outcome.error << "\n";
-    if (!outcome.hint.empty()) std::cerr << "hint: " << outcome.hint << "\n";
-    return program_code != 0 ? program_code : outcome.code;
+  const LaunchResult r = launch({opts.argv, opts.output, false, {}});
+  if (!r.outcome.error.empty()) {
+    print_outcome(r.outcome);
+    return r.exit_code != 0 ? r.exit_code : r.outcome.code;
   }
   if (opts.json)
-    report::render_json(report, std::cerr);
+    report::render_json(r.report, std::cerr);
   else
-    report::render_text(report, std::cerr);
-  if (WIFSIGNALED(status))
+    report::render_text(r.report, std::cerr);
+  if (WIFSIGNALED(r.wait_status))
     std::cerr << fmt::format("gilstat: {} was killed by signal {} ({})\n", opts.argv[0],
-                             WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return program_code;
+                             WTERMSIG(r.wait_status), strsignal(WTERMSIG(r.wait_status)));
+  return r.exit_code;
 }
 
 }  // namespace

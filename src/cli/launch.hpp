@@ -1,0 +1,40 @@
+// Launch a program with the probe preloaded and capture its GIL traffic
+// until it exits.  Shared by `run`, `record -- cmd` and `demo`.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "report/report.hpp"
+
+namespace gilstat::cli {
+
+struct LaunchOptions {
+  std::vector<std::string> argv;
+  std::string output;           // also save the recording here (may be empty)
+  bool capture_stdout = false;  // collect the program's stdout instead of passing it through
+  std::vector<std::pair<std::string, std::string>> env;  // extra environment
+};
+
+// What the probe said about the process when it could not measure it.
+struct Outcome {
+  std::string error, hint;  // empty error: measured normally
+  int code = 0;             // gilstat exit code for that case
+};
+
+struct LaunchResult {
+  report::Report report;
+  Outcome outcome;
+  int wait_status = 0;
+  int exit_code = 0;  // the program's, 128+N when killed by signal N
+  std::string stdout_text;  // with capture_stdout
+};
+
+// Throws gilstat::Error when the program cannot be started at all.
+LaunchResult launch(const LaunchOptions& opts);
+
+// Prints an Outcome as `gilstat: error:` + `hint:` lines.
+void print_outcome(const Outcome& outcome);
+
+}  // namespace gilstat::cli
