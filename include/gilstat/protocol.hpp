@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace gilstat::proto {
 
@@ -147,6 +148,12 @@ struct Header {
   GilSlot gils[kMaxGils];
   std::atomic<uint32_t> hooks_installed;  // number of GOT slots patched
   std::atomic<uint32_t> hooks_restored;   // number of GOT slots restored
+  // Bumped by the probe at every (re)start after an attach: a new consumer
+  // session.  Events left in the rings from an earlier session are dropped
+  // by the probe before the new one starts.
+  std::atomic<uint32_t> session;
+  // 1 when the probe unhooks itself if `heartbeat` stops moving (attach).
+  uint32_t heartbeat_watch;
 };
 
 struct alignas(64) RingControl {
@@ -189,6 +196,25 @@ inline constexpr Layout make_layout(uint32_t rings, uint32_t capacity, uint32_t 
   l.rings_offset = align_up(l.names_offset + sizeof(NameSlot) * names, 4096);
   l.total_size = align_up(l.rings_offset + ring_stride(capacity) * rings, 4096);
   return l;
+}
+
+// Writes a fresh header at the start of a zero-filled region of
+// layout.total_size bytes.  Whoever creates the region (the CLI under `run`,
+// the probe after an attach) calls this; every ring starts Free.
+inline Header* init_header(void* base, const Layout& layout, ClockKind clock) {
+  auto* h = new (base) Header{};
+  h->magic = kMagic;
+  h->version = kProtocolVersion;
+  h->header_size = sizeof(Header);
+  h->ring_count = layout.ring_count;
+  h->ring_capacity = layout.ring_capacity;
+  h->name_slots = layout.name_slots;
+  h->ring_stride = static_cast<uint32_t>(ring_stride(layout.ring_capacity));
+  h->names_offset = layout.names_offset;
+  h->rings_offset = layout.rings_offset;
+  h->total_size = layout.total_size;
+  h->clock_kind = clock;
+  return h;
 }
 
 // Environment variables between `gilstat run` and the preloaded probe.

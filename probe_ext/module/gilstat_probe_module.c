@@ -67,7 +67,21 @@ static PyObject* stop(PyObject* self, PyObject* args) {
   return PyLong_FromLong(fn());
 }
 
+static PyObject* start(PyObject* self, PyObject* args) {
+  (void)self;
+  const char* config = "";
+  if (!PyArg_ParseTuple(args, "|s", &config)) return NULL;
+  void* h = load_or_raise();
+  if (!h) return NULL;
+  long long (*fn)(const char*) = (long long (*)(const char*))dlsym(h, "gilstat_probe_start");
+  if (!fn) return PyErr_Format(PyExc_RuntimeError, "probe has no gilstat_probe_start");
+  /* Only patches GOT slots and starts a thread: safe to call with the GIL held. */
+  return PyLong_FromLongLong(fn(config));
+}
+
 static PyMethodDef methods[] = {
+    {"start", start, METH_VARARGS,
+     "start(config='') -> fd of the shared region, or a negative error code."},
     {"probe_path", probe_path, METH_NOARGS, "Path of libgilstat_probe.so used by this module."},
     {"status", status, METH_NOARGS, "One line describing the probe in this process."},
     {"stop", stop, METH_NOARGS, "Stop recording and restore the GOT; returns slots restored."},

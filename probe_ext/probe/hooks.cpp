@@ -31,6 +31,7 @@ struct ThreadState {
   uint16_t waiting;  // this thread entered take_gil for GIL i and has not acquired
   uint8_t in_hook;   // nesting guard
   uint8_t own;       // the probe's own thread
+  uint32_t session;  // g.session the masks belong to
 };
 static_assert(proto::kMaxGils <= 16);
 __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
@@ -66,7 +67,16 @@ inline uint64_t now_raw() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
-inline bool recording() { return g.recording.load(std::memory_order_acquire) != 0; }
+inline bool recording() {
+  if (!g.recording.load(std::memory_order_acquire)) return false;
+  const uint32_t session = g.session.load(std::memory_order_relaxed);
+  if (__builtin_expect(t_state.session != session, 0)) {
+    t_state.held = 0;
+    t_state.waiting = 0;
+    t_state.session = session;
+  }
+  return true;
+}
 
 // Index of the GIL whose field at `offset_in_addrs` equals p, or -1.
 template <uintptr_t GilAddrs::*Field>

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +94,15 @@ void on_fork_child() {
   g.header = nullptr;
 }
 
+void adopt_region(proto::Header* h) {
+  g.ring_count = h->ring_count;
+  g.ring_capacity = h->ring_capacity;
+  g.ring_stride = h->ring_stride;
+  g.rings = reinterpret_cast<char*>(h) + h->rings_offset;
+  g.clock_tsc = h->clock_kind == proto::ClockKind::Tsc;
+  g.header = h;
+}
+
 bool map_region(int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(proto::Header))) return false;
@@ -115,22 +125,22 @@ bool map_region(int fd) {
     munmap(p, st.st_size);
     return false;
   }
-  g.header = h;
-  g.ring_count = h->ring_count;
-  g.ring_capacity = h->ring_capacity;
-  g.ring_stride = h->ring_stride;
-  g.rings = static_cast<char*>(p) + h->rings_offset;
-  g.clock_tsc = h->clock_kind == proto::ClockKind::Tsc;
+  adopt_region(h);
   return true;
 }
 
-// Everything after the region is mapped and claimed.
-void start_in_process() {
+// One-time facts about this process: version, where the GIL lives, the real
+// pthread functions.  Returns false (with status and detail set) when the
+// process cannot be measured.
+link_map* g_interp_map = nullptr;
+
+bool discover() {
+  if (g_interp_map) return true;
   proto::Header* h = g.header;
   if (!read_version(&h->py_version_hex, h->py_version, sizeof(h->py_version))) {
     set_detail("could not read the interpreter version");
     set_status(proto::Status::UnsupportedVersion);
-    return;
+    return false;
   }
   const int major = (h->py_version_hex >> 24) & 0xff;
   const int minor = (h->py_version_hex >> 16) & 0xff;
@@ -140,7 +150,7 @@ void start_in_process() {
                   h->py_version, cpython::kMinMinor, cpython::kMaxMinor);
     set_detail(text);
     set_status(proto::Status::UnsupportedVersion);
-    return;
+    return false;
   }
   void* runtime = dlsym(RTLD_DEFAULT, "_PyRuntime");
   Dl_info info;
@@ -149,46 +159,59 @@ void start_in_process() {
       !map) {
     set_detail("_PyRuntime not found in the interpreter");
     set_status(proto::Status::NoGilFound);
-    return;
-  }
-  const bool shared = map->l_name && map->l_name[0];
-  h->libpython_shared = shared;
-  if (shared) {
-    std::snprintf(h->interp_object, sizeof(h->interp_object), "%s", map->l_name);
-  } else {
-    const ssize_t n = readlink("/proc/self/exe", h->interp_object, sizeof(h->interp_object) - 1);
-    h->interp_object[n > 0 ? n : 0] = '\0';
+    return false;
   }
   if (!build_locator(reinterpret_cast<uintptr_t>(runtime), minor, &g.locator)) {
     set_detail("no GIL layout for this build (_Py_DebugOffsets did not validate)");
     set_status(proto::Status::NoGilFound);
-    return;
+    return false;
   }
-  h->free_threaded = g.locator.free_threaded;
   g.fields = cpython::gil_fields(g.locator.free_threaded);
 
   if (!resolve_real_functions()) {
     set_detail("could not resolve the real pthread functions");
     set_status(proto::Status::HookFailed);
-    return;
+    return false;
   }
   pthread_key_create(&g.exit_key, on_thread_exit);
   pthread_atfork(nullptr, nullptr, on_fork_child);
+  g_interp_map = map;
+  return true;
+}
 
+// Facts that live in the header are written again for every new region.
+void describe_process() {
+  proto::Header* h = g.header;
+  uint32_t hex = 0;
+  read_version(&hex, h->py_version, sizeof(h->py_version));
+  h->py_version_hex = hex;
+  h->free_threaded = g.locator.free_threaded;
+  const bool shared = g_interp_map->l_name && g_interp_map->l_name[0];
+  h->libpython_shared = shared;
+  if (shared) {
+    std::snprintf(h->interp_object, sizeof(h->interp_object), "%s", g_interp_map->l_name);
+  } else {
+    const ssize_t n = readlink("/proc/self/exe", h->interp_object, sizeof(h->interp_object) - 1);
+    h->interp_object[n > 0 ? n : 0] = '\0';
+  }
+}
+
+bool install_and_arm() {
   const HookSpec* specs;
   size_t n;
   hooks_table(&specs, &n);
-  const int patched = g_patcher.patch(map, specs, n);
-  if (patched <= 0) {
+  const int patched = g_patcher.patch(g_interp_map, specs, n);
+  if (patched <= 0 && g_patcher.patched() == 0) {
     set_detail("no pthread GOT slot found in the interpreter object");
     set_status(proto::Status::HookFailed);
-    return;
+    return false;
   }
-  h->hooks_installed.store(static_cast<uint32_t>(patched));
+  g.header->hooks_installed.store(static_cast<uint32_t>(g_patcher.patched()));
   set_status(proto::Status::HooksInstalled);
   g.want_arm.store(1, std::memory_order_release);
   try_arm();
   start_probe_thread();
+  return true;
 }
 
 __attribute__((constructor)) void probe_constructor() {
@@ -200,13 +223,103 @@ __attribute__((constructor)) void probe_constructor() {
   const long fd = std::strtol(fd_text, &end, 10);
   if (end == fd_text || *end || fd < 0) return;
   if (!map_region(static_cast<int>(fd))) return;
-  start_in_process();
+  if (!discover()) return;
+  describe_process();
+  install_and_arm();
+}
+
+}  // namespace
+}  // namespace gilstat::probe
+
+namespace gilstat::probe {
+namespace {
+
+int g_region_fd = -1;  // the region this probe created after an attach
+
+// Creates the region an attached CLI will open through /proc/PID/fd/N.  It
+// lives as long as the process: a later attach reuses it, so threads' ring
+// pointers stay valid and nothing is ever unmapped under a running hook.
+int create_own_region(proto::ClockKind clock) {
+  const proto::Layout layout = proto::make_layout(
+      proto::kDefaultRings, proto::kDefaultRingCapacity, proto::kDefaultNameSlots);
+  const int fd = memfd_create("gilstat", MFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  // memfd is born 0777; the GIL traffic of this process is nobody else's.
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0) {
+    const int err = errno;
+    close(fd);
+    return -err;
+  }
+  void* p = mmap(nullptr, layout.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    close(fd);
+    return -err;
+  }
+  proto::Header* h = proto::init_header(p, layout, clock);
+  h->claim_pid.store(static_cast<int32_t>(getpid()));
+  adopt_region(h);
+  g_region_fd = fd;
+  return fd;
+}
+
+// A new consumer session on an existing region: whatever an earlier CLI left
+// unread is discarded, rings of exited threads are freed, and the GIL table
+// is published afresh by arming again.
+void reset_session() {
+  proto::Header* h = g.header;
+  for (uint32_t i = 0; i < g.ring_count; ++i) {
+    auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
+    r->tail.store(r->head.load(std::memory_order_acquire), std::memory_order_release);
+    r->dropped.store(0, std::memory_order_relaxed);
+    uint32_t closed = static_cast<uint32_t>(proto::RingState::Closed);
+    r->state.compare_exchange_strong(closed, static_cast<uint32_t>(proto::RingState::Free));
+  }
+  h->drops_no_ring.store(0);
+  h->stop_request.store(0);
+  h->hooks_restored.store(0);
+  h->gil_count.store(0);
+  g.gil_count.store(0, std::memory_order_release);
+  h->session.fetch_add(1);
+  g.session.fetch_add(1, std::memory_order_release);
+}
+
+bool config_flag(const char* config, const char* key) {
+  return config && std::strstr(config, key) != nullptr;
 }
 
 }  // namespace
 }  // namespace gilstat::probe
 
 extern "C" {
+
+// Starts (or restarts) the probe after an injection or from Python.  Only
+// starts a thread and patches GOT slots; runs no Python code.
+// config: ';'-separated words: "tsc" (use the TSC clock), "heartbeat" (unhook
+// when the CLI's heartbeat stops).  Returns the region's fd (>= 0) for the
+// CLI to open via /proc/PID/fd/N, or -errno / -(100 + Status) on failure;
+// -EBUSY when another live gilstat is attached.
+__attribute__((visibility("default"))) int64_t gilstat_probe_start(const char* config) {
+  using namespace gilstat::probe;
+  namespace proto = gilstat::proto;
+  if (g.header && g_region_fd < 0) return -EBUSY;  // under `gilstat run`, owned by that run
+  if (g.header && g.recording.load() && probe_consumer_alive()) return -EBUSY;
+  if (!g.header) {
+    const int fd = create_own_region(config_flag(config, "tsc") ? proto::ClockKind::Tsc
+                                                                 : proto::ClockKind::Monotonic);
+    if (fd < 0) return fd;
+  } else {
+    // A previous CLI is gone (or never stopped us): take over.
+    g.recording.store(0);
+    reset_session();
+  }
+  g.header->heartbeat_watch = config_flag(config, "heartbeat") ? 1 : 0;
+  g.header->heartbeat.store(0);
+  if (!discover()) return -(100 + static_cast<int64_t>(g.header->status.load()));
+  describe_process();
+  if (!install_and_arm()) return -(100 + static_cast<int64_t>(g.header->status.load()));
+  return g_region_fd;
+}
 
 // Stops recording and restores every patched GOT slot.  The library stays
 // loaded: a thread may still be inside a hook, blocked in the real

@@ -50,6 +50,10 @@ struct ProbeGlobals {
   // not found yet).
   std::atomic<int> want_arm{0};
   pthread_key_t exit_key{};
+  // Bumped when a new consumer session starts on the same region; threads
+  // then forget held/waiting bits from before (they were not tracked while
+  // nobody recorded).
+  std::atomic<uint32_t> session{0};
 };
 
 extern ProbeGlobals g;
@@ -63,7 +67,9 @@ void mark_current_thread_own();
 bool try_arm();
 void on_thread_exit(void* ring);
 
-// names.cpp
+// probe_thread.cpp
 void start_probe_thread();
+// True while an attached CLI's heartbeat keeps moving.
+bool probe_consumer_alive();
 
 }  // namespace gilstat::probe

@@ -31,18 +31,7 @@ ShmRegion ShmRegion::create(const Layout& layout, ClockKind clock) {
     close(fd);
     throw Error(fmt::format("cannot map the shared region: {}", std::strerror(err)));
   }
-  auto* h = new (base) Header{};
-  h->magic = kMagic;
-  h->version = kProtocolVersion;
-  h->header_size = sizeof(Header);
-  h->ring_count = layout.ring_count;
-  h->ring_capacity = layout.ring_capacity;
-  h->name_slots = layout.name_slots;
-  h->ring_stride = static_cast<uint32_t>(ring_stride(layout.ring_capacity));
-  h->names_offset = layout.names_offset;
-  h->rings_offset = layout.rings_offset;
-  h->total_size = layout.total_size;
-  h->clock_kind = clock;
+  init_header(base, layout, clock);
   // The rest of the region is zero (fresh memfd pages): every ring Free,
   // every name slot empty.
   return ShmRegion(fd, base, layout.total_size);

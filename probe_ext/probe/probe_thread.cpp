@@ -1,4 +1,5 @@
-// The probe's own thread.  It reads Python thread names off the hook path:
+// The probe's own thread.  It watches the CLI (stop requests, heartbeat)
+// and reads Python thread names off the hook path:
 // on 3.8–3.13 the OS thread name is just "python3", so Python's `threading`
 // module is the only source.  It takes the GIL for that (PyGILState_Ensure),
 // briefly and rarely; those acquisitions are tagged as the probe's own and
@@ -15,6 +16,8 @@
 #include <cstring>
 
 #include "probe_state.hpp"
+
+extern "C" int gilstat_probe_stop();
 
 namespace gilstat::probe {
 namespace {
@@ -175,6 +178,42 @@ uint32_t threads_wanting_names(NameTries* tries, bool after_read) {
   return wanting;
 }
 
+std::atomic<uint64_t> g_beat_seen_ns{0};  // when the heartbeat last moved
+
+uint64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+constexpr uint64_t kHeartbeatTimeoutNs = 1000000000ull;
+
+// Stop requested by the CLI, or (attach) its heartbeat stopped moving: a
+// SIGKILLed gilstat must not leave the target hooked.
+bool should_stop(uint64_t* last_beat) {
+  proto::Header* h = g.header;
+  if (h->stop_request.load(std::memory_order_acquire)) return true;
+  if (!h->heartbeat_watch) return false;
+  const uint64_t beat = h->heartbeat.load(std::memory_order_acquire);
+  const uint64_t now = now_ns();
+  if (beat != *last_beat) {
+    *last_beat = beat;
+    g_beat_seen_ns.store(now);
+  }
+  return now - g_beat_seen_ns.load() > kHeartbeatTimeoutNs;
+}
+
+pthread_mutex_t g_thread_mutex = PTHREAD_MUTEX_INITIALIZER;
+bool g_thread_running = false;
+
+bool keep_running() {
+  pthread_mutex_lock(&g_thread_mutex);
+  const bool keep = g.header && g.recording.load() + g.want_arm.load() > 0;
+  if (!keep) g_thread_running = false;
+  pthread_mutex_unlock(&g_thread_mutex);
+  return keep;
+}
+
 void* probe_thread_main(void*) {
   mark_current_thread_own();
   PyApi py{};
@@ -183,9 +222,15 @@ void* probe_thread_main(void*) {
   constexpr int kTickMs = 20;
   int ticks_since_read = 0;
   static NameTries tries[proto::kMaxRings];  // ring_count <= kMaxRings (map_region)
-  while (g.header && g.recording.load() + g.want_arm.load() > 0) {
+  uint64_t last_beat = g.header->heartbeat.load();
+  g_beat_seen_ns.store(now_ns());
+  while (keep_running()) {
     struct timespec ts{0, kTickMs * 1000000L};
     nanosleep(&ts, nullptr);
+    if (should_stop(&last_beat)) {
+      gilstat_probe_stop();
+      continue;  // keep_running() now says no
+    }
     ++ticks_since_read;
     if (!api || !py.is_initialized() || py.is_finalizing()) continue;
     // Read right after a new unnamed thread shows up, else every 2 s (renames).
@@ -202,13 +247,21 @@ void* probe_thread_main(void*) {
 
 }  // namespace
 
+bool probe_consumer_alive() {
+  return g.header && g.header->heartbeat_watch && now_ns() - g_beat_seen_ns.load() < kHeartbeatTimeoutNs;
+}
+
 void start_probe_thread() {
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t thread;
-  pthread_create(&thread, &attr, probe_thread_main, nullptr);
-  pthread_attr_destroy(&attr);
+  pthread_mutex_lock(&g_thread_mutex);
+  if (!g_thread_running) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    g_thread_running = pthread_create(&thread, &attr, probe_thread_main, nullptr) == 0;
+    pthread_attr_destroy(&attr);
+  }
+  pthread_mutex_unlock(&g_thread_mutex);
 }
 
 }  // namespace gilstat::probe
