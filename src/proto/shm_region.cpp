@@ -1,6 +1,7 @@
 #include "proto/shm_region.hpp"
 
 #include <fmt/core.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,6 +36,40 @@ ShmRegion ShmRegion::create(const Layout& layout, ClockKind clock) {
   // The rest of the region is zero (fresh memfd pages): every ring Free,
   // every name slot empty.
   return ShmRegion(fd, base, layout.total_size);
+}
+
+ShmRegion ShmRegion::open_in_process(int pid, int target_fd) {
+  const std::string path = fmt::format("/proc/{}/fd/{}", pid, target_fd);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    throw Error(fmt::format("cannot open the probe's region {}: {}", path, std::strerror(errno)),
+                "the target may have exited", errno == EACCES ? kExitPermission : kExitRuntime);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Header))) {
+    close(fd);
+    throw Error(fmt::format("{} is not a gilstat region (too small)", path));
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    const int err = errno;
+    close(fd);
+    throw Error(fmt::format("cannot map {}: {}", path, std::strerror(err)));
+  }
+  const auto* h = static_cast<const Header*>(base);
+  const uint64_t rings_end = h->rings_offset + uint64_t{h->ring_stride} * h->ring_count;
+  const bool ok = h->magic == kMagic && h->version == kProtocolVersion &&
+                  h->ring_count <= kMaxRings && h->ring_capacity &&
+                  (h->ring_capacity & (h->ring_capacity - 1)) == 0 &&
+                  h->ring_stride == ring_stride(h->ring_capacity) && rings_end <= size &&
+                  h->names_offset + uint64_t{h->name_slots} * sizeof(NameSlot) <= size;
+  if (!ok) {
+    munmap(base, size);
+    close(fd);
+    throw Error(fmt::format("{} has an unknown layout", path),
+                "the target runs a probe from a different gilstat version");
+  }
+  return ShmRegion(fd, base, size);
 }
 
 ShmRegion::ShmRegion(int fd, void* base, size_t size)

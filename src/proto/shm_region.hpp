@@ -22,6 +22,10 @@ class ShmRegion {
   // Creates an anonymous memfd region (mode 0600), laid out and initialised.
   // Throws gilstat::Error on failure.
   static ShmRegion create(const Layout& layout, ClockKind clock);
+  // Maps a region the probe created inside an attached target, through
+  // /proc/PID/fd/N (works across mount namespaces).  Validates the layout
+  // against the file size; throws gilstat::Error when it does not fit.
+  static ShmRegion open_in_process(int pid, int fd);
   ShmRegion(ShmRegion&&) noexcept;
   ShmRegion& operator=(ShmRegion&&) = delete;
   ~ShmRegion();
@@ -36,6 +40,10 @@ class ShmRegion {
   // ring-full drops per thread; frees rings whose thread has exited.
   // Returns the number of events drained.
   uint64_t drain(const EventFn& on_event, const DropsFn& on_drops);
+
+  // Attach sessions: tells the probe this CLI is alive (it unhooks itself
+  // when the heartbeat stops for a second).
+  void beat() { header_->heartbeat.fetch_add(1, std::memory_order_release); }
 
   // Consistent snapshot of the name table (seqlock readers).
   std::vector<ThreadName> names() const;
