@@ -1,10 +1,10 @@
 #include "report/aggregator.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <tuple>
-
-#include <fmt/format.h>
 
 namespace gilstat::report {
 
@@ -13,8 +13,7 @@ using proto::EventKind;
 namespace {
 
 bool is_sequenced(EventKind kind) {
-  return kind == EventKind::Acquire || kind == EventKind::Release ||
-         kind == EventKind::DropRequest;
+  return kind == EventKind::Acquire || kind == EventKind::Release || kind == EventKind::DropRequest;
 }
 
 uint64_t to_ns(long double ticks, double ns_per_tick) {
@@ -57,9 +56,7 @@ void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event
   }
 }
 
-void Aggregator::set_thread_name(uint32_t tid, std::string name) {
-  names_[tid] = std::move(name);
-}
+void Aggregator::set_thread_name(uint32_t tid, std::string name) { names_[tid] = std::move(name); }
 
 void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; }
 
@@ -129,7 +126,8 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (g) {
       out.address = g->address;
       out.interpreters = g->interp_ids;
-      out.switch_number_delta = static_cast<int64_t>(g->final_switch_number - g->initial_switch_number);
+      out.switch_number_delta =
+          static_cast<int64_t>(g->final_switch_number - g->initial_switch_number);
     }
     out.acquisitions = t.acquisitions;
     out.switches = t.switches(g ? g->initial_holder : 0);

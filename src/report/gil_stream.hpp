@@ -36,7 +36,10 @@ struct GilTimes {
 
 class GilStream {
  public:
-  explicit GilStream(size_t reorder_limit) : reorder_limit_(reorder_limit) {}
+  // first_seq is the seq of the GIL's first event: 1 when the probe armed
+  // for this recording, later when a consumer joins a running probe.
+  explicit GilStream(size_t reorder_limit, uint64_t first_seq = 1)
+      : reorder_limit_(reorder_limit), next_seq_(first_seq) {}
 
   // An Acquire, Release or DropRequest with seq != 0, by thread tid.
   void add(uint32_t tid, const proto::Event& ev);
@@ -63,7 +66,7 @@ class GilStream {
   size_t reorder_limit_;
   // Seq numbers are 32-bit in the ring and may wrap in a long recording;
   // they are widened to 64 bits relative to the next expected one.
-  uint64_t next_seq_ = 1;
+  uint64_t next_seq_;
   std::map<uint64_t, Pending> pending_;
 
   bool holding_ = false;

@@ -30,7 +30,7 @@ struct GilReport {
   // reconstruction disagree, which renderers must show rather than hide.
   double utilization = 0;
   uint64_t acquisitions = 0;
-  uint64_t switches = 0;  // acquisitions whose tstate differs from the previous one
+  uint64_t switches = 0;            // acquisitions whose tstate differs from the previous one
   int64_t switch_number_delta = 0;  // CPython's own count over the window
   uint64_t forced_switch_requests = 0;
   uint64_t forced_handoffs = 0;
