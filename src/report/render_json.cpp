@@ -1,0 +1,130 @@
+#include "report/render_json.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <iterator>
+
+#include "report/utf8.hpp"
+
+namespace gilstat::report {
+
+namespace {
+
+using Buf = fmt::memory_buffer;
+
+// Shortest round-trip form, always with a '.' or an exponent so that float
+// fields stay floats for typed readers ("1.0", not "1").  JSON has no NaN or
+// infinity; null says "no meaningful value".
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+void put_stats(Buf& b, const char* key, const DurationStats& s) {
+  fmt::format_to(
+      std::back_inserter(b),
+      R"("{}": {{"p50": {}, "p90": {}, "p99": {}, "max": {}, "total": {}, "count": {}}})", key,
+      s.p50, s.p90, s.p99, s.max, s.total, s.count);
+}
+
+void put_gil(Buf& b, const GilReport& g) {
+  auto it = std::back_inserter(b);
+  fmt::format_to(it, R"({{"id": {}, "address": "{:#x}", "interpreters": [{}], )", g.id, g.address,
+                 fmt::join(g.interpreters, ", "));
+  fmt::format_to(it, R"("utilization": {}, "acquisitions": {}, "switches": {}, )",
+                 number(g.utilization), g.acquisitions, g.switches);
+  fmt::format_to(it, R"("switch_number_delta": {}, "forced_switch_requests": {}, )",
+                 g.switch_number_delta, g.forced_switch_requests);
+  fmt::format_to(it, R"("forced_handoffs": {}, "seq_gaps": {}, "seq_stale": {}, "anomalies": {}, )",
+                 g.forced_handoffs, g.seq_gaps, g.seq_stale, g.anomalies);
+  put_stats(b, "wait_ns", g.wait_ns);
+  fmt::format_to(it, ", ");
+  put_stats(b, "hold_ns", g.hold_ns);
+  fmt::format_to(it, ", ");
+  put_stats(b, "handoff_ns", g.handoff_ns);
+  fmt::format_to(it, "}}");
+}
+
+void put_thread(Buf& b, const ThreadReport& t) {
+  auto it = std::back_inserter(b);
+  fmt::format_to(it, R"({{"tid": {}, "name": {}, "own": {}, "gil": {}, )", t.tid,
+                 json_string(t.name), t.own, t.gil);
+  fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
+                 number(t.lifetime_ns / 1e9), number(t.held_ns / 1e9),
+                 number(t.wait_total_ns / 1e9), number(t.released_ns / 1e9));
+  fmt::format_to(it, R"("acquisitions": {}, "forced_handoffs": {}, "drops": {}, "anomalies": {}, )",
+                 t.acquisitions, t.forced_handoffs, t.drops, t.anomalies);
+  put_stats(b, "wait_ns", t.wait_ns);
+  fmt::format_to(it, ", ");
+  put_stats(b, "hold_ns", t.hold_ns);
+  fmt::format_to(it, "}}");
+}
+
+}  // namespace
+
+std::string json_string(std::string_view bytes) {
+  std::string out = "\"";
+  for (size_t i = 0; i < bytes.size();) {
+    char32_t cp;
+    i += utf8_decode(bytes, i, cp);
+    switch (cp) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (cp < 0x20 || cp == 0x7F) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(cp));
+        } else {
+          utf8_append(out, cp);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+void render_json(const Report& r, std::ostream& out) {
+  Buf b;
+  auto it = std::back_inserter(b);
+  fmt::format_to(it, R"({{"gilstat_version": {}, "pid": {}, "command": {}, "duration_s": {}, )",
+                 json_string(r.gilstat_version), r.pid, json_string(r.command),
+                 number(r.duration_s));
+  fmt::format_to(it, R"("clock": "{}", "ns_per_tick": {}, )",
+                 r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic", number(r.ns_per_tick));
+  fmt::format_to(
+      it,
+      R"("python": {{"version": {}, "version_hex": {}, "free_threaded": {}, "libpython": "{}"}}, )",
+      json_string(r.python_version), r.py_version_hex, r.free_threaded,
+      r.libpython_shared ? "shared" : "static");
+  fmt::format_to(it, R"("drops": {}, "drops_no_ring": {}, )", r.drops, r.drops_no_ring);
+  fmt::format_to(it, "\"gils\": [");
+  for (size_t i = 0; i < r.gils.size(); ++i) {
+    fmt::format_to(it, "{}\n  ", i ? "," : "");
+    put_gil(b, r.gils[i]);
+  }
+  fmt::format_to(it, "],\n\"threads\": [");
+  for (size_t i = 0; i < r.threads.size(); ++i) {
+    fmt::format_to(it, "{}\n  ", i ? "," : "");
+    put_thread(b, r.threads[i]);
+  }
+  fmt::format_to(it, "]}}\n");
+  out.write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+}  // namespace gilstat::report

@@ -1,0 +1,196 @@
+#include "report/render_text.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+
+#include "report/utf8.hpp"
+
+namespace gilstat::report {
+
+namespace {
+
+// Printable text of at most `width` characters: control characters (an
+// escape sequence in a thread name) become '?', bad UTF-8 becomes U+FFFD, a
+// cut is marked with '…'.  Width counts code points, so "µs" lines up.
+std::string clean(std::string_view s, size_t width = SIZE_MAX) {
+  std::string out;
+  size_t n = 0;
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp;
+    i += utf8_decode(s, i, cp);
+    if (n + 1 == width && i < s.size()) {
+      utf8_append(out, U'…');
+      return out;
+    }
+    if (n == width) return out;
+    utf8_append(out, (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) ? U'?' : cp);
+    ++n;
+  }
+  return out;
+}
+
+size_t columns(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a continuation byte
+  }));
+}
+
+// A table cell: fitted to width, padded left (right-aligned) or right.
+std::string cell(std::string_view s, size_t width, bool right = true) {
+  std::string text = clean(s, width);
+  const std::string pad(width - std::min(width, columns(text)), ' ');
+  return right ? pad + text : text + pad;
+}
+
+// 1234567 -> "1,234,567": counts are read at a glance.
+std::string count(uint64_t n) {
+  std::string digits = fmt::format("{}", n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string percent(double part, double whole) {
+  return whole > 0 ? fmt::format("{:.1f}", 100.0 * part / whole) : "-";
+}
+
+std::string python_line(const Report& r) {
+  std::string py = r.python_version.empty() ? "?" : clean(r.python_version, 32);
+  return fmt::format("Python {}{} ({} libpython)", py, r.free_threaded ? " free-threaded" : "",
+                     r.libpython_shared ? "shared" : "static");
+}
+
+void render_header(const Report& r, std::ostream& out) {
+  out << fmt::format("gilstat {} · pid {}{}{}\n", clean(r.gilstat_version, 32), r.pid,
+                     r.command.empty() ? "" : " · ", clean(r.command, 100));
+  out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
+                     r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",
+                     format_duration(static_cast<uint64_t>(r.duration_s * 1e9)), count(r.drops));
+  if (r.drops > 0) {
+    out << fmt::format(
+        "WARNING: {} events were lost ({} with a full ring, {} with no free ring): the numbers "
+        "below undercount.\n",
+        count(r.drops), count(r.drops - r.drops_no_ring), count(r.drops_no_ring));
+  }
+}
+
+void render_switch_check(const GilReport& g, std::ostream& out) {
+  const auto delta = g.switch_number_delta;
+  if (delta >= 0 && g.switches == static_cast<uint64_t>(delta)) {
+    out << fmt::format("  acquisitions {}   switches {} = switch_number Δ ✓\n",
+                       count(g.acquisitions), count(g.switches));
+    return;
+  }
+  out << fmt::format(
+      "  acquisitions {}   switches {}, but switch_number Δ {}  MISMATCH: holder changes were "
+      "missed or invented (lost events?)\n",
+      count(g.acquisitions), count(g.switches), delta);
+}
+
+void render_gil(const GilReport& g, std::ostream& out) {
+  std::string interps;
+  if (!g.interpreters.empty())
+    interps = fmt::format("  interpreters {}", fmt::join(g.interpreters, ","));
+  // Display clamps to [0, 100] %; a raw value outside is a measurement error
+  // and is printed beside it, never hidden.
+  std::string util = fmt::format("{:.1f} %", 100.0 * std::clamp(g.utilization, 0.0, 1.0));
+  if (g.utilization > 1.0 || g.utilization < 0.0)
+    util +=
+        fmt::format(" (raw {:.3f}: hold time exceeds the window, check the clock)", g.utilization);
+  out << fmt::format("\nGIL {}{}  utilization {}\n", g.id, interps, util);
+  render_switch_check(g, out);
+  out << fmt::format("  forced-switch requests {}   forced hand-offs {}\n",
+                     count(g.forced_switch_requests), count(g.forced_handoffs));
+  if (g.seq_gaps || g.seq_stale || g.anomalies) {
+    out << fmt::format(
+        "  WARNING: {} events missing from the GIL's sequence, {} late, {} anomalies: "
+        "GIL-level figures are incomplete\n",
+        count(g.seq_gaps), count(g.seq_stale), count(g.anomalies));
+  }
+  out << fmt::format("  {}{}{}{}{}{}\n", cell("", 9, false), cell("p50", 10), cell("p90", 10),
+                     cell("p99", 10), cell("max", 10), cell("count", 12));
+  const auto row = [&](std::string_view label, const DurationStats& s) {
+    if (s.count == 0) {
+      out << fmt::format("  {}{}\n", cell(label, 9, false), cell("-", 10));
+      return;
+    }
+    out << fmt::format("  {}{}{}{}{}{}\n", cell(label, 9, false), cell(format_duration(s.p50), 10),
+                       cell(format_duration(s.p90), 10), cell(format_duration(s.p99), 10),
+                       cell(format_duration(s.max), 10), cell(count(s.count), 12));
+  };
+  row("wait", g.wait_ns);
+  row("hold", g.hold_ns);
+  row("hand-off", g.handoff_ns);
+}
+
+void render_threads(const Report& r, std::ostream& out, const TextOptions& opt) {
+  const bool multi_gil = r.gils.size() > 1;
+  const auto line = [&](std::string_view name, std::string_view tid, std::string_view gil,
+                        std::string_view held, std::string_view wait, std::string_view rel,
+                        std::string_view held_s, std::string_view wait_s, std::string_view acq,
+                        std::string_view wait_p99, std::string_view hold_max) {
+    out << fmt::format("{} {}{}{}{}{}{}{}{}{}{}\n", cell(name, 20, false), cell(tid, 8),
+                       multi_gil ? cell(gil, 4) : "", cell(held, 7), cell(wait, 7), cell(rel, 7),
+                       cell(held_s, 10), cell(wait_s, 10), cell(acq, 10), cell(wait_p99, 10),
+                       cell(hold_max, 10));
+  };
+  out << '\n';
+  line("THREAD", "TID", "GIL", "HELD%", "WAIT%", "REL%", "HELD s", "WAIT s", "ACQ", "WAIT p99",
+       "HOLD max");
+  const size_t shown =
+      opt.max_threads ? std::min(opt.max_threads, r.threads.size()) : r.threads.size();
+  for (size_t i = 0; i < shown; ++i) {
+    const ThreadReport& t = r.threads[i];
+    line(t.name, fmt::format("{}", t.tid), fmt::format("{}", t.gil),
+         percent(t.held_ns, t.lifetime_ns), percent(t.wait_total_ns, t.lifetime_ns),
+         percent(t.released_ns, t.lifetime_ns), fmt::format("{:.3f}", t.held_ns / 1e9),
+         fmt::format("{:.3f}", t.wait_total_ns / 1e9), count(t.acquisitions),
+         t.wait_ns.count ? format_duration(t.wait_ns.p99) : "-",
+         t.hold_ns.count ? format_duration(t.hold_ns.max) : "-");
+  }
+  if (shown < r.threads.size())
+    out << fmt::format("… {} more threads (--json lists all)\n", r.threads.size() - shown);
+}
+
+}  // namespace
+
+std::string format_duration(uint64_t ns) {
+  if (ns < 1000) return fmt::format("{} ns", ns);
+  static constexpr struct {
+    double scale;
+    const char* unit;
+  } kUnits[] = {{1e3, "µs"}, {1e6, "ms"}, {1e9, "s"}};
+  for (size_t i = 0;; ++i) {
+    const double v = static_cast<double>(ns) / kUnits[i].scale;
+    // Move up a unit when rounding would print "1000 µs".
+    if (v >= 999.5 && i + 1 < std::size(kUnits)) continue;
+    if (v < 9.995) return fmt::format("{:.2f} {}", v, kUnits[i].unit);
+    if (v < 99.95) return fmt::format("{:.1f} {}", v, kUnits[i].unit);
+    return fmt::format("{:.0f} {}", v, kUnits[i].unit);
+  }
+}
+
+void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
+  render_header(r, out);
+  uint64_t acquisitions = 0;
+  for (const GilReport& g : r.gils) acquisitions += g.acquisitions;
+  if (r.free_threaded && acquisitions == 0) {
+    out << "\nFree-threaded build with the GIL disabled: there was no GIL traffic to measure.\n";
+    return;
+  }
+  if (r.gils.empty()) {
+    out << "\nNo GIL activity was recorded.\n";
+    return;
+  }
+  for (const GilReport& g : r.gils) render_gil(g, out);
+  render_threads(r, out, opt);
+}
+
+}  // namespace gilstat::report

@@ -1,0 +1,25 @@
+// The human summary of a Report: a header (what was measured, with the
+// drops always visible), one block per GIL, then a table of threads.  Plain
+// text, no colour; strings from the target are sanitised so a thread name
+// cannot inject terminal escape sequences.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "report/report.hpp"
+
+namespace gilstat::report {
+
+struct TextOptions {
+  size_t max_threads = 0;  // 0: all rows; else the busiest N and a "N more" line
+};
+
+void render_text(const Report& report, std::ostream& out, const TextOptions& options = {});
+
+// "950 ns", "12.3 µs", "4.51 ms", "2.00 s": three significant digits.
+std::string format_duration(uint64_t ns);
+
+}  // namespace gilstat::report
