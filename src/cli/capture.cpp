@@ -17,6 +17,7 @@ uint64_t Capture::poll() {
       },
       [&](uint32_t tid, uint64_t dropped) {
         aggregator_.add_thread_drops(tid, dropped);
+        drops_ += dropped;
         if (writer_) writer_->drops(tid, dropped);
       });
   events_ += n;

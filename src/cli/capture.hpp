@@ -24,6 +24,7 @@ class Capture {
   // Last drain, then the report.  window_end is in raw clock units.
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
   uint64_t events() const { return events_; }
+  uint64_t drops() const { return drops_; }
 
  private:
   void sync_names();
@@ -33,6 +34,7 @@ class Capture {
   report::Aggregator aggregator_;
   std::map<uint32_t, std::string> names_;
   uint64_t events_ = 0;
+  uint64_t drops_ = 0;
   int polls_ = 0;
 };
 

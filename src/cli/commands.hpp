@@ -15,5 +15,6 @@ using Action = std::function<int()>;
 
 void add_run_command(CLI::App& app, Action& action);
 void add_report_command(CLI::App& app, Action& action);
+void add_record_command(CLI::App& app, Action& action);
 
 }  // namespace gilstat::cli

@@ -183,9 +183,17 @@ LaunchResult launch(const LaunchOptions& opts) {
   Capture capture(region, writer.get());
   LaunchResult result;
   if (out_pipe[0] >= 0) fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+  const uint64_t started_ns = monotonic_ns();
+  uint64_t next_tick_ns = started_ns;
   for (;;) {
     capture.poll();
     if (out_pipe[0] >= 0) read_available(out_pipe[0], &result.stdout_text);
+    if (opts.on_tick && monotonic_ns() >= next_tick_ns) {
+      next_tick_ns += 100'000'000;
+      opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
+                    capture.drops() + region.header().drops_no_ring.load(),
+                    writer ? writer->bytes() : 0});
+    }
     if (wait_child(pid, pidfd, 5, &result.wait_status)) break;
   }
   const uint64_t window_end = read_clock(clock);
@@ -201,6 +209,9 @@ LaunchResult launch(const LaunchOptions& opts) {
 
   result.report = capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));
   if (writer) writer->close();
+  result.final_status = {(monotonic_ns() - started_ns) / 1e9, capture.events(),
+                         capture.drops() + region.header().drops_no_ring.load(),
+                         writer ? writer->bytes() : 0};
   result.exit_code = exit_code_of(result.wait_status);
   result.outcome = outcome_of(region.header(), opts.argv[0]);
   return result;

@@ -2,6 +2,7 @@
 // until it exits.  Shared by `run`, `record -- cmd` and `demo`.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,15 @@ struct LaunchOptions {
   std::string output;           // also save the recording here (may be empty)
   bool capture_stdout = false;  // collect the program's stdout instead of passing it through
   std::vector<std::pair<std::string, std::string>> env;  // extra environment
+  // Called about every 100 ms while the program runs (live status lines).
+  std::function<void(const struct LiveStatus&)> on_tick;
+};
+
+struct LiveStatus {
+  double elapsed_s;
+  uint64_t events;
+  uint64_t drops;
+  uint64_t bytes;  // written to the recording so far
 };
 
 // What the probe said about the process when it could not measure it.
@@ -29,6 +39,7 @@ struct LaunchResult {
   int wait_status = 0;
   int exit_code = 0;  // the program's, 128+N when killed by signal N
   std::string stdout_text;  // with capture_stdout
+  LiveStatus final_status;  // totals at the end
 };
 
 // Throws gilstat::Error when the program cannot be started at all.

@@ -63,6 +63,7 @@ RecordingWriter::RecordingWriter(const std::string& path) : path_(path) {
   std::fwrite(kRecordingMagic, 1, sizeof(kRecordingMagic), file_);
   const uint32_t version = kRecordingVersion;
   std::fwrite(&version, sizeof(version), 1, file_);
+  bytes_ = sizeof(kRecordingMagic) + sizeof(version);
 }
 
 RecordingWriter::~RecordingWriter() {
@@ -74,6 +75,7 @@ void RecordingWriter::record(uint8_t type, const std::string& payload) {
   std::fwrite(&type, 1, 1, file_);
   std::fwrite(&len, sizeof(len), 1, file_);
   std::fwrite(payload.data(), 1, payload.size(), file_);
+  bytes_ += 1 + sizeof(len) + payload.size();
 }
 
 void RecordingWriter::meta(const RecMeta& m) {

@@ -71,11 +71,13 @@ class RecordingWriter {
   void gil(const RecGil&);
   void end(const RecEnd&);
   void close();  // flushes; throws on a write error
+  uint64_t bytes() const { return bytes_; }
 
  private:
   void record(uint8_t type, const std::string& payload);
   std::string path_;
   FILE* file_ = nullptr;
+  uint64_t bytes_ = 0;
 };
 
 class RecordingVisitor {
