@@ -41,7 +41,9 @@ class Interpreter:
             "import json, platform, sys, sysconfig;"
             "print(json.dumps({'version': platform.python_version(),"
             " 'minor': list(sys.version_info[:2]),"
-            " 'shared': bool(sysconfig.get_config_var('Py_ENABLE_SHARED')),"
+            # Not Py_ENABLE_SHARED: Debian's python3.x says 1 there (it ships a
+            # libpython too) yet its executable has the interpreter linked in.
+            " 'shared': any('/libpython3' in l for l in open('/proc/self/maps')),"
             " 'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')),"
             " 'executable': sys.executable, 'prefix': sys.prefix}))"
         )
@@ -113,7 +115,8 @@ class Result:
         return self.stderr.decode("utf-8", "replace")
 
     def report(self):
-        """The JSON report: the last JSON object in stderr starting at a line's start."""
+        """The JSON report: the last JSON object in stderr that starts at a line's start
+        and ends at a line's end (other lines may come before and after it)."""
         return parse_last_json(self.stderr_text, self.describe())
 
     def program_json(self):
@@ -140,7 +143,8 @@ def parse_last_json(text, context=""):
             obj, end = decoder.raw_decode(text, start)
         except ValueError:
             continue
-        if text[end:].strip() == "" and isinstance(obj, dict):
+        # gilstat may print status lines after the report (e.g. "killed by signal").
+        if isinstance(obj, dict) and text[end:end + 1] in ("", "\n"):
             return obj
     raise AssertionError("no JSON report at the end of the output\n" + context)
 

@@ -152,24 +152,72 @@ def test_spin_gil_busy_and_switching(spin):
     # forced switches. 50 is far below that and far above "not measured".
     assert gil["switches"] >= 50, result.describe()
     assert gil["forced_switch_requests"] >= 1, result.describe()
-    assert gil["forced_handoffs"] >= 1, result.describe()
+    # A hand-off wait happens only when no waiter took the GIL before the dropper
+    # checked: on a loaded machine there may be none, but each needs its own request.
+    assert gil["forced_handoffs"] <= gil["forced_switch_requests"], result.describe()
     assert abs(gil["utilization"] - gil["hold_ns"]["total"] / 1e9 / report["duration_s"]) \
         <= 0.01, result.describe()
 
 
-def test_spin_held_share_matches_iteration_share(spin):
+def share_table(report, truth, result):
+    """[(name, iteration share, CPU share, held share)] for the spin threads."""
+    rows = [(t, one_thread(report, t["name"], result)["held_s"]) for t in truth["threads"]]
+    total_iterations = sum(t["iterations"] for t, _ in rows)
+    total_cpu = sum(t["cpu_s"] for t, _ in rows)
+    total_held = sum(held for _, held in rows)
+    assert total_held > 0 and total_cpu > 0, result.describe()
+    return [(t["name"], t["iterations"] / total_iterations, t["cpu_s"] / total_cpu,
+             held / total_held) for t, held in rows]
+
+
+def format_shares(shares):
+    return "\n".join("%s: iteration share %.3f, CPU share %.3f, held share %.3f" % row
+                     for row in shares)
+
+
+SHARE_ATTEMPTS = 3
+
+
+def test_spin_held_share_matches_iteration_share(spin, gilstat, supported_python):
+    """Each spinner's share of the GIL's hold time is its share of the work.
+
+    Iterations per CPU-second differ between threads when the machine is busy (a
+    sibling hyperthread running a compiler slows one spinner down), which no GIL
+    measurement can see; so a run that misses is retried with a fresh process, up to
+    SHARE_ATTEMPTS runs, and the test fails only if every run misses.
+    (test_spin_held_share_matches_cpu_share is the load-independent check.)"""
+    attempts = []
+    for attempt in range(SHARE_ATTEMPTS):
+        if attempt == 0:
+            result, report, truth = spin
+        else:
+            result = run_workload(gilstat, supported_python, "spin.py",
+                                  "--threads", SPIN_THREADS, "--seconds", SPIN_SECONDS)
+            report, truth = result.report(), result.program_json()
+        shares = share_table(report, truth, result)
+        attempts.append(format_shares(shares))
+        if all(abs(it - held) <= SHARE_TOLERANCE for _, it, _, held in shares):
+            return
+    pytest.fail("held share off iteration share by more than %.2f in all %d runs:\n%s\n%s"
+                % (SHARE_TOLERANCE, SHARE_ATTEMPTS, "\n--\n".join(attempts),
+                   result.describe()))
+
+
+def test_spin_held_share_matches_cpu_share(spin):
+    """A spinner runs only while it holds the GIL: its CPU time is at most its hold
+    time, and its share of the CPU time is its share of the hold time."""
     result, report, truth = spin
-    total_iterations = sum(t["iterations"] for t in truth["threads"])
-    held = {t["name"]: one_thread(report, t["name"], result)["held_s"] for t in truth["threads"]}
-    total_held = sum(held.values())
-    assert total_held > 0, result.describe()
-    shares = [(t["name"], t["iterations"] / total_iterations, held[t["name"]] / total_held)
-              for t in truth["threads"]]
-    table = "\n".join("%s: iteration share %.3f, held share %.3f" % s for s in shares)
-    for name, iter_share, held_share in shares:
-        assert abs(iter_share - held_share) <= SHARE_TOLERANCE, (
+    shares = share_table(report, truth, result)
+    for t in truth["threads"]:
+        held = one_thread(report, t["name"], result)["held_s"]
+        # Slack: thread start-up and futex calls use a little CPU without the GIL.
+        assert t["cpu_s"] <= held * 1.05 + 0.02, (
+            "%s used %.3f s CPU but held the GIL only %.3f s\n%s"
+            % (t["name"], t["cpu_s"], held, result.describe()))
+    for name, _, cpu, held in shares:
+        assert abs(cpu - held) <= SHARE_TOLERANCE, (
             "%s off by more than %.2f\n%s\n%s"
-            % (name, SHARE_TOLERANCE, table, result.describe()))
+            % (name, SHARE_TOLERANCE, format_shares(shares), result.describe()))
 
 
 def test_through_pyenv_shim(gilstat, supported_python):

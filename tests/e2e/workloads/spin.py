@@ -2,7 +2,7 @@
 
 Each thread holds the GIL only while counting, so its share of the GIL's hold time
 must match its share of the iterations. Prints one JSON line to stdout:
-{"pid": ..., "seconds": ..., "threads": [{"name", "native_id", "iterations"}, ...]}
+{"pid": ..., "seconds": ..., "threads": [{"name", "native_id", "iterations", "cpu_s"}, ...]}
 
 Runs on Python 3.8+ (no newer syntax).
 """
@@ -42,7 +42,13 @@ def main():
             n += 1
             if n % CHECK_EVERY == 0 and monotonic() >= end:
                 break
-        results[me.name] = {"name": me.name, "native_id": native_id, "iterations": n}
+        results[me.name] = {
+            "name": me.name,
+            "native_id": native_id,
+            "iterations": n,
+            # CPU time of this thread: without preemption it equals its GIL hold time.
+            "cpu_s": time.thread_time(),
+        }
 
     threads = [threading.Thread(target=spin, name="spin-%d" % i) for i in range(args.threads)]
     for t in threads:
