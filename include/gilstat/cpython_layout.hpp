@@ -61,6 +61,7 @@ struct DebugOffsetsLayout {
   uint32_t interpreters_head;  // runtime_state.interpreters_head
   uint32_t interp_ceval_gil;   // interpreter_state.ceval_gil
   uint32_t interp_gil_state;   // interpreter_state.gil_runtime_state
+  uint32_t tstate_thread_id;   // thread_state.thread_id
 };
 inline constexpr char kDebugCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
 inline constexpr uint32_t kDebugVersionAt = 8;
@@ -68,10 +69,23 @@ inline constexpr uint32_t kDebugFreeThreadedAt = 16;
 
 inline constexpr bool debug_offsets_layout(int minor, DebugOffsetsLayout* out) {
   switch (minor) {
-    case 13: *out = {40, 112, 120}; return true;
-    case 14:
-    case 15: *out = {40, 120, 128}; return true;
+    case 13: *out = {40, 112, 120, 192}; return true;
+    case 14: *out = {40, 120, 128, 216}; return true;
+    case 15: *out = {40, 120, 128, 240}; return true;
     default: return false;
+  }
+}
+
+// PyThreadState.thread_id (the pthread_t of the thread owning the tstate),
+// 3.8–3.12; from 3.13 it comes from _Py_DebugOffsets.
+inline constexpr uint32_t tstate_thread_id_offset(int minor) {
+  switch (minor) {
+    case 8:
+    case 9:
+    case 10: return 176;
+    case 11: return 152;
+    case 12: return 136;
+    default: return 0;
   }
 }
 

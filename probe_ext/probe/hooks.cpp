@@ -153,12 +153,22 @@ struct HookGuard {
   }
 };
 
+// The thread that held GIL i when it was armed enters drop_gil: from now on
+// it is known to hold it.
+inline bool claim_holder_at_arm(int i) {
+  const uint64_t holder = g.holder_at_arm[i].load(std::memory_order_relaxed);
+  if (!holder || holder != static_cast<uint64_t>(pthread_self())) return false;
+  g.holder_at_arm[i].store(0, std::memory_order_relaxed);
+  t_state.held |= (1u << i);
+  return true;
+}
+
 int hook_mutex_lock(pthread_mutex_t* m) noexcept {
   if (g.want_arm.load(std::memory_order_relaxed)) try_arm();
   if (recording()) {
     HookGuard guard;
     const int i = guard.entered ? gil_index<&GilAddrs::mutex>(m) : -1;
-    if (i >= 0 && !(t_state.held & (1u << i))) {
+    if (i >= 0 && !(t_state.held & (1u << i)) && !claim_holder_at_arm(i)) {
       t_state.waiting |= (1u << i);
       emit(proto::EventKind::WaitBegin, i, 0, 0, now_raw());
     }
@@ -276,6 +286,11 @@ void publish_gil(uint32_t index, uintptr_t base, int64_t interp_id) {
   for (auto& id : s.interp_ids) id = -1;
   s.interp_ids[0] = interp_id;
   s.arm_ts = now_raw();
+  // Armed while held (an attach): remember which thread holds it.
+  g.holder_at_arm[index].store(0, std::memory_order_relaxed);
+  if (read_i32(base + g.fields.locked) == 1 && s.initial_holder && g.locator.tstate_thread_id)
+    g.holder_at_arm[index].store(read_u64(s.initial_holder + g.locator.tstate_thread_id),
+                                 std::memory_order_relaxed);
   s.valid.store(1, std::memory_order_release);
   g.header->gil_count.store(index + 1, std::memory_order_release);
   g.gil_count.store(index + 1, std::memory_order_release);

@@ -59,6 +59,7 @@ bool read_version(uint32_t* hex, char* text, size_t text_len) {
 bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
   loc->minor = minor;
   loc->runtime = runtime;
+  loc->tstate_thread_id = cpython::tstate_thread_id_offset(minor);
   if (const uint32_t off = cpython::runtime_gil_offset(minor)) {
     loc->fixed_gil = runtime + off;
     return true;
@@ -82,6 +83,7 @@ bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
   loc->interpreters_main = runtime + u64(layout.interpreters_head) + cpython::kMainAfterHead;
   loc->ceval_gil = static_cast<uint32_t>(u64(layout.interp_ceval_gil));
   loc->own_gil_storage = static_cast<uint32_t>(u64(layout.interp_gil_state));
+  loc->tstate_thread_id = static_cast<uint32_t>(u64(layout.tstate_thread_id));
   return true;
 }
 

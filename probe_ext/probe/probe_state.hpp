@@ -30,6 +30,7 @@ struct GilLocator {
   uintptr_t interpreters_main = 0; // 3.12+: &_PyRuntime.interpreters.main
   uint32_t ceval_gil = 0;          // 3.12+: offset of interp->ceval.gil
   uint32_t own_gil_storage = 0;    // 3.12+: offset of interp->_gil
+  uint32_t tstate_thread_id = 0;   // offset of PyThreadState.thread_id
 };
 
 struct ProbeGlobals {
@@ -54,6 +55,10 @@ struct ProbeGlobals {
   // then forget held/waiting bits from before (they were not tracked while
   // nobody recorded).
   std::atomic<uint32_t> session{0};
+  // Per GIL: the thread (pthread_t) that held it when it was armed, until
+  // that thread's first hook call claims it.  Lets an attach see the current
+  // holder's release as a release, not as a spurious wait.
+  std::atomic<uint64_t> holder_at_arm[proto::kMaxGils] = {};
 };
 
 extern ProbeGlobals g;
