@@ -36,29 +36,19 @@ void Capture::sync_names() {
   }
 }
 
-report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
-                               const std::string& command) {
-  poll();
-  sync_names();
+void Capture::describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
+                       std::vector<proto::RecGil>* gils) const {
   const proto::Header& h = region_.header();
-  proto::RecMeta meta;
-  meta.pid = h.claim_pid.load();
-  meta.clock = h.clock_kind;
-  meta.py_version_hex = h.py_version_hex;
-  meta.free_threaded = h.free_threaded;
-  meta.libpython_shared = h.libpython_shared;
-  meta.gilstat_version = kVersion;
-  meta.py_version = std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version)));
-  meta.command = command;
-  // The main thread needs no `threading` import to be the main thread.
-  if (!names_.count(static_cast<uint32_t>(meta.pid)) && meta.pid > 0) {
-    aggregator_.set_thread_name(static_cast<uint32_t>(meta.pid), "MainThread");
-    if (writer_) writer_->name(static_cast<uint32_t>(meta.pid), "MainThread");
-  }
-
-  std::vector<proto::RecGil> gils;
+  meta->pid = h.claim_pid.load();
+  meta->clock = h.clock_kind;
+  meta->py_version_hex = h.py_version_hex;
+  meta->free_threaded = h.free_threaded;
+  meta->libpython_shared = h.libpython_shared;
+  meta->gilstat_version = kVersion;
+  meta->py_version = std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version)));
+  meta->command = command;
+  meta->window_start = window_end;
   const uint32_t count = std::min<uint32_t>(h.gil_count.load(), proto::kMaxGils);
-  meta.window_start = window_end;
   for (uint32_t i = 0; i < count; ++i) {
     const proto::GilSlot& s = h.gils[i];
     if (!s.valid.load()) continue;
@@ -70,10 +60,34 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
     g.initial_holder = s.initial_holder;
     for (int64_t id : s.interp_ids)
       if (id >= 0) g.interp_ids.push_back(id);
-    meta.window_start = std::min(meta.window_start, s.arm_ts);
-    gils.push_back(g);
+    meta->window_start = std::min(meta->window_start, s.arm_ts);
+    gils->push_back(g);
   }
-  proto::RecEnd end{window_end, ns_per_tick, h.drops_no_ring.load()};
+}
+
+report::Report Capture::snapshot(uint64_t now, double ns_per_tick,
+                                 const std::string& command) const {
+  proto::RecMeta meta;
+  std::vector<proto::RecGil> gils;
+  describe(now, command, &meta, &gils);
+  proto::RecEnd end{now, ns_per_tick, region_.header().drops_no_ring.load()};
+  return build_report(aggregator_, meta, gils, end);
+}
+
+report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
+                               const std::string& command) {
+  poll();
+  sync_names();
+  const int32_t pid = region_.header().claim_pid.load();
+  // The main thread needs no `threading` import to be the main thread.
+  if (pid > 0 && !names_.count(static_cast<uint32_t>(pid))) {
+    aggregator_.set_thread_name(static_cast<uint32_t>(pid), "MainThread");
+    if (writer_) writer_->name(static_cast<uint32_t>(pid), "MainThread");
+  }
+  proto::RecMeta meta;
+  std::vector<proto::RecGil> gils;
+  describe(window_end, command, &meta, &gils);
+  proto::RecEnd end{window_end, ns_per_tick, region_.header().drops_no_ring.load()};
   if (writer_) {
     writer_->meta(meta);
     for (const auto& g : gils) writer_->gil(g);
@@ -82,7 +96,7 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
   return build_report(aggregator_, meta, gils, end);
 }
 
-report::Report build_report(report::Aggregator& aggregator, const proto::RecMeta& meta,
+report::Report build_report(const report::Aggregator& aggregator, const proto::RecMeta& meta,
                             const std::vector<proto::RecGil>& gils, const proto::RecEnd& end) {
   report::RecordingInfo info;
   info.pid = meta.pid;

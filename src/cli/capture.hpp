@@ -21,13 +21,19 @@ class Capture {
   Capture(proto::ShmRegion& region, proto::RecordingWriter* writer);
   // Drains events and picks up new thread names.  Returns events drained.
   uint64_t poll();
-  // Last drain, then the report.  window_end is in raw clock units.
+  // Last drain, then the report; writes the metadata records to the
+  // recording.  window_end is in raw clock units.
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
+  // The report so far, as if the window ended at `now` (live views).
+  report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
   uint64_t events() const { return events_; }
   uint64_t drops() const { return drops_; }
 
  private:
   void sync_names();
+  // The region's header as recording metadata.
+  void describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
+                std::vector<proto::RecGil>* gils) const;
 
   proto::ShmRegion& region_;
   proto::RecordingWriter* writer_;
@@ -39,7 +45,7 @@ class Capture {
 };
 
 // Replays the metadata of a recording (live or saved) into a report.
-report::Report build_report(report::Aggregator& aggregator, const proto::RecMeta& meta,
+report::Report build_report(const report::Aggregator& aggregator, const proto::RecMeta& meta,
                             const std::vector<proto::RecGil>& gils, const proto::RecEnd& end);
 
 }  // namespace gilstat::cli

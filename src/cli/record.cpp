@@ -1,8 +1,10 @@
-// gilstat record -o FILE -- PROGRAM ARGS...
+// gilstat record -o FILE [--duration S] (--pid PID | -- PROGRAM ARGS...)
 //
-// `run -o FILE` without the printed report: saves the recording and shows a
-// one-line live status on stderr (elapsed, events, drops, bytes).  Read it
-// back with `gilstat report FILE`.
+// Saves a recording while showing a one-line live status on stderr
+// (elapsed, events, drops, bytes); read it back with `gilstat report FILE`.
+// With -- PROGRAM it is `run -o FILE` without the printed report; with --pid
+// it attaches to a running process until Ctrl-C, SIGTERM, --duration or the
+// target's exit, then unhooks the probe.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
@@ -10,8 +12,12 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/attach_session.hpp"
+#include "cli/capture.hpp"
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
+#include "common/clock.hpp"
+#include "common/error.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -19,6 +25,8 @@ namespace {
 struct RecordOptions {
   std::string output;
   std::vector<std::string> argv;
+  int pid = 0;
+  double duration = 0;  // seconds; 0 = until stopped
 };
 
 std::string status_line(const LiveStatus& s) {
@@ -26,7 +34,56 @@ std::string status_line(const LiveStatus& s) {
                      s.elapsed_s, s.events, s.drops, s.bytes / 1024.0);
 }
 
+void print_saved(const std::string& path, const LiveStatus& s) {
+  std::cerr << fmt::format("gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
+                           "read it with `gilstat report {}`\n",
+                           path, s.events, s.drops, s.bytes / 1024.0, path);
+}
+
+int record_pid(const RecordOptions& opts) {
+  const bool tty = isatty(STDERR_FILENO);
+  install_stop_signals();
+  proto::RecordingWriter writer(opts.output);
+  AttachSession session(opts.pid);
+  ClockCalibration calibration(session.clock());
+  Capture capture(session.region(), &writer);
+  const uint64_t started = monotonic_ns();
+  uint64_t next_tick = started;
+  bool exited = false;
+  auto status = [&] {
+    return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
+                      capture.drops() + session.region().header().drops_no_ring.load(),
+                      writer.bytes()};
+  };
+  while (!stop_requested()) {
+    capture.poll();
+    session.region().beat();
+    if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9) break;
+    if (tty && monotonic_ns() >= next_tick) {
+      next_tick += 100'000'000;
+      std::cerr << "\r" << status_line(status()) << std::flush;
+    }
+    if ((exited = session.target_exited(5))) break;
+  }
+  const uint64_t window_end = read_clock(session.clock());
+  calibration.sample();
+  if (!exited) session.stop();
+  capture.finish(window_end, calibration.ns_per_tick(), session.command());
+  writer.close();
+  if (tty) std::cerr << "\r\033[K";
+  if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
+  print_saved(opts.output, status());
+  return kExitOk;
+}
+
 int record_program(const RecordOptions& opts) {
+  if (opts.pid > 0) {
+    if (!opts.argv.empty())
+      throw Error("give either --pid or a program after --, not both", {}, kExitUsage);
+    return record_pid(opts);
+  }
+  if (opts.argv.empty())
+    throw Error("nothing to record", "use --pid PID, or -- PROGRAM ARGS...", kExitUsage);
   const bool tty = isatty(STDERR_FILENO);
   LaunchOptions launch_opts{opts.argv, opts.output, false, {}, {}};
   launch_opts.on_tick = [&](const LiveStatus& s) {
@@ -38,10 +95,7 @@ int record_program(const RecordOptions& opts) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;
   }
-  const LiveStatus& s = r.final_status;
-  std::cerr << fmt::format("gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
-                           "read it with `gilstat report {}`\n",
-                           opts.output, s.events, s.drops, s.bytes / 1024.0, opts.output);
+  print_saved(opts.output, r.final_status);
   return r.exit_code;
 }
 
@@ -51,7 +105,9 @@ void add_record_command(CLI::App& app, Action& action) {
   auto opts = std::make_shared<RecordOptions>();
   CLI::App* cmd = app.add_subcommand("record", "Record GIL events of a program to a file");
   cmd->add_option("-o,--output", opts->output, "Recording file to write")->required();
-  cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)")->required();
+  cmd->add_option("-p,--pid", opts->pid, "Attach to this running CPython process");
+  cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds (with --pid)");
+  cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)");
   cmd->positionals_at_end();
   cmd->callback([opts, &action] { action = [opts] { return record_program(*opts); }; });
 }

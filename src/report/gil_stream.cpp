@@ -60,6 +60,9 @@ void GilStream::apply(const Pending& p) {
     case EventKind::Release:
       if (holding_ && holder_tid_ == p.tid) {
         t_.hold_hist.add(p.ts >= hold_since_ ? p.ts - hold_since_ : 0);
+      } else if (t_.acquisitions == 0 && !released_) {
+        // The first event after an attach: the GIL was held when the probe
+        // armed.  Expected, not an anomaly; its partial hold is not counted.
       } else {
         // A hold that began before arming, or whose Acquire was lost: its
         // length is unknown, so it is not guessed.

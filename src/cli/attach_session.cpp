@@ -1,0 +1,120 @@
+#include "cli/attach_session.hpp"
+
+#include <fmt/core.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "attach/load_library.hpp"
+#include "common/clock.hpp"
+#include "common/error.hpp"
+#include "common/paths.hpp"
+
+namespace gilstat::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_stop_signal(int) { g_stop.store(true); }
+
+std::string read_cmdline(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
+  for (char& c : raw)
+    if (c == '\0') c = ' ';
+  return raw;
+}
+
+// gilstat_probe_start's failure codes: -errno, or -(100 + proto::Status).
+[[noreturn]] void throw_start_failure(pid_t pid, int64_t rc, const proto::ShmRegion* region) {
+  if (rc == -EBUSY)
+    throw Error(fmt::format("another gilstat is already attached to process {}", pid),
+                "stop the other `gilstat top`/`record` first; only one may read a process");
+  if (rc <= -100) {
+    const auto status = static_cast<proto::Status>(-rc - 100);
+    (void)region;
+    if (status == proto::Status::UnsupportedVersion)
+      throw Error(fmt::format("process {} runs a CPython version gilstat does not support", pid),
+                  "gilstat supports CPython 3.8 to 3.15", kExitNotCPython);
+    throw Error(fmt::format("the probe could not hook the GIL in process {} (status {})", pid,
+                            static_cast<unsigned>(status)),
+                "please report this with `gilstat attach --pid PID --check` output",
+                kExitNotCPython);
+  }
+  throw Error(fmt::format("the probe failed to start in process {}: {}", pid,
+                          std::strerror(static_cast<int>(-rc))));
+}
+
+}  // namespace
+
+void install_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+}
+
+bool stop_requested() { return g_stop.load(); }
+
+AttachSession::AttachSession(pid_t pid) : pid_(pid), clock_(choose_clock()) {
+  target_ = attach::preflight(pid);
+  command_ = read_cmdline(pid);
+  const std::string probe = probe_library_path();
+  // The probe thread unhooks everything if our heartbeat stops (SIGKILL).
+  std::string config = "heartbeat";
+  if (clock_ == proto::ClockKind::Tsc) config += ";tsc";
+  const auto t0 = std::chrono::steady_clock::now();
+  const attach::LoadResult r =
+      attach::load_library_and_call(pid, probe, "gilstat_probe_start", config);
+  attach_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                   .count();
+  if (r.return_value < 0) throw_start_failure(pid, r.return_value, nullptr);
+  region_ = std::make_unique<proto::ShmRegion>(
+      proto::ShmRegion::open_in_process(pid, static_cast<int>(r.return_value)));
+  // The probe may run with a different clock than we would pick (it was
+  // started by an earlier gilstat): follow the region.
+  clock_ = region_->header().clock_kind;
+  region_->beat();
+  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+AttachSession::~AttachSession() {
+  if (!stopped_) stop();
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+bool AttachSession::target_exited(int timeout_ms) {
+  if (pidfd_ < 0) {
+    if (timeout_ms > 0) usleep(static_cast<useconds_t>(timeout_ms) * 1000);
+    return kill(pid_, 0) != 0 && errno == ESRCH;
+  }
+  struct pollfd p {pidfd_, POLLIN, 0};
+  return poll(&p, 1, timeout_ms) > 0 && (p.revents & POLLIN);
+}
+
+bool AttachSession::stop() {
+  stopped_ = true;
+  if (!region_ || target_exited(0)) return true;
+  proto::Header& h = region_->header();
+  h.stop_request.store(1, std::memory_order_release);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (h.status.load() == static_cast<uint32_t>(proto::Status::Stopped)) return true;
+    if (target_exited(0)) return true;
+    region_->beat();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+}  // namespace gilstat::cli
