@@ -13,8 +13,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   cli::Action action;
   cli::add_run_command(app, action);
+  cli::add_top_command(app, action);
   cli::add_record_command(app, action);
   cli::add_report_command(app, action);
+  cli::add_attach_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
