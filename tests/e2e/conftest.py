@@ -21,7 +21,7 @@ WORKLOADS = HERE / "workloads"
 # gilstat supports these minor versions (DESIGN.md §1); anything else must be refused.
 SUPPORTED = ((3, 8), (3, 15))
 
-RUN_TIMEOUT_S = 60
+RUN_TIMEOUT_S = 30  # the workloads take 1.5 s; anything near this is a hang
 
 
 def pytest_addoption(parser):
@@ -149,9 +149,43 @@ def parse_last_json(text, context=""):
     raise AssertionError("no JSON report at the end of the output\n" + context)
 
 
+def descendants(pid):
+    """Pids of every live descendant of pid (gilstat may move its child out of our
+    process group, so killpg alone may miss it)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(proc):
+    for pid in descendants(proc.pid) + [proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def run_process(argv, env=None, stdin_bytes=None, timeout=RUN_TIMEOUT_S):
-    """Runs argv in its own process group; on timeout kills the whole group (gilstat and
-    the program it launched) and fails the test."""
+    """Runs argv in its own session; on timeout kills gilstat and everything it
+    started, and fails the test with what was captured so far."""
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
@@ -163,13 +197,19 @@ def run_process(argv, env=None, stdin_bytes=None, timeout=RUN_TIMEOUT_S):
     try:
         out, err = proc.communicate(stdin_bytes, timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError("timed out after %ss: %s\nstderr:\n%s"
-                             % (timeout, " ".join(argv), err.decode("utf-8", "replace")))
+        tree = descendants(proc.pid)
+        kill_tree(proc)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a survivor still holds the pipes
+            proc.kill()
+            out, err = b"", b"(output lost: pipes still held open after the kill)"
+        raise AssertionError("timed out after %ss: %s\nprocesses killed: %s\nstderr:\n%s"
+                             % (timeout, " ".join(argv), [proc.pid] + tree,
+                                err.decode("utf-8", "replace")[-6000:]))
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             proc.wait()
     return Result(argv, proc.returncode, out, err)
 

@@ -87,6 +87,9 @@ def check_invariants(report, result):
             "gil %s: %d switches reconstructed, CPython's switch_number moved by %d\n%s"
             % (g["id"], g["switches"], g["switch_number_delta"], ctx))
         assert g["switches"] <= g["acquisitions"], ctx
+        # Beyond the contract, where reported: the reconstruction's own alarms.
+        for key in ("seq_gaps", "seq_stale", "anomalies"):
+            assert g.get(key, 0) == 0, "gil %s: %s = %s\n%s" % (g["id"], key, g[key], ctx)
         # Σ holds ≤ wall time, and utilization is that ratio.
         hold_s = g["hold_ns"]["total"] / 1e9
         assert hold_s <= report["duration_s"] + LIFETIME_TOLERANCE_S, ctx
@@ -103,6 +106,7 @@ def check_invariants(report, result):
             % (t["name"], t["held_s"], t["wait_s"], t["released_s"], total,
                t["lifetime_s"], ctx))
         assert t["lifetime_s"] <= report["duration_s"] + LIFETIME_TOLERANCE_S, (t, ctx)
+        assert t.get("anomalies", 0) == 0, (t, ctx)
 
 
 def run_workload(gilstat, python, script, *args, **kwargs):
