@@ -1,0 +1,275 @@
+#include "attach/load_library.hpp"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/memfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "attach/injector.hpp"
+#include "attach/ptrace_session.hpp"
+#include "common/error.hpp"
+#include "elf/file_bytes.hpp"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+namespace gilstat::attach {
+
+namespace {
+
+// A stop inside the dynamic loader (which may hold its lock) or inside libc
+// outside a syscall (malloc may hold an arena lock) is a bad place to call
+// dlopen from: let the thread run a little and stop it again.
+constexpr int kMaxRestops = 20;
+constexpr auto kRestopPause = std::chrono::microseconds(500);
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
+
+bool is_glibc_libc(std::string_view base) {
+  return starts_with(base, "libc.so") || (starts_with(base, "libc-") && base.ends_with(".so"));
+}
+
+bool is_musl(std::string_view base) {
+  return starts_with(base, "ld-musl-") || starts_with(base, "libc.musl-");
+}
+
+bool is_glibc_loader(std::string_view base) {
+  return starts_with(base, "ld-linux") || starts_with(base, "ld-2.") || starts_with(base, "ld.so");
+}
+
+std::string symbol_label(const elf::Symbol& sym) {
+  if (sym.version.empty()) return std::string(sym.name);
+  return fmt::format("{}{}{}", sym.name, sym.hidden_version ? "@" : "@@", sym.version);
+}
+
+bool is_error_return(int64_t value) { return value < 0 && value > -4096; }
+
+struct Transfer {
+  bool memfd = false;
+  std::string target_path;              // what dlopen gets when !memfd
+  std::optional<elf::FileBytes> bytes;  // the library, when memfd
+};
+
+Transfer plan_transfer(pid_t pid, const std::string& library_path, LibraryTransfer mode) {
+  char resolved[PATH_MAX];
+  if (!realpath(library_path.c_str(), resolved)) {
+    throw Error(fmt::format("cannot find {}: {}", library_path, std::strerror(errno)));
+  }
+  Transfer t;
+  t.target_path = resolved;
+  bool visible = false;
+  if (mode != LibraryTransfer::kMemfd) {
+    struct stat ours {
+    }, theirs{};
+    if (stat(resolved, &ours) != 0) {
+      throw Error(fmt::format("cannot stat {}: {}", resolved, std::strerror(errno)));
+    }
+    const std::string through_root = fmt::format("/proc/{}/root{}", pid, resolved);
+    visible = stat(through_root.c_str(), &theirs) == 0 && ours.st_dev == theirs.st_dev &&
+              ours.st_ino == theirs.st_ino;
+  }
+  if (mode == LibraryTransfer::kPath || (mode == LibraryTransfer::kAuto && visible)) return t;
+  int error_number = 0;
+  t.bytes = elf::FileBytes::open(resolved, &error_number);
+  if (!t.bytes) {
+    throw Error(fmt::format("cannot read {}: {}", resolved, std::strerror(error_number)));
+  }
+  t.memfd = true;
+  return t;
+}
+
+// Creates a memfd in the target holding `bytes`; returns its fd number there.
+int remote_memfd(Injector& injector, pid_t pid, std::string_view name,
+                 std::span<const std::byte> bytes) {
+  const RemoteAddr name_at = injector.push_string(name);
+  // MFD_EXEC: with vm.memfd_noexec=1 a memfd is otherwise sealed non-exec.
+  // Kernels before 6.3 reject the flag: retry without.
+  int64_t fd = injector.syscall(SYS_memfd_create, {name_at.value(), MFD_CLOEXEC | MFD_EXEC});
+  if (fd == -EINVAL) fd = injector.syscall(SYS_memfd_create, {name_at.value(), MFD_CLOEXEC});
+  if (is_error_return(fd)) {
+    throw Error(fmt::format("memfd_create in process {} failed: {}", pid,
+                            std::strerror(static_cast<int>(-fd))),
+                fd == -EACCES ? "vm.memfd_noexec=2 forbids executable memfds; make the library "
+                                "visible inside the target's mount namespace instead"
+                              : "");
+  }
+  injector.close_on_finish(static_cast<int>(fd));
+  const std::string ours = fmt::format("/proc/{}/fd/{}", pid, fd);
+  int local = open(ours.c_str(), O_WRONLY | O_CLOEXEC);
+  if (local < 0) throw Error(fmt::format("cannot open {}: {}", ours, std::strerror(errno)));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = write(local, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = errno;
+      close(local);
+      throw Error(fmt::format("cannot write {}: {}", ours, std::strerror(e)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  close(local);
+  return static_cast<int>(fd);
+}
+
+}  // namespace
+
+bool safe_stop_point(const ProcessMaps& maps, const user_regs_struct& regs) {
+  const MapEntry* m = maps.find(RemoteAddr(regs.rip));
+  if (!m || !m->is_file()) return true;
+  const std::string_view base = m->basename();
+  const bool in_syscall = static_cast<int64_t>(regs.orig_rax) >= 0;
+  // The loader may hold its lock even while in a syscall (open, mmap).
+  if (is_glibc_loader(base)) return false;
+  // musl's libc is also its loader; either may hold a malloc lock.
+  if ((is_glibc_libc(base) || is_musl(base)) && !in_syscall) return false;
+  return true;
+}
+
+TargetLoader resolve_loader(pid_t pid, const ProcessMaps& maps, const RemoteMemory& memory) {
+  auto libc_path = maps.find_object([](std::string_view b) { return is_glibc_libc(b); });
+  auto musl_path = maps.find_object([](std::string_view b) { return is_musl(b); });
+  if (!libc_path && !musl_path) {
+    throw Error(fmt::format("process {} has no shared C library mapped (statically linked?)", pid),
+                "gilstat attaches to dynamically linked interpreters only");
+  }
+  const std::string& path = libc_path ? *libc_path : *musl_path;
+  std::string why;
+  auto libc = open_mapped_object(pid, maps, path, &why);
+  if (!libc) throw Error(fmt::format("cannot read the target's C library: {}", why));
+
+  TargetLoader loader;
+  loader.dlopen_flags = RTLD_NOW;
+  auto address = [](const MappedObject& o, const elf::Symbol& s) { return o.address_of(s); };
+
+  auto dlopen_sym = libc->elf.find_dynamic_symbol("dlopen");
+  auto dlsym_sym = libc->elf.find_dynamic_symbol("dlsym");
+  if (dlopen_sym && dlsym_sym) {
+    // glibc >= 2.34 or musl.
+    loader.dlopen = address(*libc, *dlopen_sym);
+    loader.dlsym = address(*libc, *dlsym_sym);
+    if (auto s = libc->elf.find_dynamic_symbol("dlerror")) loader.dlerror = address(*libc, *s);
+    loader.description = fmt::format("{} in {}", symbol_label(*dlopen_sym), path);
+  } else if (auto libdl_path = maps.find_object([](std::string_view b) {
+               return starts_with(b, "libdl.so") || starts_with(b, "libdl-");
+             })) {
+    // glibc < 2.34 with libdl loaded (CPython links it).
+    auto libdl = open_mapped_object(pid, maps, *libdl_path, &why);
+    if (!libdl) throw Error(fmt::format("cannot read the target's libdl: {}", why));
+    auto o = libdl->elf.find_dynamic_symbol("dlopen");
+    auto s = libdl->elf.find_dynamic_symbol("dlsym");
+    if (!o || !s) throw Error(fmt::format("{} does not export dlopen/dlsym", *libdl_path));
+    loader.dlopen = address(*libdl, *o);
+    loader.dlsym = address(*libdl, *s);
+    if (auto e = libdl->elf.find_dynamic_symbol("dlerror")) loader.dlerror = address(*libdl, *e);
+    loader.description = fmt::format("{} in {}", symbol_label(*o), *libdl_path);
+  } else {
+    // glibc < 2.34 without libdl: the private entry points libc uses itself.
+    auto o = libc->elf.find_dynamic_symbol("__libc_dlopen_mode");
+    auto s = libc->elf.find_dynamic_symbol("__libc_dlsym");
+    if (!o || !s) {
+      throw Error(
+          fmt::format("cannot find dlopen in process {}: {} exports neither dlopen nor "
+                      "__libc_dlopen_mode",
+                      pid, path));
+    }
+    loader.dlopen = address(*libc, *o);
+    loader.dlsym = address(*libc, *s);
+    loader.description = fmt::format("{} in {}", symbol_label(*o), path);
+  }
+  if (auto e = libc->elf.find_dynamic_symbol("__errno_location")) {
+    loader.errno_location = address(*libc, *e);
+  }
+  auto insn = find_syscall_instruction(memory, maps, path);
+  if (!insn) {
+    throw Error(
+        fmt::format("no syscall instruction found in the text of {} in process {}", path, pid));
+  }
+  loader.syscall_instruction = *insn;
+  return loader;
+}
+
+LoadResult load_library_and_call(pid_t pid, const std::string& library_path,
+                                 const std::string& symbol, const std::string& argument,
+                                 std::chrono::milliseconds timeout, const LoadOptions& options) {
+  const auto start = Clock::now();
+  const auto deadline = start + timeout;
+  LoadResult result;
+
+  // Everything that does not need the thread stopped happens first.
+  const ProcessMaps maps = ProcessMaps::read(pid);
+  LiveRemoteMemory memory(pid);
+  const TargetLoader loader = resolve_loader(pid, maps, memory);
+  result.loader = loader.description;
+  Transfer transfer = plan_transfer(pid, library_path, options.transfer);
+  const std::string basename = transfer.target_path.substr(transfer.target_path.rfind('/') + 1);
+  const size_t data_size =
+      transfer.target_path.size() + symbol.size() + argument.size() + basename.size() + 256;
+
+  PtraceSession session(pid, options.tid, deadline);
+  const auto stopped_at = Clock::now();
+  for (int i = 0; i < kMaxRestops && !safe_stop_point(maps, session.saved().gp) &&
+                  Clock::now() + std::chrono::milliseconds(50) < deadline;
+       ++i) {
+    session.restop(kRestopPause, deadline);
+  }
+
+  {
+    Injector injector(session, loader.syscall_instruction, data_size, deadline);
+    if (!loader.errno_location.is_null()) injector.preserve_errno(loader.errno_location, memory);
+
+    if (transfer.memfd) {
+      const int fd = remote_memfd(injector, pid, "gilstat:" + basename, transfer.bytes->bytes());
+      result.loaded_as = fmt::format("/proc/self/fd/{}", fd);
+      result.via_memfd = true;
+    } else {
+      result.loaded_as = transfer.target_path;
+    }
+    const RemoteAddr path_at = injector.push_string(result.loaded_as);
+    const RemoteAddr symbol_at = injector.push_string(symbol);
+    const RemoteAddr argument_at = injector.push_string(argument);
+
+    result.handle = RemoteAddr(injector.call(
+        loader.dlopen, {path_at.value(), static_cast<uint64_t>(loader.dlopen_flags)}));
+    if (result.handle.is_null()) {
+      std::string reason = "no dlerror available";
+      if (!loader.dlerror.is_null()) {
+        const RemoteAddr message(injector.call(loader.dlerror));
+        reason = message.is_null() ? "dlerror() returned nothing"
+                                   : memory.read_cstring(message, 4096).value_or("?");
+      }
+      throw Error(
+          fmt::format("dlopen({}) in process {} failed: {}", result.loaded_as, pid, reason));
+    }
+    result.function =
+        RemoteAddr(injector.call(loader.dlsym, {result.handle.value(), symbol_at.value()}));
+    if (result.function.is_null()) {
+      throw Error(fmt::format("{} does not export {} (dlsym in process {} returned NULL)",
+                              library_path, symbol, pid));
+    }
+    result.return_value =
+        static_cast<int64_t>(injector.call(result.function, {argument_at.value()}));
+    injector.set_deadline(std::max(deadline, Clock::now() + std::chrono::milliseconds(500)));
+    injector.finish();
+  }
+  for (const siginfo_t& info : session.deferred_signals()) {
+    result.redelivered_signals.push_back(info.si_signo);
+  }
+  session.detach();
+  const auto end = Clock::now();
+  result.stopped = std::chrono::duration_cast<std::chrono::microseconds>(end - stopped_at);
+  result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(end - start);
+  return result;
+}
+
+}  // namespace gilstat::attach
