@@ -21,4 +21,4 @@ fi
 
 cd "$here/../.."
 export PYTHONDONTWRITEBYTECODE=1
-exec "$runner" -m pytest -q -rs -p no:cacheprovider tests/e2e --python "$python" "$@"
+exec "$runner" -m pytest -q -rsx -p no:cacheprovider tests/e2e --python "$python" "$@"

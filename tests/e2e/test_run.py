@@ -182,46 +182,50 @@ def format_shares(shares):
 SHARE_ATTEMPTS = 3
 
 
-def test_spin_held_share_matches_iteration_share(spin, gilstat, supported_python):
-    """Each spinner's share of the GIL's hold time is its share of the work.
+def spin_attempts(spin, gilstat, python):
+    """The module's spin run, then up to SHARE_ATTEMPTS - 1 fresh ones."""
+    yield spin
+    for _ in range(SHARE_ATTEMPTS - 1):
+        result = run_workload(gilstat, python, "spin.py",
+                              "--threads", SPIN_THREADS, "--seconds", SPIN_SECONDS)
+        yield result, result.report(), result.program_json()
 
-    Iterations per CPU-second differ between threads when the machine is busy (a
-    sibling hyperthread running a compiler slows one spinner down), which no GIL
-    measurement can see; so a run that misses is retried with a fresh process, up to
-    SHARE_ATTEMPTS runs, and the test fails only if every run misses.
-    (test_spin_held_share_matches_cpu_share is the load-independent check.)"""
-    attempts = []
-    for attempt in range(SHARE_ATTEMPTS):
-        if attempt == 0:
-            result, report, truth = spin
-        else:
-            result = run_workload(gilstat, supported_python, "spin.py",
-                                  "--threads", SPIN_THREADS, "--seconds", SPIN_SECONDS)
-            report, truth = result.report(), result.program_json()
+
+def check_shares(spin, gilstat, python, column, what):
+    """Each spinner's held share is within SHARE_TOLERANCE of its share of `column`
+    (1 = iterations, 2 = CPU time) in at least one of SHARE_ATTEMPTS runs.
+
+    Why retry: on a busy machine a spinner can be descheduled while it holds the GIL
+    (held, but no CPU and no iterations), or run slower beside a hyperthread sibling
+    running a compiler, which no GIL measurement can see. A real attribution error
+    repeats in every run; that noise does not."""
+    tables = []
+    for result, report, truth in spin_attempts(spin, gilstat, python):
         shares = share_table(report, truth, result)
-        attempts.append(format_shares(shares))
-        if all(abs(it - held) <= SHARE_TOLERANCE for _, it, _, held in shares):
+        tables.append(format_shares(shares))
+        if all(abs(row[column] - row[3]) <= SHARE_TOLERANCE for row in shares):
             return
-    pytest.fail("held share off iteration share by more than %.2f in all %d runs:\n%s\n%s"
-                % (SHARE_TOLERANCE, SHARE_ATTEMPTS, "\n--\n".join(attempts),
+    pytest.fail("held share off %s share by more than %.2f in all %d runs:\n%s\n%s"
+                % (what, SHARE_TOLERANCE, SHARE_ATTEMPTS, "\n--\n".join(tables),
                    result.describe()))
 
 
-def test_spin_held_share_matches_cpu_share(spin):
-    """A spinner runs only while it holds the GIL: its CPU time is at most its hold
-    time, and its share of the CPU time is its share of the hold time."""
+def test_spin_held_share_matches_iteration_share(spin, gilstat, supported_python):
+    """Each spinner's share of the GIL's hold time is its share of the work."""
+    check_shares(spin, gilstat, supported_python, 1, "iteration")
+
+
+def test_spin_held_share_matches_cpu_share(spin, gilstat, supported_python):
+    """A spinner runs Python only while it holds the GIL: its share of the CPU time is
+    its share of the hold time, and its CPU time is at most its hold time."""
     result, report, truth = spin
-    shares = share_table(report, truth, result)
     for t in truth["threads"]:
         held = one_thread(report, t["name"], result)["held_s"]
         # Slack: thread start-up and futex calls use a little CPU without the GIL.
         assert t["cpu_s"] <= held * 1.05 + 0.02, (
             "%s used %.3f s CPU but held the GIL only %.3f s\n%s"
             % (t["name"], t["cpu_s"], held, result.describe()))
-    for name, _, cpu, held in shares:
-        assert abs(cpu - held) <= SHARE_TOLERANCE, (
-            "%s off by more than %.2f\n%s\n%s"
-            % (name, SHARE_TOLERANCE, format_shares(shares), result.describe()))
+    check_shares(spin, gilstat, supported_python, 2, "CPU")
 
 
 def test_through_pyenv_shim(gilstat, supported_python):
@@ -235,7 +239,7 @@ def test_through_pyenv_shim(gilstat, supported_python):
         pytest.skip("%s is neither a pyenv version nor the system python"
                     % supported_python.path)
     result = gilstat("run", "--json", "--", shim, workload("spin.py"),
-                     "--threads", 2, "--seconds", 0.5, env={"PYENV_VERSION": version})
+                     "--threads", 2, "--seconds", 1.0, env={"PYENV_VERSION": version})
     assert result.returncode == 0, result.describe()
     report, truth = result.report(), result.program_json()
     # exec keeps the pid: the report is about the process that printed `truth`.
@@ -251,7 +255,9 @@ def test_through_pyenv_shim(gilstat, supported_python):
 
 
 def test_sleeper_is_mostly_released(gilstat, supported_python):
-    result = run_workload(gilstat, supported_python, "sleeper.py", "--seconds", 1.5)
+    seconds, interval = 1.5, 0.25
+    result = run_workload(gilstat, supported_python, "sleeper.py",
+                          "--seconds", seconds, "--interval", interval)
     report, truth = result.report(), result.program_json()
     check_report_shape(report, result, supported_python)
     check_invariants(report, result)
@@ -262,8 +268,10 @@ def test_sleeper_is_mostly_released(gilstat, supported_python):
     life = sleeper["lifetime_s"]
     assert life >= 1.0, result.describe()
     assert sleeper["held_s"] < 0.05 * life, result.describe()
-    assert sleeper["released_s"] >= 0.8 * life, result.describe()
-    assert sleeper["acquisitions"] >= 10, result.describe()  # one per 0.1 s wake-up
+    # Each wake-up waits for the spinner to drop the GIL: one switch interval (5 ms)
+    # on a quiet machine, tens of ms on a loaded one; the rest is released.
+    assert sleeper["released_s"] >= 0.6 * life, result.describe()
+    assert sleeper["acquisitions"] >= seconds / interval - 1, result.describe()
     assert spinner["held_s"] >= 0.8 * spinner["lifetime_s"], result.describe()
 
 
@@ -280,6 +288,33 @@ def test_alternator_released_about_half(gilstat, supported_python):
     # It contends with the spinner in every spin phase, so it also waits.
     assert alternator["wait_s"] > 0, result.describe()
     assert alternator["acquisitions"] >= truth["cycles"], result.describe()
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known gap: the probe's helper thread polls `threading` for names, so a thread that "
+    "starts and ends between two polls is reported as native-<tid>"))
+def test_short_lived_threads_keep_their_names(gilstat, supported_python):
+    result = run_workload(gilstat, supported_python, "short_threads.py",
+                          "--threads", 10, "--ms", 10)
+    report, truth = result.report(), result.program_json()
+    check_invariants(report, result)
+    by_tid = {t["tid"]: t["name"] for t in report["threads"]}
+    wrong = ["%s shown as %s" % (t["name"], by_tid.get(t["native_id"], "(missing)"))
+             for t in truth["threads"] if by_tid.get(t["native_id"]) != t["name"]]
+    assert not wrong, "%d of %d threads lost their names: %s\n%s" % (
+        len(wrong), len(truth["threads"]), wrong, result.describe())
+
+
+def test_native_thread_is_named_by_tid(gilstat, supported_python):
+    """A thread created outside `threading` that calls into Python is `native-<tid>`."""
+    seconds = 0.5
+    result = run_workload(gilstat, supported_python, "native_thread.py", "--seconds", seconds)
+    report, truth = result.report(), result.program_json()
+    check_invariants(report, result)
+    native = one_thread(report, "native-%d" % truth["native_tid"], result)
+    assert native["tid"] == truth["native_tid"] and native["own"] is False, result.describe()
+    # It spins alone while the main thread waits in pthread_join with the GIL released.
+    assert native["held_s"] >= 0.5 * seconds, result.describe()
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,8 +366,9 @@ def test_stdin_passes_through(gilstat, supported_python):
 
 
 def test_text_report_names_threads(gilstat, supported_python):
+    # 1 s: long enough for the names to be read (see the short-lived threads test).
     result = gilstat("run", "--", supported_python.path, workload("spin.py"),
-                     "--threads", 2, "--seconds", 0.3)
+                     "--threads", 2, "--seconds", 1.0)
     assert result.returncode == 0, result.describe()
     result.program_json()  # stdout is only the program's
     for name in ("spin-0", "spin-1"):

@@ -2,7 +2,8 @@
 pure-Python thread named `spinner` that keeps the GIL busy.
 
 The sleeper wakes every --interval seconds (default 0.1): each wake is one short wait
-for the GIL (at most one switch interval, 5 ms) and a hold of microseconds.
+for the GIL (about one switch interval, 5 ms, on a quiet machine) and a hold of
+microseconds.
 Prints one JSON line to stdout: {"pid", "threads": [{"name", "native_id"}...]}.
 """
 import argparse
