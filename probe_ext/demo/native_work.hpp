@@ -25,9 +25,9 @@ uint64_t sum_buffer(size_t n, uint64_t passes);
 
 struct AtomicsResult {
   std::vector<uint32_t> tids;
-  uint64_t increments = 0;  // Σ fetch_add on the shared counter
-  uint64_t pushed = 0;      // values pushed into the shared queue
-  uint64_t popped = 0;      // values popped from it (incl. the final drain)
+  uint64_t increments = 0;   // Σ fetch_add on the shared counter
+  uint64_t pushed = 0;       // values pushed into the shared queue
+  uint64_t popped = 0;       // values popped from it (incl. the final drain)
   bool checksum_ok = false;  // Σ popped values == Σ pushed values
 };
 // `threads` native threads share one atomic counter and one bounded

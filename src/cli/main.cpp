@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   cli::add_record_command(app, action);
   cli::add_report_command(app, action);
   cli::add_attach_command(app, action);
+  cli::add_demo_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
