@@ -61,11 +61,17 @@ struct Transfer {
 };
 
 Transfer plan_transfer(pid_t pid, const std::string& library_path, LibraryTransfer mode) {
+  Transfer t;
+  // A bare soname is the target's business: its dlopen matches it against
+  // what is already loaded (how a second attach reaches the first probe).
+  if (mode == LibraryTransfer::kPath && library_path.find('/') == std::string::npos) {
+    t.target_path = library_path;
+    return t;
+  }
   char resolved[PATH_MAX];
   if (!realpath(library_path.c_str(), resolved)) {
     throw Error(fmt::format("cannot find {}: {}", library_path, std::strerror(errno)));
   }
-  Transfer t;
   t.target_path = resolved;
   bool visible = false;
   if (mode != LibraryTransfer::kMemfd) {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "attach/load_library.hpp"
+#include "attach/process_maps.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -74,8 +75,21 @@ AttachSession::AttachSession(pid_t pid) : pid_(pid), clock_(choose_clock()) {
   std::string config = "heartbeat";
   if (clock_ == proto::ClockKind::Tsc) config += ";tsc";
   const auto t0 = std::chrono::steady_clock::now();
-  const attach::LoadResult r =
-      attach::load_library_and_call(pid, probe, "gilstat_probe_start", config);
+  // A probe already in the target (an earlier attach, possibly loaded from a
+  // memfd) is reused: dlopen of its soname returns the loaded copy instead of
+  // mapping a second one that would hook the hooks.
+  attach::LoadOptions load;
+  std::string library = probe;
+  for (const std::string& object : attach::ProcessMaps::read(pid).object_paths()) {
+    if (object.find("libgilstat_probe.so") != std::string::npos ||
+        object.find("/memfd:gilstat") != std::string::npos) {
+      library = "libgilstat_probe.so";
+      load.transfer = attach::LibraryTransfer::kPath;
+      break;
+    }
+  }
+  const attach::LoadResult r = attach::load_library_and_call(
+      pid, library, "gilstat_probe_start", config, std::chrono::seconds(2), load);
   attach_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                    .count();
   if (r.return_value < 0) throw_start_failure(pid, r.return_value, nullptr);
