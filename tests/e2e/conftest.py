@@ -65,7 +65,9 @@ class Interpreter:
         versions = os.path.join(root, "versions") + os.sep
         if self.prefix.startswith(versions):
             return self.prefix[len(versions):].split(os.sep)[0]
-        if self.prefix in ("/usr", "/usr/local"):
+        # pyenv's "system" is the first python3 on PATH outside the shims.
+        system = os.path.join(self.prefix, "bin", "python3")
+        if os.path.realpath(system) == os.path.realpath(self.path):
             return "system"
         return None
 
