@@ -148,7 +148,11 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
   std::ostringstream total;
   report::render_json(now, total);
   std::string since = total.str();
-  while (!since.empty() && (since.back() == '\n' || since.back() == ' ')) since.pop_back();
+  // One object per line (JSON Lines): the report's own line breaks go; its
+  // strings are escaped, so no break is inside a string.
+  for (char& c : since)
+    if (c == '\n') c = ' ';
+  while (!since.empty() && since.back() == ' ') since.pop_back();
   out << "], \"since_attach\": " << since << "}\n";
   return out.str();
 }
