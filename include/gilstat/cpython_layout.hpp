@@ -17,16 +17,18 @@ inline constexpr int kMaxMinor = 15;
 // free-threaded build inserts `int enabled` first and shifts everything by 8.
 struct GilFields {
   uint32_t enabled;  // only meaningful when free_threaded
+  uint32_t interval;
   uint32_t last_holder;
   uint32_t locked;
   uint32_t switch_number;
   uint32_t cond;
   uint32_t mutex;
   uint32_t switch_cond;
+  uint32_t switch_mutex;
   uint32_t size;
 };
-inline constexpr GilFields kGilDefault{0, 8, 16, 24, 32, 80, 120, 208};
-inline constexpr GilFields kGilFreeThreaded{0, 16, 24, 32, 40, 88, 128, 216};
+inline constexpr GilFields kGilDefault{0, 0, 8, 16, 24, 32, 80, 120, 168, 208};
+inline constexpr GilFields kGilFreeThreaded{0, 8, 16, 24, 32, 40, 88, 128, 176, 216};
 
 inline constexpr const GilFields& gil_fields(bool free_threaded) {
   return free_threaded ? kGilFreeThreaded : kGilDefault;
@@ -50,10 +52,13 @@ struct InterpOffsets {
   uint32_t interpreters_main;  // in _PyRuntime
   uint32_t ceval_gil;          // in PyInterpreterState: pointer to the GIL in use
   uint32_t own_gil_storage;    // in PyInterpreterState: the embedded _gil
+  uint32_t interpreters_head;  // in _PyRuntime
+  uint32_t interp_next;        // in PyInterpreterState
+  uint32_t interp_id;          // in PyInterpreterState (int64_t)
 };
 
 // 3.12 has no _Py_DebugOffsets; numbers from DWARF of 3.12.1.
-inline constexpr InterpOffsets kInterp312{48, 384, 1040};
+inline constexpr InterpOffsets kInterp312{48, 384, 1040, 40, 0, 8};
 
 // _Py_DebugOffsets (3.13+), at _PyRuntime + 0.  The struct's own layout
 // differs per minor, so these are positions *inside* it, by minor.
@@ -62,6 +67,8 @@ struct DebugOffsetsLayout {
   uint32_t interp_ceval_gil;   // interpreter_state.ceval_gil
   uint32_t interp_gil_state;   // interpreter_state.gil_runtime_state
   uint32_t tstate_thread_id;   // thread_state.thread_id
+  uint32_t interp_id;          // interpreter_state.id
+  uint32_t interp_next;        // interpreter_state.next
 };
 inline constexpr char kDebugCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
 inline constexpr uint32_t kDebugVersionAt = 8;
@@ -69,9 +76,9 @@ inline constexpr uint32_t kDebugFreeThreadedAt = 16;
 
 inline constexpr bool debug_offsets_layout(int minor, DebugOffsetsLayout* out) {
   switch (minor) {
-    case 13: *out = {40, 112, 120, 192}; return true;
-    case 14: *out = {40, 120, 128, 216}; return true;
-    case 15: *out = {40, 120, 128, 240}; return true;
+    case 13: *out = {40, 112, 120, 192, 56, 64}; return true;
+    case 14: *out = {40, 120, 128, 216, 56, 64}; return true;
+    case 15: *out = {40, 120, 128, 240, 56, 64}; return true;
     default: return false;
   }
 }

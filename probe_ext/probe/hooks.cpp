@@ -54,6 +54,8 @@ static_assert(std::is_same_v<TimedWaitFn, decltype(&pthread_cond_timedwait)>);
 // The real functions, never the saved GOT values: those may be the
 // lazy-binding stub, and calling it would re-resolve the slot and silently
 // remove the hook (research §3).
+using MutexInitFn = int (*)(pthread_mutex_t*, const pthread_mutexattr_t*) noexcept;
+MutexInitFn real_mutex_init;
 MutexFn real_mutex_lock;
 MutexFn real_mutex_unlock;
 SignalFn real_cond_signal;
@@ -253,13 +255,6 @@ static_assert(std::is_same_v<SignalFn, decltype(&hook_cond_signal)>);
 static_assert(std::is_same_v<WaitFn, decltype(&hook_cond_wait)>);
 static_assert(std::is_same_v<TimedWaitFn, decltype(&hook_cond_timedwait)>);
 
-const HookSpec kHooks[] = {
-    {"pthread_mutex_lock", reinterpret_cast<void*>(&hook_mutex_lock)},
-    {"pthread_mutex_unlock", reinterpret_cast<void*>(&hook_mutex_unlock)},
-    {"pthread_cond_signal", reinterpret_cast<void*>(&hook_cond_signal)},
-    {"pthread_cond_wait", reinterpret_cast<void*>(&hook_cond_wait)},
-    {"pthread_cond_timedwait", reinterpret_cast<void*>(&hook_cond_timedwait)},
-};
 
 template <typename Fn>
 bool resolve(Fn* out, const char* name, const char* version) {
@@ -271,12 +266,13 @@ bool resolve(Fn* out, const char* name, const char* version) {
   return p != nullptr;
 }
 
-void publish_gil(uint32_t index, uintptr_t base, int64_t interp_id) {
-  GilAddrs& a = g.gils[index];
-  a.base = base;
-  a.mutex = base + g.fields.mutex;
-  a.cond = base + g.fields.cond;
-  a.switch_cond = base + g.fields.switch_cond;
+// Fills a free slot for a GIL at `base` and makes it visible to the hooks.
+// Slots are allocated with fetch_add and the count only grows, so a hook
+// scanning the table sees either a complete slot or zero addresses (which
+// match nothing).
+void publish_gil(uintptr_t base, int64_t interp_id) {
+  const uint32_t index = g.gils_allocated.fetch_add(1, std::memory_order_relaxed);
+  if (index >= proto::kMaxGils) return;  // table full: that GIL is not measured
   proto::GilSlot& s = g.header->gils[index];
   s.address = base;
   s.initial_switch_number = read_u64(base + g.fields.switch_number);
@@ -292,9 +288,76 @@ void publish_gil(uint32_t index, uintptr_t base, int64_t interp_id) {
     g.holder_at_arm[index].store(read_u64(s.initial_holder + g.locator.tstate_thread_id),
                                  std::memory_order_relaxed);
   s.valid.store(1, std::memory_order_release);
-  g.header->gil_count.store(index + 1, std::memory_order_release);
-  g.gil_count.store(index + 1, std::memory_order_release);
+  GilAddrs& a = g.gils[index];
+  a.base = base;
+  a.cond = base + g.fields.cond;
+  a.switch_cond = base + g.fields.switch_cond;
+  a.mutex = base + g.fields.mutex;
+  for (uint32_t n = g.gil_count.load(); n < index + 1;)
+    g.gil_count.compare_exchange_weak(n, index + 1, std::memory_order_release);
+  for (uint32_t n = g.header->gil_count.load(); n < index + 1;)
+    g.header->gil_count.compare_exchange_weak(n, index + 1, std::memory_order_release);
 }
+
+// Adds an interpreter id to the slot of a known GIL (shared-GIL
+// subinterpreters, or a new interpreter reusing a freed one's address).
+void note_interpreter(int gil, int64_t interp_id) {
+  auto& ids = g.header->gils[gil].interp_ids;
+  for (auto& id : ids) {
+    if (id == interp_id) return;
+    if (id < 0) {
+      id = interp_id;
+      return;
+    }
+  }
+}
+
+void register_gil(uintptr_t base, int64_t interp_id) {
+  const uint32_t n = g.gil_count.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (g.gils[i].base == base) {
+      note_interpreter(static_cast<int>(i), interp_id);
+      return;
+    }
+  }
+  publish_gil(base, interp_id);
+}
+
+// 3.12+: create_gil() initialises gil->mutex and then gil->switch_mutex, 88
+// bytes further (the same in default and free-threaded layouts).  Two
+// consecutive inits at that distance, with the struct still marked "not
+// created" (locked == -1) and a sane switch interval, are a new GIL: a
+// subinterpreter with its own GIL, created after arming.
+std::atomic<uintptr_t> g_last_mutex_init{0};
+
+int hook_mutex_init(pthread_mutex_t* m, const pthread_mutexattr_t* attr) noexcept {
+  const int rc = real_mutex_init(m, attr);
+  if (g.locator.minor >= 12 && g.gil_count.load(std::memory_order_acquire) != 0) {
+    const auto addr = reinterpret_cast<uintptr_t>(m);
+    const uintptr_t prev = g_last_mutex_init.exchange(addr, std::memory_order_relaxed);
+    const uint32_t gap = g.fields.switch_mutex - g.fields.mutex;
+    if (prev && addr == prev + gap) {
+      const uintptr_t base = prev - g.fields.mutex;
+      const uint64_t interval = read_u64(base + g.fields.interval);
+      if (read_i32(base + g.fields.locked) == -1 && interval > 0 && interval < 1000000000ull) {
+        const uintptr_t interp = base - g.locator.own_gil_storage;
+        register_gil(base, static_cast<int64_t>(read_u64(interp + g.locator.interp_id)));
+      }
+    }
+  }
+  return rc;
+}
+
+static_assert(std::is_same_v<MutexInitFn, decltype(&hook_mutex_init)>);
+
+const HookSpec kHooks[] = {
+    {"pthread_mutex_init", reinterpret_cast<void*>(&hook_mutex_init)},
+    {"pthread_mutex_lock", reinterpret_cast<void*>(&hook_mutex_lock)},
+    {"pthread_mutex_unlock", reinterpret_cast<void*>(&hook_mutex_unlock)},
+    {"pthread_cond_signal", reinterpret_cast<void*>(&hook_cond_signal)},
+    {"pthread_cond_wait", reinterpret_cast<void*>(&hook_cond_wait)},
+    {"pthread_cond_timedwait", reinterpret_cast<void*>(&hook_cond_timedwait)},
+};
 
 }  // namespace
 
@@ -304,7 +367,8 @@ void hooks_table(const HookSpec** specs, size_t* n) {
 }
 
 bool resolve_real_functions() {
-  bool ok = resolve(&real_mutex_lock, "pthread_mutex_lock", "GLIBC_2.2.5");
+  bool ok = resolve(&real_mutex_init, "pthread_mutex_init", "GLIBC_2.2.5");
+  ok &= resolve(&real_mutex_lock, "pthread_mutex_lock", "GLIBC_2.2.5");
   ok &= resolve(&real_mutex_unlock, "pthread_mutex_unlock", "GLIBC_2.2.5");
   // GLIBC_2.3.2 is the current condvar ABI; the 2.2.5 versions are the old
   // compatibility ones and must not be mixed with it.
@@ -347,10 +411,24 @@ bool try_arm() {
   // the interpreter is single-threaded; the CAS makes it a one-shot anyway.
   int expected = 1;
   if (!g.want_arm.compare_exchange_strong(expected, 0)) return false;
-  publish_gil(0, gil, 0);
+  publish_gil(gil, 0);
+  register_existing_gils();
   g.header->status.store(static_cast<uint32_t>(proto::Status::Armed), std::memory_order_release);
   g.recording.store(1, std::memory_order_release);
   return true;
+}
+
+void register_existing_gils() {
+  const GilLocator& loc = g.locator;
+  if (loc.minor < 12 || !loc.interpreters_head) return;
+  // Unlocked walk (HEAD_LOCK is not ours to take): bounded, and only done at
+  // arming, when interpreters are rarely being created or destroyed.
+  uintptr_t interp = static_cast<uintptr_t>(read_u64(loc.interpreters_head));
+  for (int n = 0; interp && n < 64; ++n) {
+    const uintptr_t gil = static_cast<uintptr_t>(read_u64(interp + loc.ceval_gil));
+    if (gil) register_gil(gil, static_cast<int64_t>(read_u64(interp + loc.interp_id)));
+    interp = static_cast<uintptr_t>(read_u64(interp + loc.interp_next));
+  }
 }
 
 }  // namespace gilstat::probe

@@ -68,6 +68,9 @@ bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
     loc->interpreters_main = runtime + cpython::kInterp312.interpreters_main;
     loc->ceval_gil = cpython::kInterp312.ceval_gil;
     loc->own_gil_storage = cpython::kInterp312.own_gil_storage;
+    loc->interpreters_head = runtime + cpython::kInterp312.interpreters_head;
+    loc->interp_next = cpython::kInterp312.interp_next;
+    loc->interp_id = cpython::kInterp312.interp_id;
     return true;
   }
   cpython::DebugOffsetsLayout layout{};
@@ -84,6 +87,9 @@ bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
   loc->ceval_gil = static_cast<uint32_t>(u64(layout.interp_ceval_gil));
   loc->own_gil_storage = static_cast<uint32_t>(u64(layout.interp_gil_state));
   loc->tstate_thread_id = static_cast<uint32_t>(u64(layout.tstate_thread_id));
+  loc->interpreters_head = runtime + u64(layout.interpreters_head);
+  loc->interp_next = static_cast<uint32_t>(u64(layout.interp_next));
+  loc->interp_id = static_cast<uint32_t>(u64(layout.interp_id));
   return true;
 }
 
@@ -282,6 +288,7 @@ void reset_session() {
   h->hooks_restored.store(0);
   h->gil_count.store(0);
   g.gil_count.store(0, std::memory_order_release);
+  g.gils_allocated.store(0);
   h->session.fetch_add(1);
   g.session.fetch_add(1, std::memory_order_release);
 }

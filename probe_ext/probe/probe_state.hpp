@@ -31,6 +31,10 @@ struct GilLocator {
   uint32_t ceval_gil = 0;          // 3.12+: offset of interp->ceval.gil
   uint32_t own_gil_storage = 0;    // 3.12+: offset of interp->_gil
   uint32_t tstate_thread_id = 0;   // offset of PyThreadState.thread_id
+  // 3.12+: walking the interpreters (subinterpreters may own a GIL).
+  uintptr_t interpreters_head = 0; // &_PyRuntime.interpreters.head
+  uint32_t interp_next = 0;
+  uint32_t interp_id = 0;
 };
 
 struct ProbeGlobals {
@@ -44,7 +48,8 @@ struct ProbeGlobals {
   GilLocator locator;
 
   GilAddrs gils[proto::kMaxGils] = {};
-  std::atomic<uint32_t> gil_count{0};
+  std::atomic<uint32_t> gil_count{0};       // slots the hooks scan
+  std::atomic<uint32_t> gils_allocated{0};  // slots handed out (may run ahead)
   // 1 while hooks should record; 0 passes every call straight through.
   std::atomic<int> recording{0};
   // 1 while arming is still possible on the hook path (hooks installed, GIL
@@ -70,6 +75,8 @@ void mark_current_thread_own();
 // Arms the GIL filter if the interpreter has created its GIL.  Safe on the
 // hook path: plain loads of the interpreter's memory, no calls.
 bool try_arm();
+// 3.12+: registers the GIL of every interpreter that exists now (attach).
+void register_existing_gils();
 void on_thread_exit(void* ring);
 
 // probe_thread.cpp
