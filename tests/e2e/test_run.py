@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import pyenv_root, workload
+from conftest import pyenv_root, run_process, workload
 
 SPIN_THREADS = 3
 SPIN_SECONDS = 1.5
@@ -115,6 +115,36 @@ def run_workload(gilstat, python, script, *args, **kwargs):
     return result
 
 
+ATTEMPTS = 3
+
+
+def in_some_run(runs, check):
+    """check(result, report, truth) must pass for at least one of the runs (an
+    iterator that starts the next run only when asked). For bounds that depend on the
+    machine being free: a run whose threads were descheduled for a while (a parallel
+    build, a CPU quota) shows less GIL use than the workload was designed for, which is
+    true but not what the bound is about. A real measurement error repeats in every
+    run; that noise does not."""
+    failures = []
+    for result, report, truth in runs:
+        try:
+            check(result, report, truth)
+            return
+        except AssertionError as e:
+            failures.append(str(e).split("\n")[0])
+            last = result
+    pytest.fail("failed in all %d runs:\n%s\nlast run:\n%s"
+                % (len(failures), "\n".join(failures), last.describe()))
+
+
+def runs_of(first, gilstat, python, script, *args):
+    """first (result, report, truth), then fresh runs of script, ATTEMPTS in all."""
+    yield first
+    for _ in range(ATTEMPTS - 1):
+        result = run_workload(gilstat, python, script, *args)
+        yield result, result.report(), result.program_json()
+
+
 # ---------------------------------------------------------------------------------------
 # N spinning threads
 
@@ -148,19 +178,25 @@ def test_spin_threads_named_with_their_tids(spin):
     one_thread(report, "MainThread", result)
 
 
-def test_spin_gil_busy_and_switching(spin):
+def test_spin_gil_busy_and_switching(spin, gilstat, supported_python):
     result, report, _ = spin
     gil = the_gil(report, result)
-    assert gil["utilization"] >= 0.9, result.describe()
-    # Three threads contending for 1.5 s with a 5 ms switch interval: hundreds of
-    # forced switches. 50 is far below that and far above "not measured".
-    assert gil["switches"] >= 50, result.describe()
-    assert gil["forced_switch_requests"] >= 1, result.describe()
     # A hand-off wait happens only when no waiter took the GIL before the dropper
     # checked: on a loaded machine there may be none, but each needs its own request.
     assert gil["forced_handoffs"] <= gil["forced_switch_requests"], result.describe()
     assert abs(gil["utilization"] - gil["hold_ns"]["total"] / 1e9 / report["duration_s"]) \
         <= 0.01, result.describe()
+
+    def busy(result, report, truth):
+        gil = the_gil(report, result)
+        assert gil["utilization"] >= 0.9, "utilization %.3f" % gil["utilization"]
+        # Three threads contending for 1.5 s with a 5 ms switch interval: hundreds of
+        # forced switches. 50 is far below that and far above "not measured".
+        assert gil["switches"] >= 50, "%d switches" % gil["switches"]
+        assert gil["forced_switch_requests"] >= 1, "no forced-switch request"
+
+    in_some_run(runs_of(spin, gilstat, supported_python, "spin.py", "--threads", SPIN_THREADS,
+                        "--seconds", SPIN_SECONDS), busy)
 
 
 def share_table(report, truth, result):
@@ -179,35 +215,19 @@ def format_shares(shares):
                      for row in shares)
 
 
-SHARE_ATTEMPTS = 3
-
-
-def spin_attempts(spin, gilstat, python):
-    """The module's spin run, then up to SHARE_ATTEMPTS - 1 fresh ones."""
-    yield spin
-    for _ in range(SHARE_ATTEMPTS - 1):
-        result = run_workload(gilstat, python, "spin.py",
-                              "--threads", SPIN_THREADS, "--seconds", SPIN_SECONDS)
-        yield result, result.report(), result.program_json()
-
-
 def check_shares(spin, gilstat, python, column, what):
     """Each spinner's held share is within SHARE_TOLERANCE of its share of `column`
-    (1 = iterations, 2 = CPU time) in at least one of SHARE_ATTEMPTS runs.
+    (1 = iterations, 2 = CPU time), in at least one run: a spinner descheduled while it
+    holds the GIL, or slowed by a busy hyperthread sibling, holds without working."""
 
-    Why retry: on a busy machine a spinner can be descheduled while it holds the GIL
-    (held, but no CPU and no iterations), or run slower beside a hyperthread sibling
-    running a compiler, which no GIL measurement can see. A real attribution error
-    repeats in every run; that noise does not."""
-    tables = []
-    for result, report, truth in spin_attempts(spin, gilstat, python):
+    def close(result, report, truth):
         shares = share_table(report, truth, result)
-        tables.append(format_shares(shares))
-        if all(abs(row[column] - row[3]) <= SHARE_TOLERANCE for row in shares):
-            return
-    pytest.fail("held share off %s share by more than %.2f in all %d runs:\n%s\n%s"
-                % (what, SHARE_TOLERANCE, SHARE_ATTEMPTS, "\n--\n".join(tables),
-                   result.describe()))
+        bad = [row[0] for row in shares if abs(row[column] - row[3]) > SHARE_TOLERANCE]
+        assert not bad, "held share off %s share by more than %.2f for %s: %s" % (
+            what, SHARE_TOLERANCE, bad, format_shares(shares).replace("\n", "; "))
+
+    in_some_run(runs_of(spin, gilstat, python, "spin.py", "--threads", SPIN_THREADS,
+                        "--seconds", SPIN_SECONDS), close)
 
 
 def test_spin_held_share_matches_iteration_share(spin, gilstat, supported_python):
@@ -272,22 +292,34 @@ def test_sleeper_is_mostly_released(gilstat, supported_python):
     # on a quiet machine, tens of ms on a loaded one; the rest is released.
     assert sleeper["released_s"] >= 0.6 * life, result.describe()
     assert sleeper["acquisitions"] >= seconds / interval - 1, result.describe()
+    # The GIL is released only inside time.sleep (measured by the workload itself).
+    assert sleeper["released_s"] <= truth["slept_s"] + 0.005, result.describe()
     assert spinner["held_s"] >= 0.8 * spinner["lifetime_s"], result.describe()
 
 
 def test_alternator_released_about_half(gilstat, supported_python):
-    result = run_workload(gilstat, supported_python, "alternate.py", "--seconds", 1.5)
+    args = ("--seconds", 1.5)
+    result = run_workload(gilstat, supported_python, "alternate.py", *args)
     report, truth = result.report(), result.program_json()
     check_report_shape(report, result, supported_python)
     check_invariants(report, result)
     alternator = one_thread(report, "alternator", result)
     one_thread(report, "spinner", result)
-    released_share = alternator["released_s"] / alternator["lifetime_s"]
-    assert 0.3 <= released_share <= 0.7, (
-        "alternator released share %.3f\n%s" % (released_share, result.describe()))
+    # It releases the GIL only inside time.sleep, whose length the workload measures
+    # (including the wait to get the GIL back, hence only an upper bound).
+    assert alternator["released_s"] <= truth["slept_s"] + 0.005, result.describe()
+    assert alternator["released_s"] >= 0.5 * truth["slept_s"], result.describe()
     # It contends with the spinner in every spin phase, so it also waits.
     assert alternator["wait_s"] > 0, result.describe()
     assert alternator["acquisitions"] >= truth["cycles"], result.describe()
+
+    def about_half(result, report, truth):
+        alternator = one_thread(report, "alternator", result)
+        share = alternator["released_s"] / alternator["lifetime_s"]
+        assert 0.3 <= share <= 0.7, "alternator released share %.3f" % share
+
+    in_some_run(runs_of((result, report, truth), gilstat, supported_python, "alternate.py",
+                        *args), about_half)
 
 
 @pytest.mark.xfail(strict=False, reason=(
@@ -321,14 +353,11 @@ def test_native_thread_is_named_by_tid(gilstat, supported_python):
 # pass-through: exit codes, stdout, stdin
 
 
-def emitted_bytes(n):
-    # Mirror of workloads/exit_code.py's generator.
-    out = bytearray(n)
-    x = 12345
-    for i in range(n):
-        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        out[i] = (x >> 16) & 0xFF
-    return bytes(out)
+def direct_stdout(python, *args):
+    """The workload's stdout when run without gilstat: what must pass through."""
+    result = run_process([python.path, workload("exit_code.py")] + [str(a) for a in args])
+    assert result.returncode == 0, result.describe()
+    return result.stdout
 
 
 @pytest.mark.parametrize("code", [0, 1, 7, 255])
@@ -348,7 +377,9 @@ def test_killed_by_signal_exits_128_plus_n(gilstat, supported_python, sig, signu
 
 
 def test_stdout_is_byte_exact(gilstat, supported_python):
-    expected = emitted_bytes(300000)  # more than a pipe buffer, every byte value
+    # More than a pipe buffer, every byte value, no trailing newline.
+    expected = direct_stdout(supported_python, 0, "--emit", 300000)
+    assert len(expected) == 300000
     for mode in (["--json"], []):
         result = gilstat("run", *mode, "--", supported_python.path, workload("exit_code.py"),
                          0, "--emit", len(expected))
@@ -358,7 +389,7 @@ def test_stdout_is_byte_exact(gilstat, supported_python):
 
 
 def test_stdin_passes_through(gilstat, supported_python):
-    data = emitted_bytes(100000)
+    data = os.urandom(100000)
     result = gilstat("run", "--json", "--", supported_python.path, workload("exit_code.py"),
                      0, "--echo-stdin", stdin=data)
     assert result.returncode == 0, result.describe()
@@ -422,7 +453,7 @@ def unsupported_python(python):
 
 
 def test_unsupported_version_is_refused_clearly(gilstat, unsupported_python):
-    expected = emitted_bytes(1000)
+    expected = direct_stdout(unsupported_python, 0, "--emit", 1000)
     result = gilstat("run", "--json", "--", unsupported_python.path, workload("exit_code.py"),
                      0, "--emit", len(expected))
     # The program still runs normally, and its output is untouched.

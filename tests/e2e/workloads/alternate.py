@@ -3,7 +3,8 @@
 
 The alternator's released time (its sleeps) is about half its lifetime; while it spins
 it competes with `spinner`, so part of each spin phase is waiting instead of holding.
-Prints one JSON line: {"pid", "cycles", "threads": [{"name", "native_id"}...]}.
+Prints one JSON line: {"pid", "cycles", "slept_s", "threads": [{"name", "native_id"}...]},
+slept_s being the alternator's wall time from entering time.sleep to running again.
 """
 import argparse
 import json
@@ -31,13 +32,17 @@ def main():
     deadline = time.monotonic() + args.seconds
     ids = {}
     cycles = [0]
+    slept = [0.0]
 
     def alternator():
         ids["alternator"] = threading.get_native_id()
         half = args.period / 2
         while time.monotonic() < deadline:
             spin_until(time.monotonic() + half)
+            before = time.monotonic()
             time.sleep(half)
+            # Includes the wait to get the GIL back: an upper bound on the released time.
+            slept[0] += time.monotonic() - before
             cycles[0] += 1
 
     def spinner():
@@ -55,6 +60,7 @@ def main():
     out = {
         "pid": os.getpid(),
         "cycles": cycles[0],
+        "slept_s": slept[0],
         "threads": [{"name": k, "native_id": v} for k, v in ids.items()],
     }
     sys.stdout.write(json.dumps(out) + "\n")

@@ -13,7 +13,7 @@ import sys
 
 
 def emitted_bytes(n):
-    # Same generator as the tests use: a cheap LCG over all byte values.
+    # A cheap LCG over all byte values: deterministic, so runs can be compared.
     out = bytearray(n)
     x = 12345
     for i in range(n):

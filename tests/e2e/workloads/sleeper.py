@@ -4,7 +4,8 @@ pure-Python thread named `spinner` that keeps the GIL busy.
 The sleeper wakes every --interval seconds (default 0.1): each wake is one short wait
 for the GIL (about one switch interval, 5 ms, on a quiet machine) and a hold of
 microseconds.
-Prints one JSON line to stdout: {"pid", "threads": [{"name", "native_id"}...]}.
+Prints one JSON line to stdout: {"pid", "slept_s", "threads": [{"name", "native_id"}...]},
+slept_s being the sleeper's wall time from entering time.sleep to running again.
 """
 import argparse
 import json
@@ -22,11 +23,15 @@ def main():
 
     deadline = time.monotonic() + args.seconds
     ids = {}
+    slept = [0.0]
 
     def sleeper():
         ids["sleeper"] = threading.get_native_id()
         while time.monotonic() < deadline:
+            before = time.monotonic()
             time.sleep(args.interval)
+            # Includes the wait to get the GIL back: an upper bound on the released time.
+            slept[0] += time.monotonic() - before
 
     def spinner():
         ids["spinner"] = threading.get_native_id()
@@ -45,7 +50,11 @@ def main():
         t.start()
     for t in threads:
         t.join()
-    out = {"pid": os.getpid(), "threads": [{"name": k, "native_id": v} for k, v in ids.items()]}
+    out = {
+        "pid": os.getpid(),
+        "slept_s": slept[0],
+        "threads": [{"name": k, "native_id": v} for k, v in ids.items()],
+    }
     sys.stdout.write(json.dumps(out) + "\n")
 
 
