@@ -154,6 +154,10 @@ struct Header {
   std::atomic<uint32_t> session;
   // 1 when the probe unhooks itself if `heartbeat` stops moving (attach).
   uint32_t heartbeat_watch;
+  // Free-threaded builds: what the probe thread saw of the main GIL's
+  // `enabled` field (sampled every ~20 ms).  Default builds set enabled_seen.
+  std::atomic<uint32_t> gil_enabled_seen;
+  std::atomic<uint32_t> gil_disabled_seen;
 };
 
 struct alignas(64) RingControl {

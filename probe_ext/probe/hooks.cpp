@@ -413,6 +413,7 @@ bool try_arm() {
   if (!g.want_arm.compare_exchange_strong(expected, 0)) return false;
   publish_gil(gil, 0);
   register_existing_gils();
+  sample_gil_enabled();
   g.header->status.store(static_cast<uint32_t>(proto::Status::Armed), std::memory_order_release);
   g.recording.store(1, std::memory_order_release);
   return true;

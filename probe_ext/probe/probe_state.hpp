@@ -81,6 +81,9 @@ void on_thread_exit(void* ring);
 
 // probe_thread.cpp
 void start_probe_thread();
+// Records whether the main GIL is enabled (free-threaded builds); plain
+// loads and stores, safe on the hook path.
+void sample_gil_enabled();
 // True while an attached CLI's heartbeat keeps moving.
 bool probe_consumer_alive();
 

@@ -231,6 +231,10 @@ void* probe_thread_main(void*) {
       gilstat_probe_stop();
       continue;  // keep_running() now says no
     }
+    // Free-threaded builds may never take a GIL, so no hook ever arms: arm
+    // from here once the interpreter has created it.
+    if (g.want_arm.load()) try_arm();
+    sample_gil_enabled();
     ++ticks_since_read;
     if (!api || !py.is_initialized() || py.is_finalizing()) continue;
     // Read right after a new unnamed thread shows up, else every 2 s (renames).
@@ -246,6 +250,18 @@ void* probe_thread_main(void*) {
 }
 
 }  // namespace
+
+// A free-threaded build runs without its GIL until something enables it
+// (PYTHON_GIL=1, or importing an extension not marked free-threading-safe).
+void sample_gil_enabled() {
+  if (g.gil_count.load(std::memory_order_acquire) == 0) return;
+  proto::Header* h = g.header;
+  bool enabled = true;
+  if (g.locator.free_threaded)
+    enabled = __atomic_load_n(reinterpret_cast<const int32_t*>(g.gils[0].base + g.fields.enabled),
+                              __ATOMIC_RELAXED) != 0;
+  (enabled ? h->gil_enabled_seen : h->gil_disabled_seen).store(1, std::memory_order_relaxed);
+}
 
 bool probe_consumer_alive() {
   return g.header && g.header->heartbeat_watch && now_ns() - g_beat_seen_ns.load() < kHeartbeatTimeoutNs;
