@@ -22,9 +22,9 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 
-# TODO(demo issue): becomes `$(GILSTAT) demo --check` once the demo command exists.
+# Every bundled demo under the probe, each number checked against the workload's truth.
 demo: build
-	$(GILSTAT) run -- python3 tests/e2e/workloads/spin.py --threads 4 --seconds 2
+	$(GILSTAT) demo --check
 
 clean:
 	rm -rf $(BUILD_DIR)
