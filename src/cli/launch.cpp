@@ -124,7 +124,13 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
             kExitNotCPython};
   switch (status) {
     case proto::Status::Armed:
-    case proto::Status::Stopped: return {};
+    case proto::Status::Stopped: {
+      Outcome measured;
+      measured.note = gil_disabled_note(h);
+      if (!measured.note.empty())
+        measured.hint = "set PYTHON_GIL=1 (or -X gil=1) to measure the program with its GIL";
+      return measured;
+    }
     case proto::Status::UnsupportedVersion:
       return {detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython};
     case proto::Status::NoGilFound:
@@ -215,6 +221,13 @@ LaunchResult launch(const LaunchOptions& opts) {
   result.exit_code = exit_code_of(result.wait_status);
   result.outcome = outcome_of(region.header(), opts.argv[0]);
   return result;
+}
+
+std::string gil_disabled_note(const proto::Header& h) {
+  if (!h.free_threaded || h.gil_enabled_seen.load() || !h.gil_disabled_seen.load()) return {};
+  return fmt::format("GIL disabled (free-threaded build): CPython {} ran without its GIL, "
+                     "so no thread ever waited for it",
+                     std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version))));
 }
 
 void print_outcome(const Outcome& outcome) {

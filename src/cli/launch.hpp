@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "gilstat/protocol.hpp"
 #include "report/report.hpp"
 
 namespace gilstat::cli {
@@ -31,6 +32,9 @@ struct LiveStatus {
 struct Outcome {
   std::string error, hint;  // empty error: measured normally
   int code = 0;             // gilstat exit code for that case
+  // Measured, but there is nothing to tabulate: a free-threaded build that
+  // never enabled its GIL.  Said in one line instead of zero tables.
+  std::string note;
 };
 
 struct LaunchResult {
@@ -47,5 +51,9 @@ LaunchResult launch(const LaunchOptions& opts);
 
 // Prints an Outcome as `gilstat: error:` + `hint:` lines.
 void print_outcome(const Outcome& outcome);
+
+// A free-threaded build that ran without its GIL the whole time; empty
+// otherwise.  Shared by every command that reports on a process.
+std::string gil_disabled_note(const proto::Header& header);
 
 }  // namespace gilstat::cli

@@ -33,8 +33,10 @@ int run_program(const RunOptions& opts) {
   }
   if (opts.json)
     report::render_json(r.report, std::cerr);
-  else
+  else if (r.outcome.note.empty())
     report::render_text(r.report, std::cerr);
+  if (!r.outcome.note.empty())
+    std::cerr << "gilstat: " << r.outcome.note << "\nhint: " << r.outcome.hint << "\n";
   if (WIFSIGNALED(r.wait_status))
     std::cerr << fmt::format("gilstat: {} was killed by signal {} ({})\n", opts.argv[0],
                              WTERMSIG(r.wait_status), strsignal(WTERMSIG(r.wait_status)));
