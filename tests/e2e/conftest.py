@@ -92,8 +92,9 @@ def supported_python(python):
     if not python.supported:
         pytest.skip("Python %s is not supported by gilstat (tested by test_unsupported_*)"
                     % python.version)
-    if python.free_threaded:
-        pytest.skip("free-threaded build: no GIL traffic to measure")
+    # A free-threaded build runs the whole suite with its GIL enabled
+    # (PYTHON_GIL=1, set by the `gilstat` fixture); test_free_threaded.py
+    # covers it running without.
     return python
 
 
@@ -229,13 +230,18 @@ def run_process(argv, env=None, stdin_bytes=None, timeout=RUN_TIMEOUT_S):
 
 
 @pytest.fixture(scope="session")
-def gilstat(gilstat_bin):
-    """gilstat(args..., env=None, stdin=None) -> Result; args go after the binary."""
+def gilstat(gilstat_bin, python):
+    """gilstat(args..., env=None, stdin=None) -> Result; args go after the binary.
+
+    Under a free-threaded interpreter the GIL is enabled (PYTHON_GIL=1) unless
+    the test sets PYTHON_GIL itself."""
 
     def run(*args, env=None, stdin=None, timeout=RUN_TIMEOUT_S):
         full_env = dict(os.environ)
         full_env.pop("GILSTAT_TEST_PYTHON", None)
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        if python.free_threaded:
+            full_env["PYTHON_GIL"] = "1"
         if env:
             full_env.update(env)
         return run_process([gilstat_bin] + [str(a) for a in args], env=full_env,
