@@ -65,9 +65,11 @@ int record_pid(const RecordOptions& opts) {
     }
     if ((exited = session.target_exited(5))) break;
   }
+  // Unhook first, then close the window: every event the probe recorded
+  // happened before this clock read, so no hold runs past the window.
+  if (!exited) session.stop();
   const uint64_t window_end = read_clock(session.clock());
   calibration.sample();
-  if (!exited) session.stop();
   capture.finish(window_end, calibration.ns_per_tick(), session.command());
   writer.close();
   if (tty) std::cerr << "\r\033[K";

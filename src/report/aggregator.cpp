@@ -36,17 +36,37 @@ DurationStats stats_ns(const Histogram& h, double ns_per_tick) {
 }  // namespace
 
 Aggregator::GilEntry& Aggregator::gil_entry(uint8_t gil) {
+  if (gil == cache_.gil) return *cache_.gil_entry;
   auto it = gils_.find(gil);
-  if (it == gils_.end()) it = gils_.emplace(gil, GilEntry{GilStream(reorder_limit_)}).first;
+  if (it == gils_.end())
+    it = gils_.emplace(gil, GilEntry{GilStream(reorder_limit_, 1, window_)}).first;
+  cache_.gil = gil;
+  cache_.gil_entry = &it->second;
   return it->second;
 }
 
+ThreadTimeline& Aggregator::timeline(uint32_t tid, uint8_t gil) {
+  const uint64_t k = key(tid, gil);
+  if (k == cache_.key) return *cache_.timeline;
+  auto it = timelines_.find(k);
+  if (it == timelines_.end()) it = timelines_.emplace(k, ThreadTimeline(window_)).first;
+  cache_.key = k;
+  cache_.timeline = &it->second;
+  return it->second;
+}
+
+void Aggregator::add_events(uint32_t tid, uint32_t ring_flags, const proto::Event* events,
+                            size_t n) {
+  for (size_t i = 0; i < n; ++i) add_event(tid, ring_flags, events[i]);
+}
+
 void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event& ev) {
-  if (ring_flags & proto::kRingOwnThread) own_threads_.insert(tid);
+  if ((ring_flags & proto::kRingOwnThread) && key(tid, ev.gil) != cache_.key)
+    own_threads_.insert(tid);
   const auto kind = static_cast<EventKind>(ev.kind);
-  timelines_[key(tid, ev.gil)].add(kind, ev.ts);
+  timeline(tid, ev.gil).add(kind, ev.ts);
   GilEntry& gil = gil_entry(ev.gil);
-  if (kind == EventKind::ForcedHandoff) ++gil.forced_handoffs;
+  if (kind == EventKind::ForcedHandoff && window_.contains(ev.ts)) ++gil.forced_handoffs;
   if (is_sequenced(kind)) {
     if (ev.seq != 0) {
       gil.stream.add(tid, ev);
@@ -79,10 +99,21 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   r.drops = info.drops_no_ring;
   for (const auto& [tid, n] : drops_) r.drops += n;
 
+  // Every GIL the probe knew of, plus any that only appears in events.
+  std::map<uint32_t, const GilInfo*> ids;
+  for (const auto& [id, entry] : gils_) ids.emplace(id, nullptr);
+  for (const GilInfo& g : gil_infos) ids[g.index] = &g;
+  std::map<uint32_t, GilTimes> gil_times;
+  for (const auto& [id, g] : ids) {
+    if (auto it = gils_.find(id); it != gils_.end())
+      gil_times.emplace(id, it->second.stream.finish(info.window_end));
+  }
+
   // Per (thread, GIL) rows; their wait histograms also make the GIL's.
   std::map<uint32_t, Histogram> gil_waits;
   for (const auto& [k, timeline] : timelines_) {
     const ThreadTimes t = timeline.finish(info.window_end);
+    if (!window_.whole() && !t.in_window) continue;
     ThreadReport row;
     row.tid = static_cast<uint32_t>(k >> 8);
     row.gil = static_cast<uint32_t>(k & 0xff);
@@ -104,6 +135,13 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     row.anomalies = t.anomalies;
     row.wait_ns = stats_ns(t.wait_hist, f);
     row.hold_ns = stats_ns(t.hold_hist, f);
+    row.wait_hist = t.wait_hist.scaled(f);
+    row.hold_hist = t.hold_hist.scaled(f);
+    if (auto g = gil_times.find(row.gil); g != gil_times.end()) {
+      const auto& by_tid = g->second.drop_latency_by_tid;
+      if (auto d = by_tid.find(row.tid); d != by_tid.end())
+        row.drop_latency_ns = stats_ns(d->second, f);
+    }
     gil_waits[row.gil].merge(t.wait_hist);
     r.threads.push_back(std::move(row));
   }
@@ -111,16 +149,12 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     return std::tuple(-a.held_ns, a.tid, a.gil) < std::tuple(-b.held_ns, b.tid, b.gil);
   });
 
-  // Every GIL the probe knew of, plus any that only appears in events.
-  std::map<uint32_t, const GilInfo*> ids;
-  for (const auto& [id, entry] : gils_) ids.emplace(id, nullptr);
-  for (const GilInfo& g : gil_infos) ids[g.index] = &g;
   for (const auto& [id, g] : ids) {
     GilReport out;
     out.id = id;
     GilTimes t;
     if (auto it = gils_.find(id); it != gils_.end()) {
-      t = it->second.stream.finish(info.window_end);
+      t = gil_times.at(id);
       out.forced_handoffs = it->second.forced_handoffs;
     }
     if (g) {
@@ -129,6 +163,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       out.switch_number_delta =
           static_cast<int64_t>(g->final_switch_number - g->initial_switch_number);
     }
+    out.switch_number_known = window_.whole();
     out.acquisitions = t.acquisitions;
     out.switches = t.switches(g ? g->initial_holder : 0);
     out.forced_switch_requests = t.drop_requests;
@@ -141,9 +176,11 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     out.wait_ns = stats_ns(waits, f);
     out.hold_ns = stats_ns(t.hold_hist, f);
     out.handoff_ns = stats_ns(t.handoff_hist, f);
+    out.drop_latency_ns = stats_ns(t.drop_latency_hist, f);
     out.wait_hist = waits.scaled(f);
     out.hold_hist = t.hold_hist.scaled(f);
     out.handoff_hist = t.handoff_hist.scaled(f);
+    out.drop_latency_hist = t.drop_latency_hist.scaled(f);
     r.gils.push_back(std::move(out));
   }
   return r;

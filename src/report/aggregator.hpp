@@ -47,13 +47,18 @@ class Aggregator {
  public:
   static constexpr size_t kDefaultReorderLimit = size_t{1} << 16;
 
-  explicit Aggregator(size_t reorder_limit = kDefaultReorderLimit)
-      : reorder_limit_(reorder_limit) {}
+  explicit Aggregator(size_t reorder_limit = kDefaultReorderLimit, const TimeWindow& window = {})
+      : reorder_limit_(reorder_limit), window_(window) {}
+  // Only the part of the recording inside `window` is counted (the caller
+  // then passes the window's edges as window_start/window_end to finish).
+  explicit Aggregator(const TimeWindow& window) : Aggregator(kDefaultReorderLimit, window) {}
 
   // Events of one tid must come in that thread's ring order; threads may
   // interleave arbitrarily.  ring_flags & proto::kRingOwnThread marks the
   // probe's own thread.
   void add_event(uint32_t tid, uint32_t ring_flags, const proto::Event& ev);
+  // The same for a run of one thread's events (the recording reader's batches).
+  void add_events(uint32_t tid, uint32_t ring_flags, const proto::Event* events, size_t n);
   void set_thread_name(uint32_t tid, std::string name);
   // Adds n ring-full drops to tid's count (pass deltas, not the ring's
   // running counter: a ring is reused by later threads).
@@ -71,8 +76,29 @@ class Aggregator {
   };
   static uint64_t key(uint32_t tid, uint8_t gil) { return uint64_t{tid} << 8 | gil; }
   GilEntry& gil_entry(uint8_t gil);
+  ThreadTimeline& timeline(uint32_t tid, uint8_t gil);
 
   size_t reorder_limit_;
+  TimeWindow window_;
+  // The last (thread, GIL) and GIL looked up: events come in runs of one
+  // thread, so the hash lookups are mostly skipped.  Elements of both
+  // containers never move; a copy of the aggregator starts with an empty cache.
+  struct LookupCache {
+    uint64_t key = UINT64_MAX;
+    ThreadTimeline* timeline = nullptr;
+    int gil = -1;
+    GilEntry* gil_entry = nullptr;
+    LookupCache() = default;
+    LookupCache(const LookupCache&) {}
+    LookupCache& operator=(const LookupCache&) {
+      key = UINT64_MAX;
+      timeline = nullptr;
+      gil = -1;
+      gil_entry = nullptr;
+      return *this;
+    }
+  };
+  LookupCache cache_;
   std::unordered_map<uint64_t, ThreadTimeline> timelines_;  // by key(tid, gil)
   std::map<uint32_t, GilEntry> gils_;
   std::unordered_map<uint32_t, std::string> names_;

@@ -1,8 +1,21 @@
 #include "report/gil_stream.hpp"
 
+#include <bit>
+
 namespace gilstat::report {
 
 using proto::EventKind;
+
+namespace {
+constexpr size_t kInitialRing = 64;
+}
+
+GilStream::GilStream(size_t reorder_limit, uint64_t first_seq, const TimeWindow& window)
+    : reorder_limit_(reorder_limit),
+      window_(window),
+      next_seq_(first_seq),
+      ring_(kInitialRing),
+      max_ring_(std::bit_ceil(std::max<size_t>(kInitialRing, 2 * reorder_limit + 2))) {}
 
 void GilStream::add(uint32_t tid, const proto::Event& ev) {
   // Serial-number arithmetic: the buffer never spans 2^31 seqs, so the
@@ -12,55 +25,119 @@ void GilStream::add(uint32_t tid, const proto::Event& ev) {
     ++t_.seq_stale;
     return;
   }
-  const uint64_t seq = next_seq_ + static_cast<uint64_t>(delta);
-  if (!pending_.emplace(seq, Pending{tid, ev.kind, ev.ts, ev.value}).second) {
+  if (delta == 0 && pending_ == 0) {  // in order: the common case, no buffering
+    apply(tid, ev.kind, ev.ts, ev.value);
+    ++next_seq_;
+    return;
+  }
+  put(next_seq_ + static_cast<uint64_t>(delta), tid, ev);
+  drain();
+  while (pending_ > reorder_limit_ && skip_gap()) drain();
+}
+
+void GilStream::grow(uint64_t distance) {
+  size_t size = ring_.size();
+  while (size <= distance && size < max_ring_) size *= 2;
+  if (size == ring_.size()) return;
+  std::vector<Pending> bigger(size);
+  for (const Pending& p : ring_)
+    if (p.used) bigger[p.seq & (size - 1)] = p;
+  ring_.swap(bigger);
+  migrate();
+}
+
+void GilStream::put(uint64_t seq, uint32_t tid, const proto::Event& ev) {
+  const uint64_t distance = seq - next_seq_;
+  if (distance >= ring_.size()) grow(distance);
+  const Pending p{seq, ev.ts, ev.value, tid, ev.kind, true};
+  if (distance < ring_.size()) {
+    Pending& slot = ring_[seq & (ring_.size() - 1)];
+    if (slot.used) {
+      ++t_.seq_stale;  // a duplicate
+      return;
+    }
+    slot = p;
+  } else if (!overflow_.emplace(seq, p).second) {
     ++t_.seq_stale;
     return;
   }
-  drain();
-  while (pending_.size() > reorder_limit_) {
-    skip_gap();
-    drain();
+  ++pending_;
+}
+
+void GilStream::migrate() {
+  while (!overflow_.empty() && overflow_.begin()->first - next_seq_ < ring_.size()) {
+    const Pending& p = overflow_.begin()->second;
+    ring_[p.seq & (ring_.size() - 1)] = p;
+    overflow_.erase(overflow_.begin());
   }
 }
 
 void GilStream::drain() {
-  while (!pending_.empty() && pending_.begin()->first == next_seq_) {
-    apply(pending_.begin()->second);
-    pending_.erase(pending_.begin());
+  const size_t mask = ring_.size() - 1;
+  for (;;) {
+    Pending& slot = ring_[next_seq_ & mask];
+    if (!slot.used) break;
+    slot.used = false;
+    --pending_;
+    apply(slot.tid, slot.kind, slot.ts, slot.value);
     ++next_seq_;
+    if (!overflow_.empty()) migrate();
   }
 }
 
-void GilStream::skip_gap() {
-  const uint64_t oldest = pending_.begin()->first;
+bool GilStream::skip_gap() {
+  const size_t mask = ring_.size() - 1;
+  for (size_t i = 0; i < ring_.size(); ++i) {
+    if (ring_[(next_seq_ + i) & mask].used) {
+      t_.seq_gaps += i;
+      next_seq_ += i;
+      return true;
+    }
+  }
+  if (overflow_.empty()) return false;
+  const uint64_t oldest = overflow_.begin()->first;
   t_.seq_gaps += oldest - next_seq_;
   next_seq_ = oldest;
+  migrate();
+  return true;
 }
 
-void GilStream::apply(const Pending& p) {
-  switch (static_cast<EventKind>(p.kind)) {
-    case EventKind::Acquire:
-      ++t_.acquisitions;
+void GilStream::apply(uint32_t tid, uint8_t kind, uint64_t ts, uint64_t value) {
+  switch (static_cast<EventKind>(kind)) {
+    case EventKind::Acquire: {
+      const bool in = window_.contains(ts);
+      if (in) ++t_.acquisitions;
       if (!t_.have_first_holder) {
         t_.have_first_holder = true;
-        t_.first_holder = p.value;
-      } else if (p.value != last_holder_) {
+        t_.first_holder = value;
+        t_.first_in_window = in;
+      } else if (value != last_holder_ && in) {
         ++t_.switches_after_first;
       }
-      last_holder_ = p.value;
+      last_holder_ = value;
       if (holding_) ++t_.anomalies;  // the Release of that hold was lost
-      if (released_ && release_tid_ != p.tid)
-        t_.handoff_hist.add(p.ts >= release_ts_ ? p.ts - release_ts_ : 0);
+      if (released_ && release_tid_ != tid && in)
+        t_.handoff_hist.add(ts >= release_ts_ ? ts - release_ts_ : 0);
       released_ = false;
       holding_ = true;
-      holder_tid_ = p.tid;
-      hold_since_ = p.ts;
+      holder_tid_ = tid;
+      hold_since_ = ts;
+      drop_requested_ = false;
       break;
+    }
     case EventKind::Release:
-      if (holding_ && holder_tid_ == p.tid) {
-        t_.hold_hist.add(p.ts >= hold_since_ ? p.ts - hold_since_ : 0);
-      } else if (t_.acquisitions == 0 && !released_) {
+      if (holding_ && holder_tid_ == tid) {
+        const uint64_t end = ts >= hold_since_ ? ts : hold_since_;
+        if (window_.overlaps(hold_since_, end)) {
+          t_.hold_hist.add(window_.clip(hold_since_, end));
+          if (hold_since_ < window_.lo) ++t_.acquisitions;  // running when the window opened
+        }
+        if (drop_requested_ && window_.contains(ts)) {
+          const uint64_t d = ts >= drop_request_ts_ ? ts - drop_request_ts_ : 0;
+          t_.drop_latency_hist.add(d);
+          t_.drop_latency_by_tid[tid].add(d);
+        }
+      } else if (t_.acquisitions == 0 && !released_ && !t_.have_first_holder) {
         // The first event after an attach: the GIL was held when the probe
         // armed.  Expected, not an anomaly; its partial hold is not counted.
       } else {
@@ -69,12 +146,17 @@ void GilStream::apply(const Pending& p) {
         ++t_.anomalies;
       }
       holding_ = false;
+      drop_requested_ = false;
       released_ = true;
-      release_tid_ = p.tid;
-      release_ts_ = p.ts;
+      release_tid_ = tid;
+      release_ts_ = ts;
       break;
     case EventKind::DropRequest:
-      ++t_.drop_requests;
+      if (window_.contains(ts)) ++t_.drop_requests;
+      if (holding_ && !drop_requested_) {
+        drop_requested_ = true;
+        drop_request_ts_ = ts;
+      }
       break;
     default:
       ++t_.anomalies;
@@ -83,13 +165,20 @@ void GilStream::apply(const Pending& p) {
 }
 
 void GilStream::close(uint64_t window_end) {
-  while (!pending_.empty()) {
-    skip_gap();
-    drain();
-  }
+  while (pending_ > 0 && skip_gap()) drain();
   if (holding_) {
     const uint64_t end = window_end > hold_since_ ? window_end : hold_since_;
-    t_.hold_hist.add(end - hold_since_);
+    if (window_.overlaps(hold_since_, end)) {
+      t_.hold_hist.add(window_.clip(hold_since_, end));
+      if (hold_since_ < window_.lo) ++t_.acquisitions;
+    }
+    // Still holding at the end despite a request: that counts too, it is
+    // the very case the latency is for.
+    if (drop_requested_) {
+      const uint64_t d = end >= drop_request_ts_ ? end - drop_request_ts_ : 0;
+      t_.drop_latency_hist.add(d);
+      t_.drop_latency_by_tid[holder_tid_].add(d);
+    }
     holding_ = false;
   }
 }

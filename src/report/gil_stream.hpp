@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include "gilstat/protocol.hpp"
 #include "report/histogram.hpp"
+#include "report/thread_timeline.hpp"
 
 namespace gilstat::report {
 
@@ -22,15 +24,22 @@ struct GilTimes {
   uint64_t anomalies = 0;  // Acquire while held, Release of a hold never seen
   Histogram hold_hist;
   Histogram handoff_hist;  // Release by one thread -> Acquire by another
+  // First drop request during a hold -> that hold's Release: how long a
+  // holder kept the GIL after another thread asked for it (CPython's
+  // forced switch).  Per GIL and per holding thread.
+  Histogram drop_latency_hist;
+  std::map<uint32_t, Histogram> drop_latency_by_tid;
 
   // Acquisitions whose tstate differs from the previous acquisition's; the
   // first one is compared with the holder at arming time, which is only
   // known at the end, hence the split.
   bool have_first_holder = false;
+  bool first_in_window = true;
   uint64_t first_holder = 0;
   uint64_t switches_after_first = 0;
   uint64_t switches(uint64_t initial_holder) const {
-    return switches_after_first + (have_first_holder && first_holder != initial_holder);
+    return switches_after_first +
+           (have_first_holder && first_in_window && first_holder != initial_holder);
   }
 };
 
@@ -38,8 +47,7 @@ class GilStream {
  public:
   // first_seq is the seq of the GIL's first event: 1 when the probe armed
   // for this recording, later when a consumer joins a running probe.
-  explicit GilStream(size_t reorder_limit, uint64_t first_seq = 1)
-      : reorder_limit_(reorder_limit), next_seq_(first_seq) {}
+  explicit GilStream(size_t reorder_limit, uint64_t first_seq = 1, const TimeWindow& window = {});
 
   // An Acquire, Release or DropRequest with seq != 0, by thread tid.
   void add(uint32_t tid, const proto::Event& ev);
@@ -52,26 +60,42 @@ class GilStream {
 
  private:
   struct Pending {
-    uint32_t tid;
-    uint8_t kind;
+    uint64_t seq;  // widened; meaningful when used
     uint64_t ts;
     uint64_t value;
+    uint32_t tid;
+    uint8_t kind;
+    bool used;
   };
 
-  void drain();     // applies the buffered events that are next in seq order
-  void skip_gap();  // gives up on the missing seq before the oldest buffered one
-  void apply(const Pending& p);
+  void put(uint64_t seq, uint32_t tid, const proto::Event& ev);
+  void drain();  // applies the buffered events that are next in seq order
+  // Gives up on the missing seqs before the oldest buffered one; false when
+  // nothing is buffered.
+  bool skip_gap();
+  void migrate();  // moves overflow entries that now fit into the ring
+  void grow(uint64_t distance);
+  void apply(uint32_t tid, uint8_t kind, uint64_t ts, uint64_t value);
   void close(uint64_t window_end);
 
   size_t reorder_limit_;
+  TimeWindow window_;
   // Seq numbers are 32-bit in the ring and may wrap in a long recording;
   // they are widened to 64 bits relative to the next expected one.
   uint64_t next_seq_;
-  std::map<uint64_t, Pending> pending_;
+  // The reorder buffer: a ring indexed by seq for [next_seq_, next_seq_ +
+  // size) (grown on demand up to max_ring_), and an ordered overflow for
+  // seqs beyond it, which only lost events produce.  pending_ counts both.
+  std::vector<Pending> ring_;
+  size_t max_ring_;
+  std::map<uint64_t, Pending> overflow_;
+  size_t pending_ = 0;
 
   bool holding_ = false;
   uint32_t holder_tid_ = 0;
   uint64_t hold_since_ = 0;
+  bool drop_requested_ = false;  // during the current hold
+  uint64_t drop_request_ts_ = 0;
   bool released_ = false;  // a Release not yet followed by an Acquire
   uint32_t release_tid_ = 0;
   uint64_t release_ts_ = 0;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <iterator>
 
+#include "report/findings.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
@@ -46,7 +47,9 @@ void put_gil(Buf& b, const GilReport& g) {
   put_stats(b, "hold_ns", g.hold_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "handoff_ns", g.handoff_ns);
-  fmt::format_to(it, "}}");
+  fmt::format_to(it, ", ");
+  put_stats(b, "drop_latency_ns", g.drop_latency_ns);
+  fmt::format_to(it, R"(, "switch_number_known": {}}})", g.switch_number_known);
 }
 
 void put_thread(Buf& b, const ThreadReport& t) {
@@ -61,7 +64,37 @@ void put_thread(Buf& b, const ThreadReport& t) {
   put_stats(b, "wait_ns", t.wait_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "hold_ns", t.hold_ns);
+  fmt::format_to(it, ", ");
+  put_stats(b, "drop_latency_ns", t.drop_latency_ns);
   fmt::format_to(it, "}}");
+}
+
+void put_recording(Buf& b, const Report& r) {
+  auto it = std::back_inserter(b);
+  const RecordingStatus& s = r.recording;
+  fmt::format_to(it,
+                 R"("recording": {{"from_file": {}, "format_version": {}, "host": {}, )"
+                 R"("start_unix_s": {}, "truncated": {}, "calibrated": {}, )"
+                 R"("corrupt_chunks": {}, "skipped_bytes": {}, "problems": [)",
+                 s.from_file, s.format_version, json_string(s.host),
+                 number(static_cast<double>(s.start_unix_ns) / 1e9), s.truncated, s.calibrated,
+                 s.corrupt_chunks, s.skipped_bytes);
+  for (size_t i = 0; i < s.problems.size(); ++i)
+    fmt::format_to(it, "{}{}", i ? ", " : "", json_string(s.problems[i]));
+  fmt::format_to(it, "]}},\n");
+  fmt::format_to(it, R"("window": {{"partial": {}, "since_s": {}, "until_s": {}}},)",
+                 r.window.partial, number(r.window.since_s), number(r.window.until_s));
+  fmt::format_to(it, "\n");
+}
+
+void put_findings(Buf& b, const Report& r) {
+  auto it = std::back_inserter(b);
+  fmt::format_to(it, "\"findings\": [");
+  const std::vector<Finding> findings = find_findings(r);
+  for (size_t i = 0; i < findings.size(); ++i)
+    fmt::format_to(it, R"({}{{"id": "{}", "severity": "{}", "text": {}}})", i ? ",\n  " : "\n  ",
+                   findings[i].id, findings[i].severity, json_string(findings[i].text));
+  fmt::format_to(it, "],\n");
 }
 
 }  // namespace
@@ -113,6 +146,8 @@ void render_json(const Report& r, std::ostream& out) {
       json_string(r.python_version), r.py_version_hex, r.free_threaded,
       r.libpython_shared ? "shared" : "static");
   fmt::format_to(it, R"("drops": {}, "drops_no_ring": {}, )", r.drops, r.drops_no_ring);
+  put_recording(b, r);
+  put_findings(b, r);
   fmt::format_to(it, "\"gils\": [");
   for (size_t i = 0; i < r.gils.size(); ++i) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");

@@ -6,16 +6,25 @@
 //             "libpython": "static"|"shared"},
 //  "drops": int,            // ring-full drops of all threads + drops_no_ring
 //  "drops_no_ring": int,
+//  "recording": {"from_file": bool, "format_version": int, "host": str,
+//                "start_unix_s": float, "truncated": bool,   // cut off: partial figures
+//                "calibrated": bool, "corrupt_chunks": int, "skipped_bytes": int,
+//                "problems": [str]},
+//  "window": {"partial": bool, "since_s": float, "until_s": float},  // --since/--until
+//  "findings": [{"id": str, "severity": "warning"|"info", "text": str}],  // findings.hpp
 //  "gils": [{"id": int, "address": "0x…", "interpreters": [int],
 //            "utilization": float,          // raw, may exceed 1 (never clamped)
 //            "acquisitions": int, "switches": int, "switch_number_delta": int,
 //            "forced_switch_requests": int, "forced_handoffs": int,
 //            "seq_gaps": int, "seq_stale": int, "anomalies": int,
-//            "wait_ns": D, "hold_ns": D, "handoff_ns": D}],
+//            "wait_ns": D, "hold_ns": D, "handoff_ns": D,
+//            "drop_latency_ns": D,          // forced-switch request -> release
+//            "switch_number_known": bool}], // false: partial window or cut-off file
 //  "threads": [{"tid": int, "name": str, "own": bool, "gil": int,
 //               "lifetime_s": float, "held_s": float, "wait_s": float,
 //               "released_s": float, "acquisitions": int, "forced_handoffs": int,
-//               "drops": int, "anomalies": int, "wait_ns": D, "hold_ns": D}]}
+//               "drops": int, "anomalies": int, "wait_ns": D, "hold_ns": D,
+//               "drop_latency_ns": D}]}     // as the holder asked to drop
 // D = {"p50": int, "p90": int, "p99": int, "max": int, "total": int, "count": int}
 //
 // Strings from the target (command, thread names) are escaped and invalid

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <string_view>
 
+#include "report/findings.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
@@ -73,6 +74,17 @@ void render_header(const Report& r, std::ostream& out) {
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
                      r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",
                      format_duration(static_cast<uint64_t>(r.duration_s * 1e9)), count(r.drops));
+  if (r.window.partial)
+    out << fmt::format("window {:.3f} s – {:.3f} s of the recording\n", r.window.since_s,
+                       r.window.until_s);
+  if (r.recording.truncated)
+    out << "WARNING: the recording was cut off (no end record): figures cover what was "
+           "saved.\n";
+  if (r.recording.corrupt_chunks)
+    out << fmt::format(
+        "WARNING: {} damaged chunk(s) ({} bytes) skipped: their events are "
+        "missing.\n",
+        count(r.recording.corrupt_chunks), count(r.recording.skipped_bytes));
   if (r.drops > 0) {
     out << fmt::format(
         "WARNING: {} events were lost ({} with a full ring, {} with no free ring): the numbers "
@@ -82,6 +94,11 @@ void render_header(const Report& r, std::ostream& out) {
 }
 
 void render_switch_check(const GilReport& g, std::ostream& out) {
+  if (!g.switch_number_known) {
+    out << fmt::format("  acquisitions {}   switches {}\n", count(g.acquisitions),
+                       count(g.switches));
+    return;
+  }
   const auto delta = g.switch_number_delta;
   if (delta >= 0 && g.switches == static_cast<uint64_t>(delta)) {
     out << fmt::format("  acquisitions {}   switches {} = switch_number Δ ✓\n",
@@ -128,6 +145,50 @@ void render_gil(const GilReport& g, std::ostream& out) {
   row("wait", g.wait_ns);
   row("hold", g.hold_ns);
   row("hand-off", g.handoff_ns);
+  // Only when some thread was asked to drop: request -> release.
+  if (g.drop_latency_ns.count) row("req→drop", g.drop_latency_ns);
+}
+
+// Words of `text` in lines of at most `width` columns; the first line
+// starts with `first`, the others with `indent`.
+std::string wrap(std::string_view text, std::string_view first, std::string_view indent,
+                 size_t width) {
+  std::string out(first);
+  size_t used = columns(first);
+  bool line_empty = true;
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find(' ', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view word = text.substr(start, end - start);
+    start = end + 1;
+    if (word.empty()) continue;
+    if (!line_empty && used + 1 + columns(word) > width) {
+      out += '\n';
+      out += indent;
+      used = columns(indent);
+      line_empty = true;
+    }
+    if (!line_empty) {
+      out += ' ';
+      ++used;
+    }
+    out += word;
+    used += columns(word);
+    line_empty = false;
+  }
+  return out + '\n';
+}
+
+// Bars of 1/8 character steps.
+std::string bar(uint64_t n, uint64_t max, size_t width) {
+  if (!n || !max) return {};
+  const uint64_t eighths =
+      std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<long double>(n) * width * 8 / max));
+  static constexpr const char* kParts[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
+  std::string out;
+  for (uint64_t i = 0; i < eighths / 8; ++i) out += "█";
+  out += kParts[eighths % 8];
+  return out;
 }
 
 void render_threads(const Report& r, std::ostream& out, const TextOptions& opt) {
@@ -177,6 +238,35 @@ std::string format_duration(uint64_t ns) {
   }
 }
 
+void render_histogram(const Histogram& h, std::string_view title, std::ostream& out) {
+  if (h.count() == 0) return;
+  // Row edges 1, 2, 5, 10, 20, 50 ... ns; each log bucket goes to the row of
+  // its middle (the same approximation as the percentiles, within 1.6 %).
+  std::vector<uint64_t> edges{0};
+  for (uint64_t decade = 1; edges.size() < 60; decade *= 10) {
+    for (uint64_t m : {1, 2, 5}) edges.push_back(decade * m);
+    if (decade > UINT64_MAX / 100) break;
+  }
+  std::vector<uint64_t> rows(edges.size(), 0);
+  for (const Histogram::Bucket& b : h.buckets()) {
+    const uint64_t mid = b.lo + (b.hi - b.lo) / 2;
+    const size_t i =
+        static_cast<size_t>(std::upper_bound(edges.begin(), edges.end(), mid) - edges.begin()) - 1;
+    rows[i] += b.count;
+  }
+  size_t first = 0, last = rows.size() - 1;
+  while (rows[first] == 0) ++first;
+  while (rows[last] == 0) --last;
+  const uint64_t max = *std::max_element(rows.begin(), rows.end());
+  out << fmt::format("  {} ({} values, log scale)\n", title, count(h.count()));
+  for (size_t i = first; i <= last; ++i) {
+    const std::string lo = i == 0 ? "0" : format_duration(edges[i]);
+    const std::string hi = i + 1 < edges.size() ? format_duration(edges[i + 1]) : "∞";
+    out << fmt::format("  {} – {} {} {}\n", cell(lo, 8), cell(hi, 8, false),
+                       cell(bar(rows[i], max, 40), 40, false), cell(count(rows[i]), 12));
+  }
+}
+
 void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   render_header(r, out);
   uint64_t acquisitions = 0;
@@ -191,6 +281,32 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   }
   for (const GilReport& g : r.gils) render_gil(g, out);
   render_threads(r, out, opt);
+  if (opt.histograms) {
+    // The GILs' distributions, or those of the threads a report has been
+    // narrowed to.
+    if (opt.thread_histograms) {
+      for (const ThreadReport& t : r.threads) {
+        out << '\n';
+        render_histogram(t.wait_hist, fmt::format("{} ({}) wait", clean(t.name, 40), t.tid), out);
+        out << '\n';
+        render_histogram(t.hold_hist, fmt::format("{} ({}) hold", clean(t.name, 40), t.tid), out);
+      }
+    } else {
+      for (const GilReport& g : r.gils) {
+        out << '\n';
+        render_histogram(g.wait_hist, fmt::format("GIL {} wait", g.id), out);
+        out << '\n';
+        render_histogram(g.hold_hist, fmt::format("GIL {} hold", g.id), out);
+      }
+    }
+  }
+  if (opt.findings) {
+    const std::vector<Finding> findings = find_findings(r);
+    if (!findings.empty()) {
+      out << "\nWhat this means\n";
+      for (const Finding& f : findings) out << wrap(clean(f.text), "  • ", "    ", 100);
+    }
+  }
 }
 
 }  // namespace gilstat::report

@@ -8,18 +8,26 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 #include "report/report.hpp"
 
 namespace gilstat::report {
 
 struct TextOptions {
-  size_t max_threads = 0;  // 0: all rows; else the busiest N and a "N more" line
+  size_t max_threads = 0;          // 0: all rows; else the busiest N and a "N more" line
+  bool histograms = false;         // wait/hold distributions drawn as bars
+  bool thread_histograms = false;  // ... per thread row instead of per GIL
+  bool findings = false;           // the "What this means" lines (findings.hpp)
 };
 
 void render_text(const Report& report, std::ostream& out, const TextOptions& options = {});
 
 // "950 ns", "12.3 µs", "4.51 ms", "2.00 s": three significant digits.
 std::string format_duration(uint64_t ns);
+
+// A log-scale bar chart of a distribution of durations (ns): one row per
+// 1-2-5 step from the smallest to the largest value.  Nothing when empty.
+void render_histogram(const Histogram& h, std::string_view title, std::ostream& out);
 
 }  // namespace gilstat::report

@@ -34,16 +34,22 @@ struct GilReport {
   int64_t switch_number_delta = 0;  // CPython's own count over the window
   uint64_t forced_switch_requests = 0;
   uint64_t forced_handoffs = 0;
+  // CPython's counter is only known at the end of a complete recording, and
+  // only comparable with `switches` over the whole window.
+  bool switch_number_known = true;
   uint64_t seq_gaps = 0;   // seq numbers never seen (events lost before ordering)
   uint64_t seq_stale = 0;  // events arriving after their seq was skipped, or duplicates
   uint64_t anomalies = 0;  // GIL-level transitions that should not happen
   DurationStats wait_ns;
   DurationStats hold_ns;
   DurationStats handoff_ns;
+  // First forced-switch request of a hold -> its release (see GilTimes).
+  DurationStats drop_latency_ns;
   // The full distributions (ns), for drawing.
   Histogram wait_hist;
   Histogram hold_hist;
   Histogram handoff_hist;
+  Histogram drop_latency_hist;
 };
 
 // One row per (thread, GIL).  Times are doubles in ns so that the parts add
@@ -63,6 +69,33 @@ struct ThreadReport {
   uint64_t anomalies = 0;
   DurationStats wait_ns;
   DurationStats hold_ns;
+  DurationStats drop_latency_ns;  // as the holder asked to drop
+  // The full distributions (ns), for drawing and export.
+  Histogram wait_hist;
+  Histogram hold_hist;
+};
+
+// Where a report's numbers come from, when it is read from a file.
+struct RecordingStatus {
+  bool from_file = false;
+  uint32_t format_version = 0;
+  std::string host;
+  uint64_t start_unix_ns = 0;
+  // Cut off (no end record): the numbers cover what was read.
+  bool truncated = false;
+  // TSC recordings convert with calibration pairs; false when a cut-off
+  // file had too few of them (durations are then in ticks, as if 1 ns).
+  bool calibrated = true;
+  uint64_t corrupt_chunks = 0;
+  uint64_t skipped_bytes = 0;
+  std::vector<std::string> problems;
+};
+
+// A report over part of the recording (`report --since/--until`).
+struct ReportWindow {
+  bool partial = false;
+  double since_s = 0;  // from the start of the recording's window
+  double until_s = 0;
 };
 
 struct Report {
@@ -78,6 +111,8 @@ struct Report {
   bool libpython_shared = false;
   uint64_t drops = 0;  // Σ ring-full drops + drops_no_ring
   uint64_t drops_no_ring = 0;
+  RecordingStatus recording;
+  ReportWindow window;
   std::vector<GilReport> gils;        // by id
   std::vector<ThreadReport> threads;  // by held time, descending
 };

@@ -6,13 +6,34 @@ namespace gilstat::report {
 
 using proto::EventKind;
 
-uint64_t ThreadTimeline::elapsed(uint64_t ts) {
-  if (ts >= since_) return ts - since_;
-  ++t_.anomalies;
-  return 0;
+void ThreadTimeline::account(ThreadTimes& t, State s, uint64_t ts, bool count_anomaly) const {
+  if (ts < since_) {
+    if (count_anomaly) ++t.anomalies;
+    ts = since_;
+  }
+  if (!window_.overlaps(since_, ts)) return;
+  const uint64_t d = window_.clip(since_, ts);
+  switch (s) {
+    case State::Waiting:
+      t.wait += d;
+      t.wait_hist.add(d);
+      break;
+    case State::Holding:
+      t.held += d;
+      t.hold_hist.add(d);
+      // A hold already running when the window opens is one of its
+      // acquisitions (its Acquire event lies before the window).
+      if (since_ < window_.lo) ++t.acquisitions;
+      break;
+    case State::Released:
+      t.released += d;
+      break;
+    case State::None:
+      break;
+  }
 }
 
-void ThreadTimeline::add(EventKind kind, uint64_t ts) {
+ThreadTimeline::Span ThreadTimeline::add(EventKind kind, uint64_t ts) {
   const bool changes_state = kind == EventKind::WaitBegin || kind == EventKind::Acquire ||
                              kind == EventKind::Release || kind == EventKind::WaitAbort;
   // The lifetime starts with the first event that puts the thread in a state;
@@ -23,61 +44,65 @@ void ThreadTimeline::add(EventKind kind, uint64_t ts) {
   // The transitions of research §2.5.  Anything not listed below adds no
   // time, counts an anomaly and simply enters the state the event implies.
   State next = state_;
-  bool expected = false;
+  State closed = State::None;  // the state whose time ends here, if counted
   switch (kind) {
     case EventKind::WaitBegin:
       next = State::Waiting;
-      if (state_ == State::Released) {
-        t_.released += elapsed(ts);
-        expected = true;
-      } else if (state_ == State::Waiting) {
-        // A second lock(mutex) without an acquisition: the first one was not
-        // a wait for the GIL (a discarded lock/unlock pair), so that stretch
-        // of time was spent released.
-        t_.released += elapsed(ts);
-        expected = true;
-      } else if (state_ == State::None) {
-        expected = true;  // the natural first event of a thread
-      }
+      // From Released: the released stretch ends.  From Waiting: a second
+      // lock(mutex) without an acquisition means the first one was not a
+      // wait for the GIL (a discarded lock/unlock pair), so that stretch of
+      // time was spent released.  From None: the natural first event.
+      if (state_ == State::Released || state_ == State::Waiting)
+        closed = State::Released;
+      else if (state_ != State::None)
+        ++t_.anomalies;
       break;
     case EventKind::Acquire:
       next = State::Holding;
-      ++t_.acquisitions;
-      if (state_ == State::Waiting) {
-        const uint64_t d = elapsed(ts);
-        t_.wait += d;
-        t_.wait_hist.add(d);
-        expected = true;
-      }
+      if (window_.contains(ts)) ++t_.acquisitions;
+      if (state_ == State::Waiting)
+        closed = State::Waiting;
+      else
+        ++t_.anomalies;
       break;
     case EventKind::Release:
       next = State::Released;
-      if (state_ == State::Holding) {
-        const uint64_t d = elapsed(ts);
-        t_.held += d;
-        t_.hold_hist.add(d);
-        expected = true;
-      }
+      if (state_ == State::Holding)
+        closed = State::Holding;
+      else
+        ++t_.anomalies;
       break;
     case EventKind::WaitAbort:
       next = State::Released;
-      if (state_ == State::Waiting) {
-        t_.released += elapsed(ts);
-        expected = true;
-      }
+      if (state_ == State::Waiting)
+        closed = State::Released;
+      else
+        ++t_.anomalies;
       break;
     case EventKind::ForcedHandoff:
-      ++t_.forced_handoffs;
-      return;  // no state change, and no anomaly whatever the state
+      if (window_.contains(ts)) ++t_.forced_handoffs;
+      return {};  // no state change, and no anomaly whatever the state
     case EventKind::DropRequest:
-      return;  // counted per GIL
+      return {};  // counted per GIL
     default:
       ++t_.anomalies;  // unknown kind: corrupt input
-      return;
+      return {};
   }
-  if (!expected) ++t_.anomalies;
+  Span span;
+  if (closed != State::None) {
+    account(t_, closed, ts, true);
+    span = {closed, since_, std::max(ts, since_)};
+  }
   state_ = next;
   since_ = ts;
+  return span;
+}
+
+ThreadTimeline::Span ThreadTimeline::open_span(uint64_t window_end) const {
+  if (state_ == State::Released) return {State::Released, since_, std::max(last_ts_, since_)};
+  if (state_ == State::Holding || state_ == State::Waiting)
+    return {state_, since_, std::max({window_end, last_ts_, since_})};
+  return {};
 }
 
 ThreadTimes ThreadTimeline::finish(uint64_t window_end) const {
@@ -86,19 +111,13 @@ ThreadTimes ThreadTimeline::finish(uint64_t window_end) const {
   if (state_ == State::Released) {
     // Events after the release that do not change state (a ForcedHandoff)
     // end the lifetime, so the released stretch runs up to them.
-    t.released += last_ts_ - since_;
+    account(t, State::Released, last_ts_, false);
   } else if (state_ == State::Holding || state_ == State::Waiting) {
     end = std::max(window_end, last_ts_);
-    const uint64_t d = end - since_;  // since_ <= last_ts_ <= end
-    if (state_ == State::Holding) {
-      t.held += d;
-      t.hold_hist.add(d);
-    } else {
-      t.wait += d;
-      t.wait_hist.add(d);
-    }
+    account(t, state_, end, false);
   }
-  t.lifetime = end - first_ts_;
+  t.in_window = state_ != State::None && window_.overlaps(first_ts_, end);
+  t.lifetime = window_.clip(first_ts_, end);
   return t;
 }
 
