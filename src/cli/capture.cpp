@@ -1,7 +1,10 @@
 #include "cli/capture.hpp"
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
+#include "common/clock.hpp"
 #include "gilstat/version.hpp"
 
 namespace gilstat::cli {
@@ -23,7 +26,57 @@ uint64_t Capture::poll() {
   events_ += n;
   // The name table changes rarely; scanning it every tenth poll is plenty.
   if (++polls_ % 10 == 0) sync_names();
+  if (writer_) {
+    if (!meta_written_ || polls_ % 10 == 0) sync_recording_meta();
+    if (writer_->flush_due()) {
+      write_clock_sample();
+      writer_->flush();
+    }
+  }
   return n;
+}
+
+namespace {
+// The target's own command line, for the metadata written before finish()
+// is told what was run.
+std::string proc_cmdline(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  for (char& c : s)
+    if (c == '\0') c = ' ';
+  return s;
+}
+}  // namespace
+
+void Capture::write_clock_sample() {
+  const proto::Header& h = region_.header();
+  writer_->clock({read_clock(h.clock_kind), monotonic_ns(), h.drops_no_ring.load()});
+}
+
+// A recording cut off at any point still says what it measured: the
+// metadata as soon as the probe has armed a GIL, each GIL when it appears.
+void Capture::sync_recording_meta() {
+  proto::RecMeta meta;
+  std::vector<proto::RecGil> gils;
+  describe(UINT64_MAX, {}, &meta, &gils);
+  if (gils.empty()) return;  // not armed yet
+  if (!meta_written_) {
+    meta.command = proc_cmdline(meta.pid);
+    writer_->meta(meta);
+    write_clock_sample();  // the first calibration pair
+    meta_written_ = true;
+  }
+  for (proto::RecGil& g : gils) {
+    auto it = written_gils_.find(g.index);
+    if (it != written_gils_.end()) {
+      // switch_number moves all the time; it is written at the end.
+      g.final_switch_number = it->second.final_switch_number;
+      if (it->second == g) continue;
+    }
+    writer_->gil(g);
+    written_gils_[g.index] = g;
+  }
 }
 
 void Capture::sync_names() {

@@ -31,6 +31,8 @@ class Capture {
 
  private:
   void sync_names();
+  void sync_recording_meta();
+  void write_clock_sample();
   // The region's header as recording metadata.
   void describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
                 std::vector<proto::RecGil>* gils) const;
@@ -42,6 +44,8 @@ class Capture {
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;
+  bool meta_written_ = false;
+  std::map<uint32_t, proto::RecGil> written_gils_;
 };
 
 // Replays the metadata of a recording (live or saved) into a report.

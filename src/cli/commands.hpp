@@ -15,6 +15,7 @@ using Action = std::function<int()>;
 
 void add_run_command(CLI::App& app, Action& action);
 void add_report_command(CLI::App& app, Action& action);
+void add_export_command(CLI::App& app, Action& action);
 void add_record_command(CLI::App& app, Action& action);
 void add_top_command(CLI::App& app, Action& action);
 void add_attach_command(CLI::App& app, Action& action);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   cli::add_top_command(app, action);
   cli::add_record_command(app, action);
   cli::add_report_command(app, action);
+  cli::add_export_command(app, action);
   cli::add_attach_command(app, action);
   cli::add_demo_command(app, action);
   try {

@@ -1,11 +1,18 @@
-// gilstat report FILE [--json]: the report of a saved recording, on stdout.
-#include <CLI/CLI.hpp>
+// gilstat report FILE [--json] [--thread TID|NAME]... [--since S] [--until S]
+//
+// The report of a saved recording on stdout: the tables, the wait/hold
+// distributions and what they mean.  A recording that was cut off or
+// damaged is reported as far as it goes, with a warning, not refused.
+#include <fmt/core.h>
+#include <fmt/ranges.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
-#include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/replay.hpp"
 #include "common/error.hpp"
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
@@ -16,41 +23,48 @@ namespace {
 struct ReportOptions {
   std::string file;
   bool json = false;
+  std::vector<std::string> threads;  // TIDs or names
+  double since = 0, until = 0;
+  CLI::Option* since_opt = nullptr;
+  CLI::Option* until_opt = nullptr;
 };
 
-// Feeds a recording into the aggregator; metadata is kept for the end.
-class Replay : public proto::RecordingVisitor {
- public:
-  explicit Replay(report::Aggregator& agg) : agg_(agg) {}
-  void on_meta(const proto::RecMeta& m) override { meta = m; }
-  void on_event(uint32_t tid, uint32_t flags, const proto::Event& ev) override {
-    agg_.add_event(tid, flags, ev);
+bool matches(const report::ThreadReport& t, const std::string& want) {
+  return t.name == want || fmt::format("{}", t.tid) == want;
+}
+
+void filter_threads(report::Report& r, const std::vector<std::string>& wanted) {
+  if (wanted.empty()) return;
+  std::vector<report::ThreadReport> kept;
+  for (const auto& t : r.threads)
+    if (std::any_of(wanted.begin(), wanted.end(), [&](const auto& w) { return matches(t, w); }))
+      kept.push_back(t);
+  if (kept.empty()) {
+    std::string known;
+    for (const auto& t : r.threads)
+      known += fmt::format("{}{} ({})", known.empty() ? "" : ", ", t.name, t.tid);
+    throw Error(
+        fmt::format("no thread matches {}", fmt::join(wanted, " or ")),
+        known.empty() ? "the recording has no threads" : "threads in this recording: " + known);
   }
-  void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
-  void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
-  void on_gil(const proto::RecGil& g) override { gils.push_back(g); }
-  void on_end(const proto::RecEnd& e) override { end = e; }
-
-  proto::RecMeta meta;
-  std::vector<proto::RecGil> gils;
-  proto::RecEnd end;
-
- private:
-  report::Aggregator& agg_;
-};
+  r.threads = std::move(kept);
+}
 
 int report_file(const ReportOptions& opts) {
-  report::Aggregator aggregator;
-  Replay replay(aggregator);
-  const proto::ReadResult result = proto::read_recording(opts.file, replay);
-  if (!result.complete)
-    throw Error(opts.file + " is incomplete: the recording was cut off before its end record",
-                "it was probably written by a gilstat that was killed");
-  const report::Report report = build_report(aggregator, replay.meta, replay.gils, replay.end);
-  if (opts.json)
-    report::render_json(report, std::cout);
-  else
-    report::render_text(report, std::cout);
+  WindowSpec window;
+  if (opts.since_opt->count()) window.since_s = opts.since;
+  if (opts.until_opt->count()) window.until_s = opts.until;
+  report::Report r = report_from_file(opts.file, window);
+  filter_threads(r, opts.threads);
+  if (opts.json) {
+    report::render_json(r, std::cout);
+  } else {
+    report::TextOptions text;
+    text.histograms = true;
+    text.thread_histograms = !opts.threads.empty();
+    text.findings = true;
+    report::render_text(r, std::cout, text);
+  }
   return kExitOk;
 }
 
@@ -59,8 +73,14 @@ int report_file(const ReportOptions& opts) {
 void add_report_command(CLI::App& app, Action& action) {
   auto opts = std::make_shared<ReportOptions>();
   CLI::App* cmd = app.add_subcommand("report", "Print the report of a saved recording");
-  cmd->add_option("file", opts->file, "Recording written by `gilstat run -o FILE`")->required();
+  cmd->add_option("file", opts->file, "Recording written by `gilstat record` or `run -o`")
+      ->required();
   cmd->add_flag("--json", opts->json, "Print the report as JSON");
+  cmd->add_option("--thread", opts->threads, "Only this thread's rows (TID or name; repeatable)");
+  opts->since_opt =
+      cmd->add_option("--since", opts->since, "Start S seconds after the recording's start");
+  opts->until_opt =
+      cmd->add_option("--until", opts->until, "End S seconds after the recording's start");
   cmd->callback([opts, &action] { action = [opts] { return report_file(*opts); }; });
 }
 

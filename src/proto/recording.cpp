@@ -1,245 +1,732 @@
 #include "proto/recording.hpp"
 
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 
 #include "common/error.hpp"
+#include "gilstat/version.hpp"
 
 namespace gilstat::proto {
 namespace {
 
-enum RecordType : uint8_t { kMeta = 1, kEvent = 2, kName = 3, kDrops = 4, kGil = 5, kEnd = 6 };
+enum Codec : uint8_t { kCodecNone = 0, kCodecZstd = 1 };
+constexpr uint64_t kMetaFreeThreaded = 1, kMetaSharedLib = 2;
+constexpr size_t kValueMru = 4;
+constexpr uint8_t kValueLiteral = kValueMru;
+// Decoded events are handed over in batches of this many.
+constexpr size_t kBatch = 256;
 
-// Payloads are built in a std::string and parsed with a bounds-checked
-// cursor: a recording is untrusted input.
-template <typename T>
-void put(std::string& out, T value) {
-  out.append(reinterpret_cast<const char*>(&value), sizeof(value));
-}
-void put_str(std::string& out, const std::string& s) {
-  put<uint32_t>(out, static_cast<uint32_t>(s.size()));
-  out += s;
+bool is_sequenced(uint8_t kind) {
+  return kind == static_cast<uint8_t>(EventKind::Acquire) ||
+         kind == static_cast<uint8_t>(EventKind::Release) ||
+         kind == static_cast<uint8_t>(EventKind::DropRequest);
 }
 
-class Cursor {
+uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string_view capped(const std::string& s) {
+  return std::string_view(s).substr(0, kMaxStringBytes);
+}
+
+void encode_meta(ByteSink& b, const RecMeta& m) {
+  b.svarint(m.pid);
+  b.varint(static_cast<uint32_t>(m.clock));
+  b.varint(m.py_version_hex);
+  b.varint((m.free_threaded ? kMetaFreeThreaded : 0) | (m.libpython_shared ? kMetaSharedLib : 0));
+  b.varint(m.window_start);
+  b.str(capped(m.gilstat_version));
+  b.str(capped(m.py_version));
+  b.str(capped(m.command));
+  b.str(capped(m.host));
+  b.varint(m.start_unix_ns);
+  b.varint(m.start_mono_ns);
+}
+
+bool decode_meta(ByteCursor c, RecMeta& m) {
+  const int64_t pid = c.svarint();
+  m.pid = static_cast<int32_t>(std::clamp<int64_t>(pid, INT32_MIN, INT32_MAX));
+  m.clock = static_cast<ClockKind>(c.varint_max(UINT32_MAX));
+  m.py_version_hex = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+  const uint64_t flags = c.varint();
+  m.free_threaded = flags & kMetaFreeThreaded;
+  m.libpython_shared = flags & kMetaSharedLib;
+  m.window_start = c.varint();
+  m.gilstat_version = c.str(kMaxStringBytes);
+  m.py_version = c.str(kMaxStringBytes);
+  m.command = c.str(kMaxStringBytes);
+  m.host = c.str(kMaxStringBytes);
+  m.start_unix_ns = c.varint();
+  m.start_mono_ns = c.varint();
+  return c.ok();
+}
+
+// ---------------------------------------------------------------- reading
+
+// Where the bytes come from: a file (pread, nothing kept) or memory.
+class Source {
  public:
-  Cursor(const char* data, size_t size) : data_(data), size_(size) {}
-  template <typename T>
-  T get() {
-    T value;
-    need(sizeof(T));
-    std::memcpy(&value, data_ + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return value;
-  }
-  std::string get_str() {
-    const uint32_t n = get<uint32_t>();
-    need(n);
-    std::string s(data_ + pos_, n);
-    pos_ += n;
-    return s;
+  virtual ~Source() = default;
+  virtual uint64_t size() const = 0;
+  // The n bytes at offset (the caller checked they exist); may use scratch.
+  virtual std::string_view get(uint64_t offset, size_t n, std::string& scratch) = 0;
+};
+
+class MemorySource : public Source {
+ public:
+  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
+  uint64_t size() const override { return bytes_.size(); }
+  std::string_view get(uint64_t offset, size_t n, std::string&) override {
+    return bytes_.substr(offset, n);
   }
 
  private:
-  void need(size_t n) const {
-    if (n > size_ - pos_) throw Error("corrupt recording: a record is shorter than its contents");
-  }
-  const char* data_;
-  size_t size_;
-  size_t pos_ = 0;
+  std::string_view bytes_;
 };
+
+class FileSource : public Source {
+ public:
+  FileSource(int fd, uint64_t size, std::string path)
+      : fd_(fd), size_(size), path_(std::move(path)) {}
+  uint64_t size() const override { return size_; }
+  std::string_view get(uint64_t offset, size_t n, std::string& scratch) override {
+    scratch.resize(n);
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r =
+          pread(fd_, scratch.data() + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw Error(fmt::format("cannot read {}: {}", path_, std::strerror(errno)));
+      if (r == 0) {  // the file shrank under us: what is missing reads as zeros
+        std::fill(scratch.begin() + static_cast<long>(done), scratch.end(), '\0');
+        break;
+      }
+      done += static_cast<size_t>(r);
+    }
+    return scratch;
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+  std::string path_;
+};
+
+void problem(ReadResult& r, std::string text) {
+  ++r.problem_count;
+  if (r.problems.size() < ReadResult::kMaxProblems) r.problems.push_back(std::move(text));
+}
+
+struct ChunkHeader {
+  uint32_t stored_len;
+  uint32_t raw_len;
+  uint32_t payload_crc;
+  uint8_t codec;
+};
+
+bool parse_chunk_header(std::string_view h, ChunkHeader& out) {
+  if (h.size() < kChunkHeaderSize || std::memcmp(h.data(), kChunkSync, 4) != 0) return false;
+  ByteCursor c(h);
+  c.bytes(4);
+  out.stored_len = c.le32();
+  out.raw_len = c.le32();
+  out.payload_crc = c.le32();
+  out.codec = c.u8();
+  c.bytes(3);
+  const uint32_t crc = c.le32();
+  return c.ok() && crc == crc32c(h.data(), 20) && out.stored_len <= kMaxChunkBytes &&
+         out.raw_len <= kMaxChunkBytes;
+}
+
+// The offset of the next plausible chunk header at or after `from`, or the
+// file size when there is none.
+uint64_t resync(Source& src, uint64_t from, std::string& scratch) {
+  const uint64_t size = src.size();
+  constexpr size_t kWindow = 1 << 16;
+  std::string header_scratch;
+  for (uint64_t base = from; base < size;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kWindow, size - base));
+    const std::string_view window = src.get(base, n, scratch);
+    for (size_t i = 0; i + 4 <= window.size(); ++i) {
+      if (std::memcmp(window.data() + i, kChunkSync, 4) != 0) continue;
+      const uint64_t at = base + i;
+      if (size - at < kChunkHeaderSize) return size;
+      ChunkHeader h;
+      if (parse_chunk_header(src.get(at, kChunkHeaderSize, header_scratch), h)) return at;
+    }
+    if (n < 4) break;
+    base += n - 3;  // a sync word may straddle two windows
+  }
+  return size;
+}
+
+bool parse_events(ByteCursor c, RecordingVisitor& v, ReadResult& r) {
+  const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+  const auto flags = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+  const uint64_t n = c.varint_max(c.remaining() / 2);
+  const uint64_t ts_bytes = c.varint_max(c.remaining());
+  const uint64_t seq_bytes = c.varint_max(c.remaining());
+  const uint64_t value_bytes = c.varint_max(c.remaining());
+  ByteCursor kinds = c.sub(n);
+  ByteCursor gils = c.sub(n);
+  ByteCursor ts_col = c.sub(ts_bytes);
+  ByteCursor seq_col = c.sub(seq_bytes);
+  ByteCursor value_col = c.sub(value_bytes);
+  if (!c.ok()) return false;
+  if (!v.wants_events()) {
+    r.events += n;
+    return true;
+  }
+  Event batch[kBatch];
+  uint64_t prev_ts = 0;
+  uint32_t prev_seq = 0;
+  uint64_t mru[kValueMru] = {};
+  for (uint64_t done = 0; done < n;) {
+    const size_t m = static_cast<size_t>(std::min<uint64_t>(kBatch, n - done));
+    for (size_t i = 0; i < m; ++i) {
+      Event& ev = batch[i];
+      ev.kind = kinds.u8();
+      ev.gil = gils.u8();
+      ev.reserved = 0;
+      ev.ts = prev_ts += static_cast<uint64_t>(ts_col.svarint());
+      const int64_t dseq = seq_col.svarint();
+      if (dseq < INT32_MIN || dseq > INT32_MAX) return false;
+      const bool sequenced = is_sequenced(ev.kind);
+      ev.seq = (sequenced ? prev_seq + 1 : 0) + static_cast<uint32_t>(dseq);
+      if (sequenced) prev_seq = ev.seq;
+      const uint8_t tag = value_col.u8();
+      uint64_t value;
+      size_t at;
+      if (tag < kValueMru) {
+        value = mru[tag];
+        at = tag;
+      } else if (tag == kValueLiteral) {
+        value = value_col.varint();
+        at = kValueMru - 1;
+      } else {
+        return false;
+      }
+      std::copy_backward(mru, mru + at, mru + at + 1);
+      mru[0] = value;
+      ev.value = value;
+    }
+    if (!kinds.ok() || !gils.ok() || !ts_col.ok() || !seq_col.ok() || !value_col.ok()) return false;
+    v.on_events(tid, flags, std::span<const Event>(batch, m));
+    r.events += m;
+    done += m;
+  }
+  return ts_col.at_end() && seq_col.at_end() && value_col.at_end();
+}
+
+bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult& r) {
+  switch (type) {
+    case RecordType::Meta: {
+      RecMeta m;
+      if (!decode_meta(c, m)) return false;
+      v.on_meta(m);
+      return true;
+    }
+    case RecordType::Events:
+      return parse_events(c, v, r);
+    case RecordType::Name: {
+      const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      std::string name = c.str(kMaxStringBytes);
+      if (!c.ok()) return false;
+      v.on_name(tid, name);
+      return true;
+    }
+    case RecordType::Drops: {
+      const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      const uint64_t n = c.varint();
+      if (!c.ok()) return false;
+      v.on_drops(tid, n);
+      return true;
+    }
+    case RecordType::Gil: {
+      RecGil g;
+      g.index = static_cast<uint32_t>(c.varint_max(UINT8_MAX));  // Event::gil is a u8
+      g.address = c.varint();
+      g.initial_switch_number = c.varint();
+      g.final_switch_number = c.varint();
+      g.initial_holder = c.varint();
+      const uint64_t n = c.varint_max(64);
+      for (uint64_t i = 0; i < n && c.ok(); ++i) g.interp_ids.push_back(c.svarint());
+      if (!c.ok()) return false;
+      v.on_gil(g);
+      return true;
+    }
+    case RecordType::End: {
+      RecEnd e;
+      e.window_end = c.varint();
+      e.ns_per_tick = c.f64();
+      e.drops_no_ring = c.varint();
+      if (!c.ok()) return false;
+      v.on_end(e);
+      r.complete = true;
+      return true;
+    }
+    case RecordType::Clock: {
+      RecClock k;
+      k.raw = c.varint();
+      k.mono_ns = c.varint();
+      k.drops_no_ring = c.varint();
+      if (!c.ok()) return false;
+      v.on_clock(k);
+      return true;
+    }
+  }
+  return true;  // a record type from a later writer of this version: skipped
+}
+
+std::string kib(uint64_t bytes) { return fmt::format("{:.1f} KiB", bytes / 1024.0); }
+
+ReadResult read_source(Source& src, const std::string& what, RecordingVisitor& v) {
+  ReadResult r;
+  const uint64_t size = src.size();
+  r.file_size = size;
+  std::string scratch;
+  if (size == 0)
+    throw Error(fmt::format("{} is empty, not a gilstat recording", what),
+                "record one with `gilstat record -o FILE -- python3 app.py`");
+  const size_t head = static_cast<size_t>(std::min<uint64_t>(size, 16));
+  const std::string start(src.get(0, head, scratch));
+  if (std::memcmp(start.data(), kRecordingMagic, std::min<size_t>(head, 8)) != 0)
+    throw Error(fmt::format("{} is not a gilstat recording", what),
+                "record one with `gilstat record -o FILE -- python3 app.py`");
+  if (head < 12) {  // cut off inside the magic or the version
+    r.truncated = true;
+    r.tail_bytes = size;
+    problem(r, "the file ends inside its header");
+    return r;
+  }
+  ByteCursor hc(start);
+  hc.bytes(8);
+  r.format_version = hc.le32();
+  if (r.format_version > kRecordingVersion)
+    throw Error(fmt::format("{} uses recording format {}, newer than this gilstat reads ({})", what,
+                            r.format_version, kRecordingVersion),
+                "read it with a newer gilstat");
+  if (r.format_version < kRecordingVersion)
+    throw Error(fmt::format("{} uses recording format {}, which this gilstat no longer reads", what,
+                            r.format_version),
+                "record it again");
+
+  uint64_t pos = 12;
+  if (size < 16) {
+    r.truncated = true;
+    r.tail_bytes = size - 12;
+    problem(r, "the file ends inside its header");
+    return r;
+  }
+  const uint32_t header_len = hc.le32();
+  pos = 16;
+  if (header_len > kMaxHeaderBytes) {
+    problem(r, fmt::format("the file header claims {} bytes: damaged, skipped", header_len));
+  } else if (uint64_t{16} + header_len + 4 > size) {
+    r.truncated = true;
+    r.tail_bytes = size - 12;
+    problem(r, "the file ends inside its header");
+    return r;
+  } else {
+    const std::string_view h = src.get(8, 8 + header_len + 4, scratch);
+    ByteCursor c(h.substr(8 + header_len));
+    const uint32_t crc = c.le32();
+    RecMeta meta;
+    if (crc == crc32c(h.data(), 8 + header_len) &&
+        decode_meta(ByteCursor(h.substr(8, header_len)), meta)) {
+      r.header_ok = true;
+      v.on_header(meta);
+    } else {
+      problem(r, "the file header is damaged (CRC mismatch): skipped");
+    }
+    pos = 16 + uint64_t{header_len} + 4;
+  }
+
+  std::string payload_scratch, raw;
+  ZSTD_DCtx* dctx = nullptr;
+  struct Free {
+    ZSTD_DCtx*& p;
+    ~Free() { ZSTD_freeDCtx(p); }
+  } free_dctx{dctx};
+  bool resyncing = false;  // a damaged stretch is being skipped: one problem line for it
+  uint64_t damaged_from = 0;
+  const auto damaged = [&](uint64_t from, uint64_t to) {
+    r.skipped_bytes += to - from;
+    problem(r, fmt::format("bytes {}..{} are not a readable chunk: skipped ({})", from, to,
+                           kib(to - from)));
+  };
+  while (pos < size) {
+    if (size - pos < kChunkHeaderSize) {
+      r.tail_bytes = size - pos;
+      break;
+    }
+    ChunkHeader h;
+    if (!parse_chunk_header(src.get(pos, kChunkHeaderSize, scratch), h)) {
+      if (!resyncing) {
+        resyncing = true;
+        damaged_from = pos;
+        ++r.corrupt_chunks;
+      }
+      pos = resync(src, pos + 1, scratch);
+      continue;
+    }
+    if (resyncing) {
+      damaged(damaged_from, pos);
+      resyncing = false;
+    }
+    const uint64_t chunk_at = pos;
+    if (h.stored_len > size - pos - kChunkHeaderSize) {
+      r.tail_bytes = size - pos;  // the last chunk was being written
+      break;
+    }
+    pos += kChunkHeaderSize + h.stored_len;
+    const std::string_view stored =
+        src.get(chunk_at + kChunkHeaderSize, h.stored_len, payload_scratch);
+    const auto bad_chunk = [&](const std::string& why) {
+      ++r.corrupt_chunks;
+      r.skipped_bytes += kChunkHeaderSize + h.stored_len;
+      problem(r, fmt::format("chunk at byte {} ({}): {}; skipped", chunk_at,
+                             kib(kChunkHeaderSize + h.stored_len), why));
+    };
+    if (crc32c(stored.data(), stored.size()) != h.payload_crc) {
+      bad_chunk("CRC mismatch");
+      continue;
+    }
+    std::string_view payload;
+    if (h.codec == kCodecNone) {
+      if (h.raw_len != h.stored_len) {
+        bad_chunk("inconsistent lengths");
+        continue;
+      }
+      payload = stored;
+    } else if (h.codec == kCodecZstd) {
+      const unsigned long long content = ZSTD_getFrameContentSize(stored.data(), stored.size());
+      if (content != h.raw_len) {
+        bad_chunk("zstd frame does not match the chunk header");
+        continue;
+      }
+      if (!dctx) dctx = ZSTD_createDCtx();
+      raw.resize(h.raw_len);
+      const size_t got =
+          ZSTD_decompressDCtx(dctx, raw.data(), raw.size(), stored.data(), stored.size());
+      if (ZSTD_isError(got) || got != h.raw_len) {
+        bad_chunk(ZSTD_isError(got) ? fmt::format("cannot decompress ({})", ZSTD_getErrorName(got))
+                                    : std::string("decompressed size differs"));
+        continue;
+      }
+      payload = raw;
+    } else {
+      bad_chunk(fmt::format("unknown codec {}", h.codec));
+      continue;
+    }
+    if (!parse_chunk_payload(payload, v, r)) {
+      ++r.corrupt_chunks;
+      problem(r,
+              fmt::format("chunk at byte {}: malformed records; the rest of it skipped", chunk_at));
+      continue;
+    }
+    ++r.chunks;
+  }
+  if (resyncing) damaged(damaged_from, size);
+  r.truncated = !r.complete;
+  if (r.tail_bytes)
+    problem(r, fmt::format("the last {} are an incomplete chunk (the writer was stopped while "
+                           "writing it)",
+                           kib(r.tail_bytes)));
+  else if (r.truncated)
+    problem(r, "the file ends without an end record (the writer was stopped between chunks)");
+  return r;
+}
 
 }  // namespace
 
-RecordingWriter::RecordingWriter(const std::string& path) : path_(path) {
-  file_ = std::fopen(path.c_str(), "wb");
-  if (!file_)
-    throw Error(fmt::format("cannot create {}: {}", path, std::strerror(errno)),
-                "check the directory exists and is writable",
-                errno == EACCES ? kExitPermission : kExitRuntime);
-  std::fwrite(kRecordingMagic, 1, sizeof(kRecordingMagic), file_);
-  const uint32_t version = kRecordingVersion;
-  std::fwrite(&version, sizeof(version), 1, file_);
-  bytes_ = sizeof(kRecordingMagic) + sizeof(version);
+bool parse_chunk_payload(std::string_view payload, RecordingVisitor& v, ReadResult& r) {
+  ByteCursor c(payload);
+  while (!c.at_end()) {
+    const uint64_t type = c.varint();
+    const uint64_t len = c.varint_max(c.remaining());
+    ByteCursor body = c.sub(len);
+    if (!c.ok()) return false;
+    if (type > UINT8_MAX) continue;
+    if (!parse_record(static_cast<RecordType>(type), body, v, r)) return false;
+  }
+  return true;
 }
 
-RecordingWriter::~RecordingWriter() {
-  if (file_) std::fclose(file_);
-}
-
-void RecordingWriter::record(uint8_t type, const std::string& payload) {
-  const uint32_t len = static_cast<uint32_t>(payload.size());
-  std::fwrite(&type, 1, 1, file_);
-  std::fwrite(&len, sizeof(len), 1, file_);
-  std::fwrite(payload.data(), 1, payload.size(), file_);
-  bytes_ += 1 + sizeof(len) + payload.size();
-}
-
-void RecordingWriter::meta(const RecMeta& m) {
-  std::string p;
-  put<int32_t>(p, m.pid);
-  put<uint32_t>(p, static_cast<uint32_t>(m.clock));
-  put<uint32_t>(p, m.py_version_hex);
-  put<uint8_t>(p, m.free_threaded);
-  put<uint8_t>(p, m.libpython_shared);
-  put<uint64_t>(p, m.window_start);
-  put_str(p, m.gilstat_version);
-  put_str(p, m.py_version);
-  put_str(p, m.command);
-  record(kMeta, p);
-}
-
-void RecordingWriter::event(uint32_t tid, uint32_t flags, const Event& ev) {
-  std::string p;
-  put(p, tid);
-  put(p, flags);
-  put(p, ev);
-  record(kEvent, p);
-}
-
-void RecordingWriter::name(uint32_t tid, const std::string& name) {
-  std::string p;
-  put(p, tid);
-  put_str(p, name);
-  record(kName, p);
-}
-
-void RecordingWriter::drops(uint32_t tid, uint64_t count) {
-  std::string p;
-  put(p, tid);
-  put(p, count);
-  record(kDrops, p);
-}
-
-void RecordingWriter::gil(const RecGil& gil) {
-  std::string p;
-  put(p, gil.index);
-  put(p, gil.address);
-  put(p, gil.initial_switch_number);
-  put(p, gil.final_switch_number);
-  put(p, gil.initial_holder);
-  put<uint32_t>(p, static_cast<uint32_t>(gil.interp_ids.size()));
-  for (int64_t id : gil.interp_ids) put(p, id);
-  record(kGil, p);
-}
-
-void RecordingWriter::end(const RecEnd& end) {
-  std::string p;
-  put(p, end.window_end);
-  put(p, end.ns_per_tick);
-  put(p, end.drops_no_ring);
-  record(kEnd, p);
-}
-
-void RecordingWriter::close() {
-  if (!file_) return;
-  const bool failed = std::ferror(file_) != 0;
-  const bool close_failed = std::fclose(file_) != 0;
-  file_ = nullptr;
-  if (failed || close_failed)
-    throw Error(fmt::format("error while writing {}", path_), "is the disk full?");
+ReadResult read_recording_bytes(std::string_view bytes, RecordingVisitor& visitor) {
+  MemorySource src(bytes);
+  return read_source(src, "the recording", visitor);
 }
 
 ReadResult read_recording(const std::string& path, RecordingVisitor& visitor) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f)
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
     throw Error(fmt::format("cannot open {}: {}", path, std::strerror(errno)), {},
                 errno == EACCES ? kExitPermission : kExitRuntime);
   struct Closer {
-    FILE* f;
-    ~Closer() { std::fclose(f); }
-  } closer{f};
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(fmt::format("{} is not a regular file", path));
+  FileSource src(fd, static_cast<uint64_t>(st.st_size), path);
+  return read_source(src, path, visitor);
+}
 
-  char magic[sizeof(kRecordingMagic)];
-  uint32_t version = 0;
-  if (std::fread(magic, 1, sizeof(magic), f) != sizeof(magic) ||
-      std::memcmp(magic, kRecordingMagic, sizeof(magic)) != 0)
-    throw Error(fmt::format("{} is not a gilstat recording", path),
-                "record one with `gilstat run -o FILE -- python3 app.py`");
-  if (std::fread(&version, sizeof(version), 1, f) != 1)
-    throw Error(fmt::format("{} is truncated before its format version", path));
-  if (version > kRecordingVersion)
-    throw Error(fmt::format("{} uses recording format {}, newer than this gilstat reads ({})",
-                            path, version, kRecordingVersion),
-                "use a newer gilstat to read it");
+// ---------------------------------------------------------------- writing
 
-  ReadResult result;
-  std::string payload;
-  for (;;) {
-    uint8_t type;
-    uint32_t len;
-    if (std::fread(&type, 1, 1, f) != 1) break;  // clean end of file
-    if (std::fread(&len, sizeof(len), 1, f) != 1) {
-      result.truncated = true;
-      break;
-    }
-    if (len > (64u << 20)) throw Error(fmt::format("corrupt recording {}: record too large", path));
-    payload.resize(len);
-    if (len && std::fread(payload.data(), 1, len, f) != len) {
-      result.truncated = true;
-      break;
-    }
-    Cursor c(payload.data(), payload.size());
-    switch (type) {
-      case kMeta: {
-        RecMeta m;
-        m.pid = c.get<int32_t>();
-        m.clock = static_cast<ClockKind>(c.get<uint32_t>());
-        m.py_version_hex = c.get<uint32_t>();
-        m.free_threaded = c.get<uint8_t>();
-        m.libpython_shared = c.get<uint8_t>();
-        m.window_start = c.get<uint64_t>();
-        m.gilstat_version = c.get_str();
-        m.py_version = c.get_str();
-        m.command = c.get_str();
-        visitor.on_meta(m);
-        break;
-      }
-      case kEvent: {
-        const auto tid = c.get<uint32_t>();
-        const auto flags = c.get<uint32_t>();
-        visitor.on_event(tid, flags, c.get<Event>());
-        break;
-      }
-      case kName: {
-        const auto tid = c.get<uint32_t>();
-        visitor.on_name(tid, c.get_str());
-        break;
-      }
-      case kDrops: {
-        const auto tid = c.get<uint32_t>();
-        visitor.on_drops(tid, c.get<uint64_t>());
-        break;
-      }
-      case kGil: {
-        RecGil g;
-        g.index = c.get<uint32_t>();
-        g.address = c.get<uint64_t>();
-        g.initial_switch_number = c.get<uint64_t>();
-        g.final_switch_number = c.get<uint64_t>();
-        g.initial_holder = c.get<uint64_t>();
-        const uint32_t n = c.get<uint32_t>();
-        if (n > kMaxGils * 64u) throw Error(fmt::format("corrupt recording {}", path));
-        for (uint32_t i = 0; i < n; ++i) g.interp_ids.push_back(c.get<int64_t>());
-        visitor.on_gil(g);
-        break;
-      }
-      case kEnd: {
-        RecEnd e;
-        e.window_end = c.get<uint64_t>();
-        e.ns_per_tick = c.get<double>();
-        e.drops_no_ring = c.get<uint64_t>();
-        visitor.on_end(e);
-        result.complete = true;
-        break;
-      }
-      default: break;  // a newer record type: skipped by its length
-    }
+struct RecordingWriter::ZstdCtx {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ~ZstdCtx() { ZSTD_freeCCtx(cctx); }
+};
+
+RecordingWriter::RecordingWriter(const std::string& path, const RecMeta& header,
+                                 const WriterOptions& options)
+    : path_(path), options_(options), zstd_(std::make_unique<ZstdCtx>()) {
+  if (options_.chunk_events == 0) options_.chunk_events = 1;
+  fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw Error(fmt::format("cannot create {}: {}", path, std::strerror(errno)),
+                "check the directory exists and is writable",
+                errno == EACCES ? kExitPermission : kExitRuntime);
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0) host_ = host;
+  start_unix_ns_ = clock_ns(CLOCK_REALTIME);
+  start_mono_ns_ = clock_ns(CLOCK_MONOTONIC);
+  last_flush_ns_ = start_mono_ns_;
+
+  RecMeta m = header;
+  complete_meta(m);
+  ByteSink body;
+  encode_meta(body, m);
+  ByteSink file;
+  file.bytes(std::string_view(kRecordingMagic, sizeof(kRecordingMagic)));
+  file.le32(kRecordingVersion);
+  file.le32(static_cast<uint32_t>(body.size()));
+  file.bytes(body.data());
+  file.le32(crc32c(file.data().data() + 8, file.size() - 8));
+  write_all(file.data().data(), file.size());
+  if (write_errno_) {
+    const int err = write_errno_;
+    ::close(fd_);
+    fd_ = -1;
+    throw Error(fmt::format("cannot write {}: {}", path, std::strerror(err)), "is the disk full?");
   }
-  return result;
+}
+
+RecordingWriter::~RecordingWriter() {
+  if (fd_ >= 0) {
+    try {
+      flush();
+    } catch (...) {
+    }
+    ::close(fd_);
+  }
+}
+
+void RecordingWriter::complete_meta(RecMeta& m) const {
+  if (m.gilstat_version.empty()) m.gilstat_version = kVersion;
+  if (m.host.empty()) m.host = host_;
+  if (!m.start_unix_ns) m.start_unix_ns = start_unix_ns_;
+  if (!m.start_mono_ns) m.start_mono_ns = start_mono_ns_;
+}
+
+void RecordingWriter::begin_record(RecordType type, const ByteSink& body) {
+  records_.varint(static_cast<uint8_t>(type));
+  records_.varint(body.size());
+  records_.bytes(body.data());
+}
+
+void RecordingWriter::meta(const RecMeta& meta) {
+  RecMeta m = meta;
+  complete_meta(m);
+  body_.clear();
+  encode_meta(body_, m);
+  begin_record(RecordType::Meta, body_);
+}
+
+void RecordingWriter::event(uint32_t tid, uint32_t flags, const Event& ev) {
+  const uint64_t key = uint64_t{tid} << 32 | flags;
+  if (last_block_ == SIZE_MAX || key != last_block_key_) {
+    auto [it, inserted] = block_index_.try_emplace(key, blocks_.size());
+    if (inserted) blocks_.push_back(Block{tid, flags, {}});
+    last_block_ = it->second;
+    last_block_key_ = key;
+  }
+  blocks_[last_block_].events.push_back(ev);
+  ++events_;
+  if (++pending_events_ >= options_.chunk_events) flush();
+}
+
+void RecordingWriter::name(uint32_t tid, const std::string& name) {
+  body_.clear();
+  body_.varint(tid);
+  body_.str(capped(name));
+  begin_record(RecordType::Name, body_);
+}
+
+void RecordingWriter::drops(uint32_t tid, uint64_t count) {
+  body_.clear();
+  body_.varint(tid);
+  body_.varint(count);
+  begin_record(RecordType::Drops, body_);
+}
+
+void RecordingWriter::gil(const RecGil& g) {
+  body_.clear();
+  body_.varint(g.index);
+  body_.varint(g.address);
+  body_.varint(g.initial_switch_number);
+  body_.varint(g.final_switch_number);
+  body_.varint(g.initial_holder);
+  const size_t n = std::min<size_t>(g.interp_ids.size(), 64);
+  body_.varint(n);
+  for (size_t i = 0; i < n; ++i) body_.svarint(g.interp_ids[i]);
+  begin_record(RecordType::Gil, body_);
+}
+
+void RecordingWriter::clock(const RecClock& k) {
+  body_.clear();
+  body_.varint(k.raw);
+  body_.varint(k.mono_ns);
+  body_.varint(k.drops_no_ring);
+  begin_record(RecordType::Clock, body_);
+}
+
+void RecordingWriter::end(const RecEnd& e) {
+  flush();  // the End record comes after every event
+  body_.clear();
+  body_.varint(e.window_end);
+  body_.f64(e.ns_per_tick);
+  body_.varint(e.drops_no_ring);
+  begin_record(RecordType::End, body_);
+  flush();
+}
+
+void RecordingWriter::encode_block(const Block& b) {
+  ts_col_.clear();
+  seq_col_.clear();
+  value_col_.clear();
+  uint64_t prev_ts = 0;
+  uint32_t prev_seq = 0;
+  uint64_t mru[kValueMru] = {};
+  for (const Event& ev : b.events) {
+    ts_col_.svarint(static_cast<int64_t>(ev.ts - prev_ts));
+    prev_ts = ev.ts;
+    const bool sequenced = is_sequenced(ev.kind);
+    const uint32_t predicted = sequenced ? prev_seq + 1 : 0;
+    seq_col_.svarint(static_cast<int32_t>(ev.seq - predicted));
+    if (sequenced) prev_seq = ev.seq;
+    size_t at = 0;
+    while (at < kValueMru && mru[at] != ev.value) ++at;
+    if (at < kValueMru) {
+      value_col_.u8(static_cast<uint8_t>(at));
+    } else {
+      value_col_.u8(kValueLiteral);
+      value_col_.varint(ev.value);
+      at = kValueMru - 1;
+    }
+    std::copy_backward(mru, mru + at, mru + at + 1);
+    mru[0] = ev.value;
+  }
+  body_.clear();
+  body_.varint(b.tid);
+  body_.varint(b.flags);
+  body_.varint(b.events.size());
+  body_.varint(ts_col_.size());
+  body_.varint(seq_col_.size());
+  body_.varint(value_col_.size());
+  for (const Event& ev : b.events) body_.u8(ev.kind);
+  for (const Event& ev : b.events) body_.u8(ev.gil);
+  body_.bytes(ts_col_.data());
+  body_.bytes(seq_col_.data());
+  body_.bytes(value_col_.data());
+  begin_record(RecordType::Events, body_);
+}
+
+bool RecordingWriter::flush_due() const {
+  if (records_.size() == 0 && pending_events_ == 0) return false;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t now =
+      static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+  return now - last_flush_ns_ >= options_.flush_interval_ns;
+}
+
+void RecordingWriter::flush() {
+  last_flush_ns_ = clock_ns(CLOCK_MONOTONIC);
+  if (fd_ < 0 || (records_.size() == 0 && pending_events_ == 0)) return;
+  for (const Block& b : blocks_) encode_block(b);
+  blocks_.clear();
+  block_index_.clear();
+  last_block_ = SIZE_MAX;
+  pending_events_ = 0;
+
+  const std::string& raw = records_.data();
+  compressed_.resize(ZSTD_compressBound(raw.size()));
+  const size_t z = ZSTD_compressCCtx(zstd_->cctx, compressed_.data(), compressed_.size(),
+                                     raw.data(), raw.size(), options_.zstd_level);
+  uint8_t codec = kCodecZstd;
+  std::string_view stored;
+  if (ZSTD_isError(z) || z >= raw.size()) {
+    codec = kCodecNone;
+    stored = raw;
+  } else {
+    stored = std::string_view(compressed_.data(), z);
+  }
+  ByteSink chunk;
+  chunk.bytes(std::string_view(kChunkSync, 4));
+  chunk.le32(static_cast<uint32_t>(stored.size()));
+  chunk.le32(static_cast<uint32_t>(raw.size()));
+  chunk.le32(crc32c(stored.data(), stored.size()));
+  chunk.u8(codec);
+  chunk.u8(0);
+  chunk.u8(0);
+  chunk.u8(0);
+  chunk.le32(crc32c(chunk.data().data(), chunk.size()));
+  chunk.bytes(stored);
+  records_.clear();
+  write_all(chunk.data().data(), chunk.size());
+  ++chunks_;
+}
+
+void RecordingWriter::write_all(const char* data, size_t size) {
+  if (write_errno_) return;  // the first error stands; close() reports it
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      write_errno_ = errno;
+      return;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    bytes_ += static_cast<uint64_t>(n);
+  }
+}
+
+void RecordingWriter::close() {
+  if (fd_ < 0) return;
+  flush();
+  const int fd = fd_;
+  fd_ = -1;
+  const bool close_failed = ::close(fd) != 0;
+  if (write_errno_ || close_failed)
+    throw Error(fmt::format("error while writing {}: {}", path_,
+                            std::strerror(write_errno_ ? write_errno_ : errno)),
+                "is the disk full?");
 }
 
 }  // namespace gilstat::proto

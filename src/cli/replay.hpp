@@ -1,0 +1,47 @@
+// Reading a saved recording back for `report` and `export`: the one place
+// that turns a file (complete, cut off or damaged) into a Report, and
+// resolves --since/--until into raw clock units.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "proto/recording.hpp"
+#include "proto/recording_summary.hpp"
+#include "report/report.hpp"
+#include "report/thread_timeline.hpp"
+
+namespace gilstat::cli {
+
+struct WindowSpec {
+  std::optional<double> since_s;  // seconds from the start of the recording's window
+  std::optional<double> until_s;
+  bool partial() const { return since_s || until_s; }
+};
+
+// The recording's window and clock as its metadata says (a first pass for
+// --since/--until and export).
+struct RecordingFrame {
+  uint64_t start = 0;  // raw clock units
+  uint64_t end = 0;
+  double ns_per_tick = 1.0;
+  bool calibrated = true;
+};
+RecordingFrame frame_of(const proto::RecordingSummary& summary);
+
+// Throws gilstat::Error (usage) when the spec does not fit the recording.
+report::TimeWindow resolve_window(const WindowSpec& spec, const RecordingFrame& frame);
+
+// Reads `path` and aggregates it (over the window when given).  Damage and
+// truncation are not errors: they are described in report.recording and
+// printed on stderr as warnings.
+report::Report report_from_file(const std::string& path, const WindowSpec& window = {});
+
+// Fills report.recording from what the reader found.
+void describe_read(const proto::ReadResult& read, const proto::RecordingSummary& summary,
+                   bool calibrated, report::Report& report);
+
+// The reader's problems as `gilstat: warning:` lines on stderr.
+void warn_problems(const std::string& path, const proto::ReadResult& read);
+
+}  // namespace gilstat::cli
