@@ -158,6 +158,7 @@ struct Header {
   // `enabled` field (sampled every ~20 ms).  Default builds set enabled_seen.
   std::atomic<uint32_t> gil_enabled_seen;
   std::atomic<uint32_t> gil_disabled_seen;
+  std::atomic<uint32_t> gil_enabled_now;  // the latest sample
 };
 
 struct alignas(64) RingControl {

@@ -261,6 +261,7 @@ void sample_gil_enabled() {
     enabled = __atomic_load_n(reinterpret_cast<const int32_t*>(g.gils[0].base + g.fields.enabled),
                               __ATOMIC_RELAXED) != 0;
   (enabled ? h->gil_enabled_seen : h->gil_disabled_seen).store(1, std::memory_order_relaxed);
+  h->gil_enabled_now.store(enabled ? 1 : 0, std::memory_order_relaxed);
 }
 
 bool probe_consumer_alive() {

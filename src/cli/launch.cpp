@@ -224,10 +224,14 @@ LaunchResult launch(const LaunchOptions& opts) {
 }
 
 std::string gil_disabled_note(const proto::Header& h) {
-  if (!h.free_threaded || h.gil_enabled_seen.load() || !h.gil_disabled_seen.load()) return {};
-  return fmt::format("GIL disabled (free-threaded build): CPython {} ran without its GIL, "
-                     "so no thread ever waited for it",
-                     std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version))));
+  if (!h.free_threaded || !h.gil_disabled_seen.load() || h.gil_enabled_now.load()) return {};
+  // Start-up may enable it for a moment (modules of unknown safety load
+  // with the GIL held); what matters is how the program ran.
+  return fmt::format("GIL disabled (free-threaded build): CPython {} ran without its GIL{}",
+                     std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version))),
+                     h.gil_enabled_seen.load()
+                         ? " (apart from brief enabled spells, see --json for them)"
+                         : ", so no thread ever waited for it");
 }
 
 void print_outcome(const Outcome& outcome) {
