@@ -121,12 +121,35 @@ def plt_range(path):
     return 0, 0
 
 
+def defines(path, symbol):
+    """True when path's dynamic symbol table defines symbol."""
+    for line in readelf("--dyn-syms", path).splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] != "UND" and fields[7].split("@")[0] == symbol:
+            return True
+    return False
+
+
 def interpreter_object(pid, maps):
-    """libpython3.X.so when the process maps one, else its executable."""
+    """The mapped object that defines _PyRuntime: libpython3.X.so for a shared build,
+    else the python executable (which is not /proc/PID/exe when the process was started
+    through an explicit ld.so, as the launchers of tests/interpreters do)."""
+    paths = []
     for m in maps:
-        if re.search(r"/libpython3\.\d+[a-z]*\.so", m.path):
-            return m.path
-    return os.readlink("/proc/%d/exe" % pid)
+        if m.path.startswith("/") and m.path not in paths and os.path.isfile(m.path):
+            paths.append(m.path)
+    exe = os.readlink("/proc/%d/exe" % pid)
+
+    def rank(path):
+        name = os.path.basename(path)
+        if re.match(r"libpython3\.\d+", name):
+            return 0
+        return 1 if "python" in name else (2 if path == exe else 3)
+
+    for path in sorted(paths, key=rank):
+        if rank(path) < 3 and defines(path, "_PyRuntime"):
+            return path
+    raise AssertionError("process %d maps no object defining _PyRuntime" % pid)
 
 
 def libc_path(maps):

@@ -48,11 +48,13 @@ class Target:
     own session; commands on its stdin, lines from its stdout. Killed and reaped on
     exit from the `with` block whatever happened."""
 
-    def __init__(self, python_path, script, *args):
-        self.argv = [python_path, workload(script)] + [str(a) for a in args]
+    def __init__(self, python, script, *args):
+        self.argv = [python.path, workload(script)] + [str(a) for a in args]
         self.err = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         env.pop("GILSTAT_TEST_PYTHON", None)
+        if python.free_threaded:
+            env["PYTHON_GIL"] = "1"  # as the `gilstat` fixture does: measure with the GIL
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err, env=env, start_new_session=True,
                                      preexec_fn=raise_priority)
@@ -256,6 +258,7 @@ def check_exact(report, truth, python, ctx, pid=None):
     assert report["pid"] == (pid or truth["pid"]), ctx
     assert report["python"]["version"] == python.version, ctx
     assert report["python"]["libpython"] == ("shared" if python.shared else "static"), ctx
+    assert report["python"]["free_threaded"] is python.free_threaded, ctx
     assert report["drops"] == 0, "events were dropped\n" + ctx
     assert report["duration_s"] > 0, ctx
     gil = the_gil(report, ctx)
@@ -374,7 +377,7 @@ class Run:
 
 def record_spinners(gilstat, python, directory, seconds=WINDOW_S):
     path = os.path.join(str(directory), "spin-%d.gilstat" % time.monotonic_ns())
-    with Target(python.path, "attach_spin.py", "--threads", SPINNERS) as target:
+    with Target(python, "attach_spin.py", "--threads", SPINNERS) as target:
         target.expect("ready")
         # The spinners contend for a moment first: the window is a slice of steady work.
         time.sleep(0.2)
@@ -408,10 +411,6 @@ def test_record_pid_exact(recorded, supported_python):
     assert recorded.report["duration_s"] >= WINDOW_S - 0.05, recorded.ctx
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "bug: `record --pid` stamps the window's end before asking the probe to unhook, then "
-    "drains the events of that last stretch into the report: holds and lifetimes run "
-    "past duration_s, utilization > 1"))
 def test_record_pid_nothing_outside_the_window(recorded):
     check_window_bounds(recorded.report, recorded.ctx)
 
@@ -460,7 +459,9 @@ def run_spinners(gilstat, python):
 
 def test_attach_shares_match_run(recorded, record_again, gilstat, supported_python):
     """The same workload under `gilstat run` gives each spinner the same held share
-    (within SHARE_TOLERANCE) as the attach does."""
+    (within SHARE_TOLERANCE) as the attach does, each mode's shares also matching the
+    work its spinners counted. A spinner descheduled while holding the GIL (a loaded
+    machine) holds without working, in either mode: such a run is retried."""
     runs = {"run": run_spinners(gilstat, supported_python)}
     check_exact(runs["run"].report, runs["run"].truth, supported_python, runs["run"].ctx)
 
@@ -468,17 +469,21 @@ def test_attach_shares_match_run(recorded, record_again, gilstat, supported_pyth
         run = runs["run"]
         a = held_shares(attach.report, attach.truth, attach.ctx)
         r = held_shares(run.report, run.truth, run.ctx)
+        run_work = window_shares(run.truth)
+        noisy_run = [n for n in r if abs(r[n] - run_work[n]) > SHARE_TOLERANCE]
         bad = [n for n in a if abs(a[n] - r[n]) > SHARE_TOLERANCE]
-        if bad:
-            runs["run"] = run_spinners(gilstat, supported_python)  # both may be off
+        if noisy_run or bad:
+            runs["run"] = run_spinners(gilstat, supported_python)
+        assert not noisy_run, "run mode: held share off the work share for %s: %s" % (
+            noisy_run, format_shares(run=r, run_work=run_work))
         assert not bad, "attach and run held shares differ by more than %.2f for %s: %s" % (
             SHARE_TOLERANCE, bad, format_shares(attach=a, run=r))
 
-    in_some_attempt(recorded, record_again, similar)
+    in_some_attempt(recorded, record_again, similar, attempts=5)
 
 
 def top_spinners(gilstat_bin, python):
-    with Target(python.path, "attach_spin.py", "--threads", SPINNERS) as target:
+    with Target(python, "attach_spin.py", "--threads", SPINNERS) as target:
         target.expect("ready")
         time.sleep(0.2)
         with Background(gilstat_bin, "top", "--pid", target.pid, "--json", "--interval", 0.5,
@@ -557,7 +562,7 @@ def test_top_pid_json_gil_busy(topped, gilstat_bin, supported_python):
 def test_hundred_attach_detach_cycles(gilstat, heavy_python, tmp_path):
     path = tmp_path / "cycle.gilstat"
     started = time.monotonic()
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2) as target:
+    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         pid = target.pid
         with GotReader(pid, all_slots=True) as got, GotReader(pid) as hooked:
@@ -610,7 +615,7 @@ def test_hundred_attach_detach_cycles(gilstat, heavy_python, tmp_path):
 
 def test_sigkilled_record_probe_unhooks_itself(gilstat, gilstat_bin, supported_python,
                                                tmp_path):
-    with Target(supported_python.path, "attach_spin.py", "--threads", 2) as target:
+    with Target(supported_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         pid = target.pid
         with GotReader(pid, all_slots=True) as got:
@@ -695,7 +700,7 @@ def test_attach_latency_and_blocked_calls(gilstat_bin, supported_python, tmp_pat
     try:
         for mode in ("sleep", "select"):
             for _ in range(ATTEMPTS):
-                targets.append((mode, Target(supported_python.path, "attach_block.py",
+                targets.append((mode, Target(supported_python, "attach_block.py",
                                              "--mode", mode, "--seconds", seconds)))
         for mode, target in targets:
             target.expect("ready")
@@ -710,7 +715,7 @@ def test_attach_latency_and_blocked_calls(gilstat_bin, supported_python, tmp_pat
                 "%s(%.1f) returned after %.3f s: cut short by the attach\n%s"
                 % (mode, seconds, out["elapsed_s"], target.describe()))
         for i in range(ATTEMPTS):
-            with Target(supported_python.path, "attach_block.py", "--mode", "spin",
+            with Target(supported_python, "attach_block.py", "--mode", "spin",
                         "--seconds", 1.5) as target:
                 target.expect("ready")
                 time.sleep(0.1)
@@ -794,7 +799,7 @@ def attach_unsupported_python(python):
 def test_error_unsupported_version(gilstat, attach_unsupported_python, tmp_path):
     python = attach_unsupported_python
     seconds = 3.0
-    with Target(python.path, "attach_block.py", "--mode", "sleep",
+    with Target(python, "attach_block.py", "--mode", "sleep",
                 "--seconds", seconds) as target:
         target.expect("ready")
         for args in attach_commands(target.pid, tmp_path):
@@ -820,7 +825,7 @@ sys.stdin.read()  # holds the target until its stdin closes; exiting detaches
 
 
 def test_error_another_tracer(gilstat, heavy_python, tmp_path):
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2) as target:
+    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
@@ -851,7 +856,7 @@ def test_error_another_tracer(gilstat, heavy_python, tmp_path):
 def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy_python, tmp_path):
     """record --pid on a target that exits: gilstat says so, saves what it saw, exits 0."""
     path = tmp_path / "exits.gilstat"
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2,
+    with Target(heavy_python, "attach_spin.py", "--threads", 2,
                 "--seconds", 1.0) as target:
         target.expect("ready")
         with Background(gilstat_bin, "record", "--pid", target.pid, "-o", path,
@@ -869,7 +874,7 @@ def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy_python, tmp_pat
 
 
 def test_target_exits_while_topped(gilstat_bin, heavy_python):
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2,
+    with Target(heavy_python, "attach_spin.py", "--threads", 2,
                 "--seconds", 1.0) as target:
         target.expect("ready")
         with Background(gilstat_bin, "top", "--pid", target.pid, "--json", "--interval", 0.25,
@@ -886,7 +891,7 @@ def test_target_exits_while_topped(gilstat_bin, heavy_python):
 
 
 def test_error_second_concurrent_attach(gilstat, gilstat_bin, heavy_python, tmp_path):
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2) as target:
+    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
@@ -950,7 +955,7 @@ def test_error_permission_denied(gilstat_bin, heavy_python, tmp_path):
         writable = os.path.join(install, "out")  # for record's -o
         os.makedirs(writable)
         os.chmod(writable, 0o777)
-        with Target(heavy_python.path, "attach_spin.py", "--threads", 2) as target:
+        with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
             target.expect("ready")
             with GotReader(target.pid, all_slots=True) as got:
                 before = got.read()
@@ -980,7 +985,7 @@ def test_top_in_a_terminal_quits_on_q(gilstat_bin, heavy_python, tmp_path):
     rc_file, before_file, after_file = (tmp_path / "rc", tmp_path / "stty.before",
                                         tmp_path / "stty.after")
     server = [tmux, "-L", "gilstat-test-%d" % os.getpid(), "-f", "/dev/null"]
-    with Target(heavy_python.path, "attach_spin.py", "--threads", 2) as target:
+    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
