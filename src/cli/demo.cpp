@@ -215,6 +215,12 @@ class Session {
     r->launched = launch(opts);
     const Outcome& o = r->launched.outcome;
     if (!o.error.empty()) throw Error(o.error, o.hint, o.code);
+    // A free-threaded build can neither show GIL behaviour nor load the
+    // abi3 extension: every demo would fail for the same reason.
+    if (r->launched.report.free_threaded)
+      throw Error(
+          fmt::format("{} is a free-threaded build: the demos need a CPython with a GIL", python_),
+          "pass --python with a default (GIL) build of CPython 3.8 to 3.15", kExitNotCPython);
     if (r->launched.exit_code != 0)
       throw ScriptFailed(fmt::format("demo script {}.py exited with status {} under {}", script,
                                      r->launched.exit_code, python_),
@@ -579,9 +585,12 @@ Verdict subinterp_demo(Session& s, double) {
 
 const std::vector<Demo>& demos() {
   static const std::vector<Demo> table = {
+      // 2 by default: on a 2-core machine the point is plainest (two threads,
+      // two cores, one core's work), and with fewer threads woken every switch
+      // interval the numbers are least disturbed by a busy machine.
       {"spin",
-       {"[N]", "the number of threads", 4, 1, 16, true},
-       "N pure-Python threads (default 4) count in a loop for 1.5 s",
+       {"[N]", "the number of threads", 2, 1, 16, true},
+       "N pure-Python threads (default 2) count in a loop for 1.5 s",
        "pure-Python threads take turns: the GIL is always busy and each runs only 1/N of "
        "the time, so threads add no CPU parallelism to Python code",
        spin_demo},

@@ -13,7 +13,7 @@ CHECK_EVERY = 2048  # iterations between clock reads: cheap, yet stops within ~0
 
 
 def main():
-    n = arg(sys.argv, 1, 4, int, 1, 64, "threads")
+    n = arg(sys.argv, 1, 2, int, 1, 64, "threads")
     seconds = arg(sys.argv, 2, 1.5, float, 0.1, 600.0, "seconds")
     results = [None] * n
 
