@@ -43,6 +43,8 @@ ThreadTimeline::Span ThreadTimeline::add(EventKind kind, uint64_t ts) {
 
   // The transitions of research §2.5.  Anything not listed below adds no
   // time, counts an anomaly and simply enters the state the event implies.
+  // A thread's first event is never an anomaly: after an attach a thread is
+  // met mid-wait or mid-hold, and its lifetime starts at that event.
   State next = state_;
   State closed = State::None;  // the state whose time ends here, if counted
   switch (kind) {
@@ -62,21 +64,21 @@ ThreadTimeline::Span ThreadTimeline::add(EventKind kind, uint64_t ts) {
       if (window_.contains(ts)) ++t_.acquisitions;
       if (state_ == State::Waiting)
         closed = State::Waiting;
-      else
+      else if (state_ != State::None)
         ++t_.anomalies;
       break;
     case EventKind::Release:
       next = State::Released;
       if (state_ == State::Holding)
         closed = State::Holding;
-      else
+      else if (state_ != State::None)
         ++t_.anomalies;
       break;
     case EventKind::WaitAbort:
       next = State::Released;
       if (state_ == State::Waiting)
         closed = State::Released;
-      else
+      else if (state_ != State::None)
         ++t_.anomalies;
       break;
     case EventKind::ForcedHandoff:
