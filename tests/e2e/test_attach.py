@@ -412,6 +412,8 @@ def test_record_pid_exact(recorded, supported_python):
 
 
 def test_record_pid_nothing_outside_the_window(recorded):
+    """The window closes after the probe has unhooked: no hold, no thread lifetime runs
+    past duration_s, utilization <= 1."""
     check_window_bounds(recorded.report, recorded.ctx)
 
 
