@@ -97,16 +97,6 @@ bool is_ancestor_of(pid_t pid) {
   return walker == self;
 }
 
-std::string readlink_string(const std::string& path) {
-  char buffer[4096];
-  ssize_t n = readlink(path.c_str(), buffer, sizeof(buffer) - 1);
-  if (n < 0) return {};
-  std::string s(buffer, n);
-  constexpr std::string_view kDeleted = " (deleted)";
-  if (s.ends_with(kDeleted)) s.resize(s.size() - kDeleted.size());
-  return s;
-}
-
 Error not_cpython(std::string message) {
   return Error(std::move(message), "gilstat attaches to CPython 3.8 to 3.15 processes",
                kExitNotCPython);
@@ -389,9 +379,11 @@ PreflightResult preflight(pid_t pid) {
   result.pid = pid;
   result.object_path = interpreter->path;
   result.object_path_local = interpreter->local_path;
-  const std::string exe = readlink_string(fmt::format("/proc/{}/exe", pid));
-  result.shared_libpython =
-      exe.empty() ? interpreter->elf.soname().has_value() : exe != interpreter->path;
+  // By name, not by "is it the executable": an interpreter started through an
+  // explicit loader (ld-linux-x86-64.so.2 python3.14 ...) has the loader as
+  // /proc/PID/exe while the interpreter is still the static python3.x.
+  const std::string base = interpreter->path.substr(interpreter->path.rfind('/') + 1);
+  result.shared_libpython = base.rfind("libpython", 0) == 0;
   result.version = version.text;
   result.version_hex = version.hex;
   result.version_source = version.source;
