@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -27,10 +28,19 @@ std::string probe_library_path() {
     path = real;
     std::free(real);
   }
-  if (access(path.c_str(), R_OK) != 0)
+  const char* hint =
+      "rebuild or reinstall gilstat, or point GILSTAT_PROBE at libgilstat_probe.so";
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f)
     throw Error(fmt::format("probe library {} is missing or unreadable ({})", path,
                             std::strerror(errno)),
-                "rebuild or reinstall gilstat, or point GILSTAT_PROBE at libgilstat_probe.so");
+                hint);
+  // The dynamic loader would only warn about a broken preload and run the
+  // program unmeasured: refuse it here with a clear message instead.
+  char magic[4] = {};
+  const bool elf = std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+  std::fclose(f);
+  if (!elf) throw Error(fmt::format("probe library {} is not a shared object", path), hint);
   return path;
 }
 
