@@ -253,8 +253,16 @@ def the_gil(report, ctx):
     return report["gils"][0]
 
 
-def check_exact(report, truth, python, ctx, pid=None):
-    """What holds by construction for every attach report (no load dependence)."""
+# `top` snapshots while the probe is live: it stores CPython's switch_number at an
+# acquisition just before it writes that Acquire event, and the snapshot reads the stored
+# number after draining the rings, so an acquisition between the two is in the delta but
+# not yet in the reconstruction. Exact once detached (record, or a target that exited).
+LIVE_SWITCH_SLACK = 3
+
+
+def check_exact(report, truth, python, ctx, pid=None, live=False):
+    """What holds by construction for every attach report (no load dependence); `live`
+    for a snapshot taken while still attached (see LIVE_SWITCH_SLACK)."""
     assert report["pid"] == (pid or truth["pid"]), ctx
     assert report["python"]["version"] == python.version, ctx
     assert report["python"]["libpython"] == ("shared" if python.shared else "static"), ctx
@@ -262,9 +270,7 @@ def check_exact(report, truth, python, ctx, pid=None):
     assert report["drops"] == 0, "events were dropped\n" + ctx
     assert report["duration_s"] > 0, ctx
     gil = the_gil(report, ctx)
-    assert gil["switches"] == gil["switch_number_delta"], (
-        "%d switches reconstructed, CPython's switch_number moved by %d\n%s"
-        % (gil["switches"], gil["switch_number_delta"], ctx))
+    check_switches(gil, ctx, live)
     assert gil["switches"] <= gil["acquisitions"], ctx
     for key in ("seq_gaps", "seq_stale", "anomalies"):
         assert gil.get(key, 0) == 0, "gil %s = %s\n%s" % (key, gil.get(key), ctx)
@@ -281,6 +287,14 @@ def check_exact(report, truth, python, ctx, pid=None):
         t = thread_named(report, spinner["name"], ctx)
         assert t["tid"] == spinner["native_id"], (spinner, t, ctx)
         assert t["own"] is False and t["acquisitions"] >= 1, (t, ctx)
+
+
+def check_switches(gil, ctx, live=False):
+    behind = gil["switch_number_delta"] - gil["switches"]
+    assert behind == 0 or (live and 0 <= behind <= LIVE_SWITCH_SLACK), (
+        "%d switches reconstructed, CPython's switch_number moved by %d%s\n%s"
+        % (gil["switches"], gil["switch_number_delta"], " (live snapshot)" if live else "",
+           ctx))
 
 
 def check_window_bounds(report, ctx):
@@ -417,10 +431,8 @@ def test_record_pid_nothing_outside_the_window(recorded):
     check_window_bounds(recorded.report, recorded.ctx)
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "bug: a thread caught waiting or holding at attach gets anomalies = 1 for its first "
-    "event (the per-GIL stream expects it, the per-thread timeline does not)"))
 def test_record_pid_no_thread_anomalies(recorded):
+    """Threads met mid-wait or mid-hold at the attach are not anomalies."""
     for t in recorded.report["threads"]:
         assert t["anomalies"] == 0, "thread %s: %d anomalies\n%s" % (
             t["name"], t["anomalies"], recorded.ctx)
@@ -515,7 +527,7 @@ def test_top_pid_json_exact(topped, supported_python):
     since_attach passes the exact checks."""
     intervals, truth, ctx = topped.report, topped.truth, topped.ctx
     last = intervals[-1]["since_attach"]
-    check_exact(last, truth, supported_python, ctx)
+    check_exact(last, truth, supported_python, ctx, live=True)
     assert last["duration_s"] >= WINDOW_S - 0.05, ctx
     for i, interval in enumerate(intervals):
         assert interval["pid"] == truth["pid"], ctx
@@ -528,8 +540,7 @@ def test_top_pid_json_exact(topped, supported_python):
             assert {s["name"] for s in truth["threads"]} <= names, (i, names, ctx)
         # Every snapshot is a consistent report on its own.
         since = interval["since_attach"]
-        gil = the_gil(since, ctx)
-        assert gil["switches"] == gil["switch_number_delta"], (i, ctx)
+        check_switches(the_gil(since, ctx), "interval %d\n%s" % (i, ctx), live=True)
         # A snapshot drains the events, then reads the clock: nothing is after its end.
         check_window_bounds(since, "interval %d\n%s" % (i, ctx))
     # Per-interval figures are differences of successive since_attach snapshots.
