@@ -43,8 +43,9 @@ void print_saved(const std::string& path, const LiveStatus& s) {
 int record_pid(const RecordOptions& opts) {
   const bool tty = isatty(STDERR_FILENO);
   install_stop_signals();
-  proto::RecordingWriter writer(opts.output);
+  // Attach first: a failed attach must not create (or clobber) the file.
   AttachSession session(opts.pid);
+  proto::RecordingWriter writer(opts.output);
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), &writer);
   const uint64_t started = monotonic_ns();
