@@ -241,7 +241,7 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       return parse_events(c, v, r);
     case RecordType::Name: {
       const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
-      std::string name = c.str(kMaxNameBytes);
+      std::string name = c.str(kMaxStringBytes);
       if (!c.ok()) return false;
       v.on_name(tid, name);
       return true;
@@ -573,7 +573,7 @@ void RecordingWriter::event(uint32_t tid, uint32_t flags, const Event& ev) {
 void RecordingWriter::name(uint32_t tid, const std::string& name) {
   body_.clear();
   body_.varint(tid);
-  body_.str(std::string_view(name).substr(0, kMaxNameBytes));
+  body_.str(capped(name));
   begin_record(RecordType::Name, body_);
 }
 
