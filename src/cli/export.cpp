@@ -7,6 +7,7 @@
 // atomically (written beside it, then renamed): a textfile collector never
 // reads half a file.
 #include <fmt/core.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -73,6 +74,19 @@ void emit(const ExportOptions& opts, const std::function<void(std::ostream&)>& b
     body(std::cout);
     std::cout.flush();
     if (!std::cout) throw Error("error while writing the export to stdout");
+    return;
+  }
+  // A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written in place:
+  // renaming a file over it would replace it.
+  struct stat st;
+  if (stat(opts.output.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    std::ofstream out(opts.output, std::ios::binary);
+    if (!out)
+      throw Error(fmt::format("cannot open {}: {}", opts.output, std::strerror(errno)), {},
+                  errno == EACCES ? kExitPermission : kExitRuntime);
+    body(out);
+    out.flush();
+    if (!out) throw Error(fmt::format("error while writing {}", opts.output));
     return;
   }
   const std::string tmp = fmt::format("{}.tmp.{}", opts.output, getpid());

@@ -47,13 +47,13 @@ report::TimeWindow resolve_window(const WindowSpec& spec, const RecordingFrame& 
   const double until = spec.until_s.value_or(length_s);
   if (!(since >= 0) || !(until >= 0) || !std::isfinite(since))
     throw Error("--since and --until take seconds >= 0", {}, kExitUsage);
-  if (until <= since)
-    throw Error(fmt::format("--until ({} s) must be later than --since ({} s)", until, since), {},
-                kExitUsage);
   if (since >= length_s)
     throw Error(fmt::format("--since {} s is past the end of the recording ({:.3f} s long)", since,
                             length_s),
                 {}, kExitUsage);
+  if (until <= since)
+    throw Error(fmt::format("--until ({} s) must be later than --since ({} s)", until, since), {},
+                kExitUsage);
   const auto ticks = [&](double s) {
     const double t = s * 1e9 / frame.ns_per_tick;
     const double room = static_cast<double>(frame.end - frame.start);

@@ -102,6 +102,22 @@ class ByteCursor {
   // every value has exactly one longest form and no overflow is possible.
   uint64_t varint() {
     if (p_ != end_ && *p_ < 0x80) return *p_++;  // most deltas and tags: one byte
+    if (end_ - p_ >= 10) {
+      // Room for the longest form: no bounds check per byte.
+      uint64_t v = 0;
+      for (unsigned i = 0; i < 9; ++i) {
+        const uint64_t b = p_[i];
+        v |= (b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+          p_ += i + 1;
+          return v;
+        }
+      }
+      if (p_[9] > 1) return fail(), 0;
+      v |= uint64_t{p_[9]} << 63;
+      p_ += 10;
+      return v;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
       if (p_ == end_) return fail(), 0;

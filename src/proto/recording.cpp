@@ -194,17 +194,23 @@ bool parse_events(ByteCursor c, RecordingVisitor& v, ReadResult& r) {
   uint64_t mru[kValueMru] = {};
   for (uint64_t done = 0; done < n;) {
     const size_t m = static_cast<size_t>(std::min<uint64_t>(kBatch, n - done));
+    // Column by column: each loop is short and predictable.  The kinds and
+    // GILs were length-checked when the columns were cut (n bytes each).
+    const std::string_view k = kinds.bytes(m), g = gils.bytes(m);
     for (size_t i = 0; i < m; ++i) {
-      Event& ev = batch[i];
-      ev.kind = kinds.u8();
-      ev.gil = gils.u8();
-      ev.reserved = 0;
-      ev.ts = prev_ts += static_cast<uint64_t>(ts_col.svarint());
+      batch[i].kind = static_cast<uint8_t>(k[i]);
+      batch[i].gil = static_cast<uint8_t>(g[i]);
+      batch[i].reserved = 0;
+    }
+    for (size_t i = 0; i < m; ++i) batch[i].ts = prev_ts += static_cast<uint64_t>(ts_col.svarint());
+    for (size_t i = 0; i < m; ++i) {
       const int64_t dseq = seq_col.svarint();
       if (dseq < INT32_MIN || dseq > INT32_MAX) return false;
-      const bool sequenced = is_sequenced(ev.kind);
-      ev.seq = (sequenced ? prev_seq + 1 : 0) + static_cast<uint32_t>(dseq);
-      if (sequenced) prev_seq = ev.seq;
+      const bool sequenced = is_sequenced(batch[i].kind);
+      batch[i].seq = (sequenced ? prev_seq + 1 : 0) + static_cast<uint32_t>(dseq);
+      if (sequenced) prev_seq = batch[i].seq;
+    }
+    for (size_t i = 0; i < m; ++i) {
       const uint8_t tag = value_col.u8();
       uint64_t value;
       size_t at;
@@ -219,7 +225,7 @@ bool parse_events(ByteCursor c, RecordingVisitor& v, ReadResult& r) {
       }
       std::copy_backward(mru, mru + at, mru + at + 1);
       mru[0] = value;
-      ev.value = value;
+      batch[i].value = value;
     }
     if (!kinds.ok() || !gils.ok() || !ts_col.ok() || !seq_col.ok() || !value_col.ok()) return false;
     v.on_events(tid, flags, std::span<const Event>(batch, m));
@@ -241,7 +247,7 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       return parse_events(c, v, r);
     case RecordType::Name: {
       const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
-      std::string name = c.str(kMaxStringBytes);
+      std::string name = c.str(kMaxNameBytes);
       if (!c.ok()) return false;
       v.on_name(tid, name);
       return true;
@@ -573,7 +579,7 @@ void RecordingWriter::event(uint32_t tid, uint32_t flags, const Event& ev) {
 void RecordingWriter::name(uint32_t tid, const std::string& name) {
   body_.clear();
   body_.varint(tid);
-  body_.str(capped(name));
+  body_.str(std::string_view(name).substr(0, kMaxNameBytes));
   begin_record(RecordType::Name, body_);
 }
 

@@ -76,7 +76,8 @@ inline constexpr size_t kChunkHeaderSize = 24;
 // hostile file cannot make the reader allocate much.
 inline constexpr uint32_t kMaxChunkBytes = 32u << 20;
 inline constexpr uint32_t kMaxHeaderBytes = 8u << 20;
-inline constexpr size_t kMaxStringBytes = 1u << 20;
+inline constexpr size_t kMaxStringBytes = 1u << 20;  // command lines
+inline constexpr size_t kMaxNameBytes = 1024;        // thread names (the probe's are 48)
 
 enum class RecordType : uint8_t {
   Meta = 1,

@@ -31,7 +31,8 @@ void RecordingSummary::on_events(uint32_t tid, uint32_t flags, std::span<const E
 }
 
 void RecordingSummary::on_name(uint32_t tid, const std::string& name) {
-  names_[tid] = name;
+  // As many as a report tracks (Aggregator::kDefaultMaxThreads).
+  if (names_.size() < (size_t{1} << 16) || names_.contains(tid)) names_[tid] = name;
   if (next_) next_->on_name(tid, name);
 }
 
@@ -61,9 +62,22 @@ std::vector<RecGil> RecordingSummary::gils() const {
   return out;
 }
 
+namespace {
+// A conversion factor from a file is untrusted: outside any clock gilstat
+// uses (TSC of 100 MHz .. 1 THz, or ns) it is refused.
+bool plausible(double ns_per_tick) { return ns_per_tick >= 1e-3 && ns_per_tick <= 10.0; }
+}  // namespace
+
 RecEnd RecordingSummary::effective_end(bool* calibrated) const {
   if (calibrated) *calibrated = true;
-  if (end_) return *end_;
+  if (end_) {
+    RecEnd e = *end_;
+    if (!plausible(e.ns_per_tick)) {
+      e.ns_per_tick = 1.0;
+      if (calibrated) *calibrated = false;
+    }
+    return e;
+  }
   RecEnd e;
   e.window_end = std::max(meta_.window_start, events_ ? last_ts_ : 0);
   if (last_clock_) {
@@ -74,9 +88,12 @@ RecEnd RecordingSummary::effective_end(bool* calibrated) const {
   if (meta_.clock == ClockKind::Tsc) {
     const bool usable = first_clock_ && last_clock_ && last_clock_->raw > first_clock_->raw &&
                         last_clock_->mono_ns > first_clock_->mono_ns;
-    if (usable) {
-      e.ns_per_tick = static_cast<double>(last_clock_->mono_ns - first_clock_->mono_ns) /
-                      static_cast<double>(last_clock_->raw - first_clock_->raw);
+    const double slope = usable
+                             ? static_cast<double>(last_clock_->mono_ns - first_clock_->mono_ns) /
+                                   static_cast<double>(last_clock_->raw - first_clock_->raw)
+                             : 0.0;
+    if (plausible(slope)) {
+      e.ns_per_tick = slope;
     } else if (calibrated) {
       *calibrated = false;
     }

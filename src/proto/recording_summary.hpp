@@ -42,7 +42,8 @@ class RecordingSummary : public RecordingVisitor {
   // The End record, or for a cut-off file its best reconstruction: the
   // window ends at the last event or clock sample, ticks convert with the
   // first and last calibration pairs.  `calibrated` is false when a TSC
-  // recording has fewer than two usable pairs (ns_per_tick is then 1).
+  // recording has fewer than two usable pairs, or a factor no clock has
+  // (ns_per_tick is then 1).
   RecEnd effective_end(bool* calibrated = nullptr) const;
 
  private:

@@ -35,8 +35,7 @@ DurationStats stats_ns(const Histogram& h, double ns_per_tick) {
 
 }  // namespace
 
-Aggregator::GilEntry& Aggregator::gil_entry(uint8_t gil) {
-  if (gil == cache_.gil) return *cache_.gil_entry;
+Aggregator::GilEntry& Aggregator::find_gil_entry(uint8_t gil) {
   auto it = gils_.find(gil);
   if (it == gils_.end())
     it = gils_.emplace(gil, GilEntry{GilStream(reorder_limit_, 1, window_)}).first;
@@ -45,14 +44,15 @@ Aggregator::GilEntry& Aggregator::gil_entry(uint8_t gil) {
   return it->second;
 }
 
-ThreadTimeline& Aggregator::timeline(uint32_t tid, uint8_t gil) {
-  const uint64_t k = key(tid, gil);
-  if (k == cache_.key) return *cache_.timeline;
+ThreadTimeline* Aggregator::find_timeline(uint64_t k) {
   auto it = timelines_.find(k);
-  if (it == timelines_.end()) it = timelines_.emplace(k, ThreadTimeline(window_)).first;
+  if (it == timelines_.end()) {
+    if (timelines_.size() >= max_threads_) return nullptr;
+    it = timelines_.emplace(k, ThreadTimeline(window_)).first;
+  }
   cache_.key = k;
   cache_.timeline = &it->second;
-  return it->second;
+  return &it->second;
 }
 
 void Aggregator::add_events(uint32_t tid, uint32_t ring_flags, const proto::Event* events,
@@ -64,7 +64,12 @@ void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event
   if ((ring_flags & proto::kRingOwnThread) && key(tid, ev.gil) != cache_.key)
     own_threads_.insert(tid);
   const auto kind = static_cast<EventKind>(ev.kind);
-  timeline(tid, ev.gil).add(kind, ev.ts);
+  ThreadTimeline* tl = timeline(tid, ev.gil);
+  if (!tl) {
+    ++untracked_events_;
+    return;
+  }
+  tl->add(kind, ev.ts);
   GilEntry& gil = gil_entry(ev.gil);
   if (kind == EventKind::ForcedHandoff && window_.contains(ev.ts)) ++gil.forced_handoffs;
   if (is_sequenced(kind)) {
@@ -76,7 +81,10 @@ void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event
   }
 }
 
-void Aggregator::set_thread_name(uint32_t tid, std::string name) { names_[tid] = std::move(name); }
+void Aggregator::set_thread_name(uint32_t tid, std::string name) {
+  if (names_.size() >= max_threads_ && !names_.contains(tid)) return;
+  names_[tid] = std::move(name);
+}
 
 void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; }
 
@@ -96,6 +104,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       info.window_end > info.window_start ? info.window_end - info.window_start : 0;
   r.duration_s = static_cast<double>(window) * f / 1e9;
   r.drops_no_ring = info.drops_no_ring;
+  r.untracked_events = untracked_events_;
   r.drops = info.drops_no_ring;
   for (const auto& [tid, n] : drops_) r.drops += n;
 
@@ -111,6 +120,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
 
   // Per (thread, GIL) rows; their wait histograms also make the GIL's.
   std::map<uint32_t, Histogram> gil_waits;
+  std::map<uint32_t, uint64_t> waiting;  // Σ waits of the program's threads (not gilstat's)
   for (const auto& [k, timeline] : timelines_) {
     const ThreadTimes t = timeline.finish(info.window_end);
     if (!window_.whole() && !t.in_window) continue;
@@ -143,6 +153,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
         row.drop_latency_ns = stats_ns(d->second, f);
     }
     gil_waits[row.gil].merge(t.wait_hist);
+    if (!row.own) waiting[row.gil] += t.wait;
     r.threads.push_back(std::move(row));
   }
   std::sort(r.threads.begin(), r.threads.end(), [](const ThreadReport& a, const ThreadReport& b) {
@@ -173,6 +184,8 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     out.utilization =
         window ? static_cast<double>(t.hold_hist.total()) / static_cast<double>(window) : 0.0;
     const Histogram& waits = gil_waits[id];
+    out.mean_waiting_threads =
+        window ? static_cast<double>(waiting[id]) / static_cast<double>(window) : 0.0;
     out.wait_ns = stats_ns(waits, f);
     out.hold_ns = stats_ns(t.hold_hist, f);
     out.handoff_ns = stats_ns(t.handoff_hist, f);

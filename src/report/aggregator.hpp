@@ -46,6 +46,10 @@ struct GilInfo {
 class Aggregator {
  public:
   static constexpr size_t kDefaultReorderLimit = size_t{1} << 16;
+  // Rows (thread, GIL) tracked at most: each costs two histograms (~30 KiB),
+  // and a damaged or hostile recording can name any number of threads.
+  // Events of threads beyond it are counted in Report::untracked_events.
+  static constexpr size_t kDefaultMaxThreads = size_t{1} << 16;
 
   explicit Aggregator(size_t reorder_limit = kDefaultReorderLimit, const TimeWindow& window = {})
       : reorder_limit_(reorder_limit), window_(window) {}
@@ -60,6 +64,8 @@ class Aggregator {
   // The same for a run of one thread's events (the recording reader's batches).
   void add_events(uint32_t tid, uint32_t ring_flags, const proto::Event* events, size_t n);
   void set_thread_name(uint32_t tid, std::string name);
+  void set_max_threads(size_t n) { max_threads_ = n; }
+
   // Adds n ring-full drops to tid's count (pass deltas, not the ring's
   // running counter: a ring is reused by later threads).
   void add_thread_drops(uint32_t tid, uint64_t n);
@@ -75,11 +81,21 @@ class Aggregator {
     uint64_t forced_handoffs = 0;
   };
   static uint64_t key(uint32_t tid, uint8_t gil) { return uint64_t{tid} << 8 | gil; }
-  GilEntry& gil_entry(uint8_t gil);
-  ThreadTimeline& timeline(uint32_t tid, uint8_t gil);
+  GilEntry& gil_entry(uint8_t gil) {
+    return gil == cache_.gil ? *cache_.gil_entry : find_gil_entry(gil);
+  }
+  GilEntry& find_gil_entry(uint8_t gil);
+  // Null when the row limit is reached.
+  ThreadTimeline* timeline(uint32_t tid, uint8_t gil) {
+    const uint64_t k = key(tid, gil);
+    return k == cache_.key ? cache_.timeline : find_timeline(k);
+  }
+  ThreadTimeline* find_timeline(uint64_t k);
 
   size_t reorder_limit_;
   TimeWindow window_;
+  size_t max_threads_ = kDefaultMaxThreads;
+  uint64_t untracked_events_ = 0;
   // The last (thread, GIL) and GIL looked up: events come in runs of one
   // thread, so the hash lookups are mostly skipped.  Elements of both
   // containers never move; a copy of the aggregator starts with an empty cache.

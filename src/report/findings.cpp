@@ -54,12 +54,17 @@ std::vector<Finding> find_findings(const Report& r) {
     out.push_back({"truncated", "warning",
                    fmt::format("The recording was cut off (its writer was killed, or the disk "
                                "filled): these figures cover the {} that were saved.",
-                               format_duration(static_cast<uint64_t>(window_ns)))});
+                               format_duration(saturating_ns(window_ns)))});
   if (r.recording.corrupt_chunks)
     out.push_back({"corrupt_chunks", "warning",
                    fmt::format("{} damaged part(s) of the file were skipped: the events in them "
                                "are missing from every figure.",
                                r.recording.corrupt_chunks)});
+  if (r.untracked_events)
+    out.push_back({"too_many_threads", "warning",
+                   fmt::format("The recording names more threads than a report tracks; the {} "
+                               "events of the others are left out of every figure.",
+                               r.untracked_events)});
   if (!r.recording.calibrated)
     out.push_back({"uncalibrated", "warning",
                    "The recording ends before its clock could be calibrated: durations are TSC "
@@ -73,10 +78,7 @@ std::vector<Finding> find_findings(const Report& r) {
                      r.drops, r.drops - std::min(r.drops, r.drops_no_ring), r.drops_no_ring)});
 
   for (const GilReport& g : r.gils) {
-    double waiting_ns = 0;
-    for (const ThreadReport& t : r.threads)
-      if (t.gil == g.id && !t.own) waiting_ns += t.wait_total_ns;
-    const double waiters = window_ns > 0 ? waiting_ns / window_ns : 0;
+    const double waiters = g.mean_waiting_threads;
     if (g.utilization >= kBusyUtilization && waiters >= kBusyWaiters) {
       out.push_back(
           {"busy_gil", "warning",
@@ -144,7 +146,7 @@ std::vector<Finding> find_findings(const Report& r) {
       [](const ThreadReport& t) {
         const double per_s = t.acquisitions / (t.lifetime_ns / 1e9);
         const auto mean_hold =
-            static_cast<uint64_t>(t.held_ns / std::max<uint64_t>(1, t.acquisitions));
+            saturating_ns(t.held_ns / static_cast<double>(std::max<uint64_t>(1, t.acquisitions)));
         if (is_native(t))
           return fmt::format(
               "{} (a native thread, no Python name) acquired the GIL {} times a second "

@@ -1,5 +1,6 @@
 #include "report/gil_stream.hpp"
 
+#include <algorithm>
 #include <bit>
 
 namespace gilstat::report {
@@ -36,8 +37,9 @@ void GilStream::add(uint32_t tid, const proto::Event& ev) {
 }
 
 void GilStream::grow(uint64_t distance) {
+  const uint64_t want = std::min<uint64_t>(distance + 1, 4 * (uint64_t{pending_} + 1));
   size_t size = ring_.size();
-  while (size <= distance && size < max_ring_) size *= 2;
+  while (size < want && size < max_ring_) size *= 2;
   if (size == ring_.size()) return;
   std::vector<Pending> bigger(size);
   for (const Pending& p : ring_)
@@ -48,7 +50,9 @@ void GilStream::grow(uint64_t distance) {
 
 void GilStream::put(uint64_t seq, uint32_t tid, const proto::Event& ev) {
   const uint64_t distance = seq - next_seq_;
-  if (distance >= ring_.size()) grow(distance);
+  // The ring grows with what is actually buffered, so a seq far ahead (lost
+  // events, a damaged file) costs one overflow entry, not a huge ring.
+  if (distance >= ring_.size() && pending_ >= ring_.size() / 4) grow(distance);
   const Pending p{seq, ev.ts, ev.value, tid, ev.kind, true};
   if (distance < ring_.size()) {
     Pending& slot = ring_[seq & (ring_.size() - 1)];

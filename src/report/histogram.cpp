@@ -24,14 +24,6 @@ uint64_t bucket_mid(size_t index) {
 
 }  // namespace
 
-size_t Histogram::bucket_index(uint64_t value) {
-  if (value < kSubBuckets) return value;
-  const unsigned e = 63 - std::countl_zero(value);  // >= kSubBucketBits
-  const unsigned shift = e - kSubBucketBits + 1;
-  const uint64_t sub = (value >> shift) - kHalf;  // in [0, kHalf)
-  return kSubBuckets + (e - kSubBucketBits) * kHalf + sub;
-}
-
 uint64_t Histogram::bucket_lo(size_t index) {
   if (index < kSubBuckets) return index;
   const uint64_t j = index - kSubBuckets;
@@ -43,15 +35,6 @@ uint64_t Histogram::bucket_hi(size_t index) {
   if (index < kSubBuckets) return index;
   const unsigned shift = static_cast<unsigned>((index - kSubBuckets) / kHalf) + 1;
   return bucket_lo(index) + ((uint64_t{1} << shift) - 1);
-}
-
-void Histogram::add(uint64_t value, uint64_t n) {
-  if (n == 0) return;
-  counts_[bucket_index(value)] += n;
-  count_ += n;
-  total_ += static_cast<unsigned __int128>(value) * n;
-  min_ = std::min(min_, value);
-  max_ = std::max(max_, value);
 }
 
 void Histogram::merge(const Histogram& other) {

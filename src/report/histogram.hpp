@@ -8,7 +8,9 @@
 // total, min and max are kept exactly beside the buckets.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -28,12 +30,26 @@ class Histogram {
     uint64_t count;
   };
 
-  // Bucket geometry, the same for every histogram.
-  static size_t bucket_index(uint64_t value);
+  // Bucket geometry, the same for every histogram.  (Inline: the
+  // aggregator calls add() a few times per event.)
+  static size_t bucket_index(uint64_t value) {
+    if (value < kSubBuckets) return value;
+    const unsigned e = 63 - std::countl_zero(value);  // >= kSubBucketBits
+    const unsigned shift = e - kSubBucketBits + 1;
+    const uint64_t sub = (value >> shift) - kSubBuckets / 2;  // in [0, kSubBuckets / 2)
+    return kSubBuckets + (e - kSubBucketBits) * (kSubBuckets / 2) + sub;
+  }
   static uint64_t bucket_lo(size_t index);
   static uint64_t bucket_hi(size_t index);
 
-  void add(uint64_t value, uint64_t n = 1);
+  void add(uint64_t value, uint64_t n = 1) {
+    if (n == 0) return;
+    counts_[bucket_index(value)] += n;
+    count_ += n;
+    total_ += static_cast<unsigned __int128>(value) * n;
+    min_ = std::min(min_, value);
+    max_ = std::max(max_, value);
+  }
   void merge(const Histogram& other);
 
   uint64_t count() const { return count_; }

@@ -36,8 +36,9 @@ void put_gil(Buf& b, const GilReport& g) {
   auto it = std::back_inserter(b);
   fmt::format_to(it, R"({{"id": {}, "address": "{:#x}", "interpreters": [{}], )", g.id, g.address,
                  fmt::join(g.interpreters, ", "));
-  fmt::format_to(it, R"("utilization": {}, "acquisitions": {}, "switches": {}, )",
-                 number(g.utilization), g.acquisitions, g.switches);
+  fmt::format_to(it, R"("utilization": {}, "mean_waiting_threads": {}, )", number(g.utilization),
+                 number(g.mean_waiting_threads));
+  fmt::format_to(it, R"("acquisitions": {}, "switches": {}, )", g.acquisitions, g.switches);
   fmt::format_to(it, R"("switch_number_delta": {}, "forced_switch_requests": {}, )",
                  g.switch_number_delta, g.forced_switch_requests);
   fmt::format_to(it, R"("forced_handoffs": {}, "seq_gaps": {}, "seq_stale": {}, "anomalies": {}, )",
@@ -145,7 +146,8 @@ void render_json(const Report& r, std::ostream& out) {
       R"("python": {{"version": {}, "version_hex": {}, "free_threaded": {}, "libpython": "{}"}}, )",
       json_string(r.python_version), r.py_version_hex, r.free_threaded,
       r.libpython_shared ? "shared" : "static");
-  fmt::format_to(it, R"("drops": {}, "drops_no_ring": {}, )", r.drops, r.drops_no_ring);
+  fmt::format_to(it, R"("drops": {}, "drops_no_ring": {}, "untracked_events": {}, )", r.drops,
+                 r.drops_no_ring, r.untracked_events);
   put_recording(b, r);
   put_findings(b, r);
   fmt::format_to(it, "\"gils\": [");

@@ -6,6 +6,7 @@
 //             "libpython": "static"|"shared"},
 //  "drops": int,            // ring-full drops of all threads + drops_no_ring
 //  "drops_no_ring": int,
+//  "untracked_events": int, // events of threads past the row limit (65536)
 //  "recording": {"from_file": bool, "format_version": int, "host": str,
 //                "start_unix_s": float, "truncated": bool,   // cut off: partial figures
 //                "calibrated": bool, "corrupt_chunks": int, "skipped_bytes": int,
@@ -14,6 +15,7 @@
 //  "findings": [{"id": str, "severity": "warning"|"info", "text": str}],  // findings.hpp
 //  "gils": [{"id": int, "address": "0x…", "interpreters": [int],
 //            "utilization": float,          // raw, may exceed 1 (never clamped)
+//            "mean_waiting_threads": float, // Σ waits / window
 //            "acquisitions": int, "switches": int, "switch_number_delta": int,
 //            "forced_switch_requests": int, "forced_handoffs": int,
 //            "seq_gaps": int, "seq_stale": int, "anomalies": int,

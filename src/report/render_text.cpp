@@ -73,7 +73,7 @@ void render_header(const Report& r, std::ostream& out) {
                      r.command.empty() ? "" : " · ", clean(r.command, 100));
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
                      r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",
-                     format_duration(static_cast<uint64_t>(r.duration_s * 1e9)), count(r.drops));
+                     format_duration(saturating_ns(r.duration_s * 1e9)), count(r.drops));
   if (r.window.partial)
     out << fmt::format("window {:.3f} s – {:.3f} s of the recording\n", r.window.since_s,
                        r.window.until_s);

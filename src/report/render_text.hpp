@@ -26,6 +26,13 @@ void render_text(const Report& report, std::ostream& out, const TextOptions& opt
 // "950 ns", "12.3 µs", "4.51 ms", "2.00 s": three significant digits.
 std::string format_duration(uint64_t ns);
 
+// A duration in ns held as a double (sums, products with ns_per_tick) as a
+// uint64, saturating: NaN and negatives give 0, too large gives UINT64_MAX.
+inline uint64_t saturating_ns(double ns) {
+  if (!(ns > 0)) return 0;
+  return ns >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(ns);
+}
+
 // A log-scale bar chart of a distribution of durations (ns): one row per
 // 1-2-5 step from the smallest to the largest value.  Nothing when empty.
 void render_histogram(const Histogram& h, std::string_view title, std::ostream& out);

@@ -29,6 +29,9 @@ struct GilReport {
   // Σ holds / window length, NOT clamped: > 1 means the clocks or the
   // reconstruction disagree, which renderers must show rather than hide.
   double utilization = 0;
+  // Σ waits of the program's threads / window length: how many of them
+  // wait on average.
+  double mean_waiting_threads = 0;
   uint64_t acquisitions = 0;
   uint64_t switches = 0;            // acquisitions whose tstate differs from the previous one
   int64_t switch_number_delta = 0;  // CPython's own count over the window
@@ -111,6 +114,9 @@ struct Report {
   bool libpython_shared = false;
   uint64_t drops = 0;  // Σ ring-full drops + drops_no_ring
   uint64_t drops_no_ring = 0;
+  // Events of threads past the aggregator's row limit (kDefaultMaxThreads):
+  // left out of every figure.
+  uint64_t untracked_events = 0;
   RecordingStatus recording;
   ReportWindow window;
   std::vector<GilReport> gils;        // by id

@@ -176,6 +176,7 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
   r.duration_s = 10;
   GilReport g;
   g.utilization = 0.99;
+  g.mean_waiting_threads = 0.71;
   g.acquisitions = 500'000;
   g.switches = 10;
   g.switch_number_delta = 10;
@@ -191,7 +192,7 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
   EXPECT_TRUE(has(fs, "starved_thread"));
   EXPECT_TRUE(has(fs, "hot_reacquire"));
   EXPECT_TRUE(has(fs, "ignores_drop_requests"));
-  EXPECT_FALSE(has(fs, "busy_gil"));  // 0.7 threads waiting on average
+  EXPECT_FALSE(has(fs, "busy_gil"));  // 0.71 threads waiting on average
   EXPECT_FALSE(has(fs, "drops"));
   for (const Finding& f : fs) {
     EXPECT_EQ(f.text.find("gilstat "), std::string::npos) << f.text;
@@ -201,7 +202,7 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
       EXPECT_NE(f.text.find("worker (60 %)"), std::string::npos) << f.text;
   }
 
-  r.threads[0].wait_total_ns = 12e9;  // Σ waits 13 s over 10 s: 1.3 waiting on average
+  r.gils[0].mean_waiting_threads = 1.3;
   r.drops = 5;
   r.recording.truncated = true;
   fs = find_findings(r);
