@@ -40,12 +40,16 @@ void filter_threads(report::Report& r, const std::vector<std::string>& wanted) {
     if (std::any_of(wanted.begin(), wanted.end(), [&](const auto& w) { return matches(t, w); }))
       kept.push_back(t);
   if (kept.empty()) {
+    // The hint names a few threads, not all of a 10,000-thread recording.
+    constexpr size_t kShown = 8;
     std::string known;
-    for (const auto& t : r.threads)
-      known += fmt::format("{}{} ({})", known.empty() ? "" : ", ", t.name, t.tid);
+    for (size_t i = 0; i < r.threads.size() && i < kShown; ++i)
+      known += fmt::format("{}{} ({})", i ? ", " : "", r.threads[i].name, r.threads[i].tid);
+    if (r.threads.size() > kShown) known += fmt::format(" and {} more", r.threads.size() - kShown);
     throw Error(
         fmt::format("no thread matches {}", fmt::join(wanted, " or ")),
-        known.empty() ? "the recording has no threads" : "threads in this recording: " + known);
+        known.empty() ? "the recording has no threads" : "threads in this recording: " + known,
+        kExitUsage);
   }
   r.threads = std::move(kept);
 }

@@ -103,6 +103,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   const uint64_t window =
       info.window_end > info.window_start ? info.window_end - info.window_start : 0;
   r.duration_s = static_cast<double>(window) * f / 1e9;
+  r.window.until_s = r.duration_s;  // the whole window unless `report --until` narrows it
   r.drops_no_ring = info.drops_no_ring;
   r.untracked_events = untracked_events_;
   r.drops = info.drops_no_ring;

@@ -98,7 +98,7 @@ struct RecordingStatus {
 struct ReportWindow {
   bool partial = false;
   double since_s = 0;  // from the start of the recording's window
-  double until_s = 0;
+  double until_s = 0;  // == Report::duration_s when not partial
 };
 
 struct Report {

@@ -256,7 +256,7 @@ def check_filters(path):
         assert [x["tid"] for x in rep["threads"]] == [t["tid"]], (key, rep["threads"])
         assert rep["gils"] == full["gils"]
     p = run("report", path, "--thread", "no-such-thread", check=False)
-    assert p.returncode == 1 and "no thread matches" in p.stderr, p.stderr
+    assert p.returncode == 2 and "no thread matches" in p.stderr, p.stderr
     d = full["duration_s"]
     a = report(path, "--until", str(d / 2))
     b = report(path, "--since", str(d / 2))
