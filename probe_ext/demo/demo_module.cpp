@@ -1,10 +1,9 @@
 // _gilstat_demo: native primitives with known GIL behaviour, for the demo
 // scripts (see scripts/).  Stable ABI (3.8+): one binary for every supported
-// interpreter; it links no libpython.  Every function states exactly when it
-// holds the GIL, because the demos check gilstat's numbers against that.
-#define Py_LIMITED_API 0x03080000
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+// interpreter with a GIL, plus a copy per free-threaded interpreter (see
+// python_api.hpp); it links no libpython.  Every function states exactly when
+// it holds the GIL, because the demos check gilstat's numbers against that.
+#include "python_api.hpp"
 
 #include <cstdint>
 
@@ -157,4 +156,9 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT,
 
 }  // namespace
 
+// Deliberately no Py_mod_gil slot (nor PyUnstable_Module_SetGIL): like most
+// extensions today it is not marked free-threading-safe, so importing it into
+// a free-threaded build re-enables the GIL (with a RuntimeWarning).  gilstat's
+// tests rely on that to see a GIL turn on mid-run; `gilstat demo` sets
+// PYTHON_GIL=1 there anyway.
 PyMODINIT_FUNC PyInit__gilstat_demo(void) { return PyModule_Create(&module); }

@@ -5,9 +5,7 @@
 // PyGILState_Ensure/Release, which on a thread without a thread state creates
 // one, takes the GIL, and on Release destroys it and drops the GIL again:
 // the re-acquire pattern whose cost the `pool` demo shows.
-#define Py_LIMITED_API 0x03080000
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "python_api.hpp"
 
 #include <atomic>
 #include <cstdint>

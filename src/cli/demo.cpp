@@ -210,17 +210,34 @@ class Session {
     opts.env = {{"PYTHONPATH", old && *old ? extensions_ + ":" + old : extensions_},
                 // The scripts may live in a read-only install: no __pycache__.
                 {"PYTHONDONTWRITEBYTECODE", "1"}};
+    // A free-threaded build needs its GIL enabled for the demos to show
+    // anything; PYTHON_GIL=1 does that there and changes nothing in a GIL
+    // build (3.13+ accept it, older ones ignore it).  The user's own
+    // PYTHON_GIL wins.
+    const bool gil_forced = std::getenv("PYTHON_GIL") == nullptr;
+    if (gil_forced) opts.env.emplace_back("PYTHON_GIL", "1");
     auto r = std::make_unique<Run>();
     r->command = fmt::format("{} {}", python_, key);
     r->launched = launch(opts);
     const Outcome& o = r->launched.outcome;
     if (!o.error.empty()) throw Error(o.error, o.hint, o.code);
-    // A free-threaded build can neither show GIL behaviour nor load the
-    // abi3 extension: every demo would fail for the same reason.
-    if (r->launched.report.free_threaded)
-      throw Error(
-          fmt::format("{} is a free-threaded build: the demos need a CPython with a GIL", python_),
-          "pass --python with a default (GIL) build of CPython 3.8 to 3.15", kExitNotCPython);
+    // A free-threaded build runs the demos with its GIL enabled (its own
+    // copy of the extension loads there); said once.  Disabled by the
+    // user's PYTHON_GIL, every demo would fail for the same reason.
+    if (r->launched.report.free_threaded) {
+      if (!r->launched.outcome.note.empty())
+        throw Error(fmt::format("{} is a free-threaded build and ran with its GIL disabled "
+                                "(PYTHON_GIL={}): the demos need a GIL to measure",
+                                python_, std::getenv("PYTHON_GIL") ? std::getenv("PYTHON_GIL") : ""),
+                    "unset PYTHON_GIL (gilstat demo then sets PYTHON_GIL=1), or set PYTHON_GIL=1",
+                    kExitNotCPython);
+      if (gil_forced && !said_gil_forced_)
+        std::cout << fmt::format("gilstat: {} is a free-threaded build: the demos run with "
+                                 "PYTHON_GIL=1, so that it has a GIL to measure\n",
+                                 python_)
+                  << std::flush;
+      said_gil_forced_ = true;
+    }
     if (r->launched.exit_code != 0)
       throw ScriptFailed(fmt::format("demo script {}.py exited with status {} under {}", script,
                                      r->launched.exit_code, python_),
@@ -232,6 +249,7 @@ class Session {
 
  private:
   std::string python_, scripts_, extensions_;
+  bool said_gil_forced_ = false;
   std::map<std::string, std::unique_ptr<Run>> runs_;
   std::vector<const Run*> used_;
 };

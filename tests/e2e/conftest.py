@@ -234,7 +234,7 @@ def gilstat(gilstat_bin, python):
     """gilstat(args..., env=None, stdin=None) -> Result; args go after the binary.
 
     Under a free-threaded interpreter the GIL is enabled (PYTHON_GIL=1) unless
-    the test sets PYTHON_GIL itself."""
+    the test sets PYTHON_GIL itself; a None value in env unsets a variable."""
 
     def run(*args, env=None, stdin=None, timeout=RUN_TIMEOUT_S):
         full_env = dict(os.environ)
@@ -242,8 +242,11 @@ def gilstat(gilstat_bin, python):
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         if python.free_threaded:
             full_env["PYTHON_GIL"] = "1"
-        if env:
-            full_env.update(env)
+        for name, value in (env or {}).items():
+            if value is None:
+                full_env.pop(name, None)
+            else:
+                full_env[name] = value
         return run_process([gilstat_bin] + [str(a) for a in args], env=full_env,
                            stdin_bytes=stdin, timeout=timeout)
 

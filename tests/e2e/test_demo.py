@@ -34,10 +34,25 @@ def test_demo_unsupported_interpreter(gilstat, python):
 
 
 def test_demo_io_runs(gilstat, supported_python):
-    if supported_python.free_threaded:
-        pytest.skip("the abi3 demo extension cannot load into a free-threaded build")
-    r = gilstat("demo", "io", "--python", supported_python.path, timeout=120)
+    # PYTHON_GIL unset, as for a user: on a free-threaded build gilstat sets
+    # PYTHON_GIL=1 itself, says so, and the extension's own build loads there.
+    r = gilstat("demo", "io", "--python", supported_python.path, env={"PYTHON_GIL": None},
+                timeout=120)
     assert r.returncode == 0, r.describe()
     out = r.stdout.decode()
     assert "Python %s" % supported_python.version in out, r.describe()
     assert "PASS" in out and "FAIL" not in out, r.describe()
+    said = "free-threaded build: the demos run with PYTHON_GIL=1" in out
+    assert said is supported_python.free_threaded, r.describe()
+
+
+def test_demo_gil_disabled_by_the_user(gilstat, supported_python):
+    """PYTHON_GIL=0 set by the user wins, and the demos cannot measure anything:
+    one clear error instead of failing numbers."""
+    if not supported_python.free_threaded:
+        pytest.skip("needs a free-threaded build (this is %s)" % supported_python.version)
+    r = gilstat("demo", "io", "--python", supported_python.path, env={"PYTHON_GIL": "0"},
+                timeout=120)
+    assert r.returncode == 3, r.describe()
+    assert "ran with its GIL disabled (PYTHON_GIL=0)" in r.stderr_text, r.describe()
+    assert "hint: unset PYTHON_GIL" in r.stderr_text, r.describe()
