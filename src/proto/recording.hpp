@@ -133,7 +133,11 @@ struct RecClock {
 
 struct WriterOptions {
   uint32_t chunk_events = 16384;  // below the aggregator's reorder window
-  uint64_t flush_interval_ns = 100'000'000;
+  // A SIGKILLed writer loses at most this much.  Shorter costs size: a
+  // chunk has fixed costs (header, zstd frame, each thread's first
+  // timestamp) and small chunks compress badly; at 100 ms a 4-thread spin
+  // took ~5 bytes/event, at 1 s ~3.4 (issue 5's goal is <= 4).
+  uint64_t flush_interval_ns = 1'000'000'000;
   int zstd_level = 3;
 };
 

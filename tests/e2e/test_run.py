@@ -6,6 +6,7 @@ checked against the truth the workload prints itself (iterations, thread ids, pi
 import json
 import math
 import os
+import re
 
 import pytest
 
@@ -444,6 +445,27 @@ def test_recording_reports_the_same_numbers(gilstat, supported_python, tmp_path)
     assert source["from_file"] is True and source["truncated"] is False, source
     assert source["corrupt_chunks"] == 0, source
     assert_same(live, saved)
+
+
+def test_recording_of_the_spin_demo_takes_at_most_4_bytes_per_event(gilstat, gilstat_bin,
+                                                                    supported_python, tmp_path):
+    """Issue 5's size goal, measured on the file `record` really writes (header,
+    names, GIL table and calibration included)."""
+    spin = os.path.join(os.path.dirname(os.path.realpath(gilstat_bin)), "..", "share",
+                        "gilstat", "demo", "spin.py")
+    if not os.path.isfile(spin):
+        pytest.skip("the demo scripts are not built next to %s" % gilstat_bin)
+    recording = tmp_path / "spin.gilstat"
+    r = gilstat("record", "-o", recording, "--", supported_python.path, spin, 4, 3.0)
+    assert r.returncode == 0, r.describe()
+    m = re.search(r"saved .* \((\d+) events, (\d+) drops", r.stderr_text)
+    assert m, r.describe()
+    events, drops = int(m.group(1)), int(m.group(2))
+    assert drops == 0 and events > 1000, r.describe()
+    per_event = recording.stat().st_size / events
+    print("\n%s: %d events in %d bytes: %.2f bytes/event"
+          % (supported_python.version, events, recording.stat().st_size, per_event))
+    assert per_event <= 4.0, "%.2f bytes per event\n%s" % (per_event, r.describe())
 
 
 # ---------------------------------------------------------------------------------------
