@@ -10,24 +10,6 @@
 #include "report/aggregator.hpp"
 
 namespace gilstat::cli {
-namespace {
-
-// Events, names and drops into an aggregator.
-class Replay : public proto::RecordingVisitor {
- public:
-  explicit Replay(report::Aggregator& agg) : agg_(agg) {}
-  void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
-    agg_.add_events(tid, flags, events.data(), events.size());
-  }
-  void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
-  void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
-
- private:
-  report::Aggregator& agg_;
-};
-
-}  // namespace
-
 RecordingFrame frame_of(const proto::RecordingSummary& summary) {
   RecordingFrame f;
   const proto::RecEnd end = summary.effective_end(&f.calibrated);
@@ -103,7 +85,7 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
     window = resolve_window(spec, frame);
   }
   report::Aggregator aggregator(window);
-  Replay replay(aggregator);
+  AggregatorFeed replay(aggregator);
   proto::RecordingSummary summary(&replay);
   const proto::ReadResult read = proto::read_recording(path, summary);
   if (!spec.partial()) frame = frame_of(summary);

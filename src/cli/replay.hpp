@@ -8,10 +8,26 @@
 
 #include "proto/recording.hpp"
 #include "proto/recording_summary.hpp"
+#include "report/aggregator.hpp"
 #include "report/report.hpp"
 #include "report/thread_timeline.hpp"
 
 namespace gilstat::cli {
+
+// A recording's events, thread names and drops into an aggregator (also the
+// reader fuzzer's path from bytes to a report).
+class AggregatorFeed : public proto::RecordingVisitor {
+ public:
+  explicit AggregatorFeed(report::Aggregator& agg) : agg_(agg) {}
+  void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
+    agg_.add_events(tid, flags, events.data(), events.size());
+  }
+  void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
+  void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
+
+ private:
+  report::Aggregator& agg_;
+};
 
 struct WindowSpec {
   std::optional<double> since_s;  // seconds from the start of the recording's window

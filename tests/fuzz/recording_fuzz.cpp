@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "cli/replay.hpp"
 #include "common/error.hpp"
 #include "proto/recording.hpp"
 #include "proto/recording_summary.hpp"
@@ -18,24 +19,7 @@
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
 
-namespace {
-
 using namespace gilstat;
-
-class Feed : public proto::RecordingVisitor {
- public:
-  explicit Feed(report::Aggregator& agg) : agg_(agg) {}
-  void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> ev) override {
-    agg_.add_events(tid, flags, ev.data(), ev.size());
-  }
-  void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
-  void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
-
- private:
-  report::Aggregator& agg_;
-};
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -43,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A small reorder window keeps the buffering paths busy on small inputs.
   report::Aggregator agg(64, report::TimeWindow{});
   agg.set_max_threads(256);
-  Feed feed(agg);
+  cli::AggregatorFeed feed(agg);
   proto::RecordingSummary summary(&feed);
   proto::ReadResult result;
   try {
