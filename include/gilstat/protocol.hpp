@@ -60,6 +60,13 @@ enum class EventKind : uint8_t {
   // acquired (3.13+ signal_active_thread, must-exit paths): the wait that
   // began at the matching WaitBegin was not a wait for the GIL.
   WaitAbort = 6,
+  // Free-threaded builds: the GIL's `enabled` field as first seen at arming,
+  // then every change of it (0 = disabled, INT_MAX = enabled for good, n =
+  // n transient requests while modules of unknown safety initialise).
+  // value = the new `enabled`.  Seen at the first GIL mutex lock after the
+  // change (the take_gil after an enable, the drop_gil after a disable), or
+  // by the probe thread within ~20 ms (main GIL).  Never on GIL builds.
+  GilEnabled = 7,
 };
 
 // One fixed-size record.  ts is raw clock units (Header::clock_kind).

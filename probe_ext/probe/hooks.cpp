@@ -170,6 +170,9 @@ int hook_mutex_lock(pthread_mutex_t* m) noexcept {
   if (recording()) {
     HookGuard guard;
     const int i = guard.entered ? gil_index<&GilAddrs::mutex>(m) : -1;
+    // A free-threaded GIL that was just enabled (or disabled) is locked
+    // here first: take_gil returns before this lock while it is disabled.
+    if (i >= 0 && g.locator.free_threaded) note_gil_enabled(i);
     if (i >= 0 && !(t_state.held & (1u << i)) && !claim_holder_at_arm(i)) {
       t_state.waiting |= (1u << i);
       emit(proto::EventKind::WaitBegin, i, 0, 0, now_raw());
@@ -266,6 +269,16 @@ bool resolve(Fn* out, const char* name, const char* version) {
   return p != nullptr;
 }
 
+// Emits GilEnabled for GIL i unless `enabled` is the value last emitted;
+// the CAS lets only one of several threads that saw a change report it.
+void emit_enabled(int i, int32_t enabled, uint64_t ts) {
+  int32_t last = g.enabled_emitted[i].load(std::memory_order_relaxed);
+  if (enabled == last ||
+      !g.enabled_emitted[i].compare_exchange_strong(last, enabled, std::memory_order_relaxed))
+    return;
+  emit(proto::EventKind::GilEnabled, i, static_cast<uint32_t>(enabled), 0, ts);
+}
+
 // Fills a free slot for a GIL at `base` and makes it visible to the hooks.
 // Slots are allocated with fetch_add and the count only grows, so a hook
 // scanning the table sees either a complete slot or zero addresses (which
@@ -288,6 +301,10 @@ void publish_gil(uintptr_t base, int64_t interp_id) {
     g.holder_at_arm[index].store(read_u64(s.initial_holder + g.locator.tstate_thread_id),
                                  std::memory_order_relaxed);
   s.valid.store(1, std::memory_order_release);
+  // The state at arming opens the GilEnabled history of this GIL.
+  g.enabled_emitted[index].store(kEnabledUnseen, std::memory_order_relaxed);
+  if (g.locator.free_threaded)
+    emit_enabled(static_cast<int>(index), read_i32(base + g.fields.enabled), s.arm_ts);
   GilAddrs& a = g.gils[index];
   a.base = base;
   a.cond = base + g.fields.cond;
@@ -379,6 +396,12 @@ bool resolve_real_functions() {
 }
 
 void mark_current_thread_own() { t_state.own = 1; }
+
+void note_gil_enabled(int i) {
+  const int32_t enabled = read_i32(g.gils[i].base + g.fields.enabled);
+  if (enabled != g.enabled_emitted[i].load(std::memory_order_relaxed))
+    emit_enabled(i, enabled, now_raw());
+}
 
 void on_thread_exit(void* ring) {
   auto* r = static_cast<proto::RingControl*>(ring);

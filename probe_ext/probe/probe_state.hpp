@@ -64,7 +64,12 @@ struct ProbeGlobals {
   // that thread's first hook call claims it.  Lets an attach see the current
   // holder's release as a release, not as a spurious wait.
   std::atomic<uint64_t> holder_at_arm[proto::kMaxGils] = {};
+  // Free-threaded builds, per GIL: the `enabled` value of the last
+  // GilEnabled event (kEnabledUnseen before the first).
+  std::atomic<int32_t> enabled_emitted[proto::kMaxGils] = {};
 };
+
+inline constexpr int32_t kEnabledUnseen = INT32_MIN;
 
 extern ProbeGlobals g;
 
@@ -78,6 +83,12 @@ bool try_arm();
 // 3.12+: registers the GIL of every interpreter that exists now (attach).
 void register_existing_gils();
 void on_thread_exit(void* ring);
+
+// Free-threaded builds: emits a GilEnabled event when GIL i's `enabled`
+// field differs from the last one emitted.  Only call it while that GIL's
+// memory is known to be alive (its mutex is being locked, or it is the main
+// GIL).  Safe on the hook path.
+void note_gil_enabled(int i);
 
 // probe_thread.cpp
 void start_probe_thread();

@@ -262,6 +262,10 @@ void sample_gil_enabled() {
                               __ATOMIC_RELAXED) != 0;
   (enabled ? h->gil_enabled_seen : h->gil_disabled_seen).store(1, std::memory_order_relaxed);
   h->gil_enabled_now.store(enabled ? 1 : 0, std::memory_order_relaxed);
+  // Changes that take no GIL lock (transient -> for good) show up here.
+  // Only the main GIL: it lives in _PyRuntime, while a subinterpreter's
+  // may be freed under us.
+  if (g.locator.free_threaded && g.recording.load(std::memory_order_acquire)) note_gil_enabled(0);
 }
 
 bool probe_consumer_alive() {

@@ -33,6 +33,34 @@ DurationStats stats_ns(const Histogram& h, double ns_per_tick) {
   return s;
 }
 
+// The enabled history cut to [start, end]: the state at `start` (the last
+// change before it), then the changes inside, in time order; and the time
+// it was disabled.  The probe emits the state when it arms a GIL, so for a
+// GIL armed after `start` (a later subinterpreter) it begins there.
+void enabled_history(std::vector<std::pair<uint64_t, uint32_t>> events, uint64_t start,
+                     uint64_t end, double ns_per_tick, GilReport* out) {
+  if (events.empty() || end <= start) return;
+  std::stable_sort(events.begin(), events.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  uint32_t state = events.front().second;
+  uint64_t since = std::max(start, events.front().first);
+  if (since > end) return;
+  size_t i = 0;
+  for (; i < events.size() && events[i].first <= since; ++i) state = events[i].second;
+  out->enabled_changes.push_back({static_cast<double>(since - start) * ns_per_tick, state});
+  uint64_t disabled = 0;
+  for (; i < events.size() && events[i].first <= end; ++i) {
+    if (events[i].second == state) continue;
+    if (state == 0) disabled += events[i].first - since;
+    state = events[i].second;
+    since = events[i].first;
+    out->enabled_changes.push_back(
+        {static_cast<double>(events[i].first - start) * ns_per_tick, state});
+  }
+  if (state == 0) disabled += end - since;
+  out->disabled_ns = static_cast<double>(disabled) * ns_per_tick;
+}
+
 }  // namespace
 
 Aggregator::GilEntry& Aggregator::find_gil_entry(uint8_t gil) {
@@ -61,9 +89,16 @@ void Aggregator::add_events(uint32_t tid, uint32_t ring_flags, const proto::Even
 }
 
 void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event& ev) {
+  const auto kind = static_cast<EventKind>(ev.kind);
+  // About the GIL, not the thread that happened to notice: no thread row.
+  if (kind == EventKind::GilEnabled) {
+    auto& enabled = gil_entry(ev.gil).enabled;
+    if (enabled.size() < kMaxEnabledChanges)
+      enabled.emplace_back(ev.ts, static_cast<uint32_t>(std::min<uint64_t>(ev.value, UINT32_MAX)));
+    return;
+  }
   if ((ring_flags & proto::kRingOwnThread) && key(tid, ev.gil) != cache_.key)
     own_threads_.insert(tid);
-  const auto kind = static_cast<EventKind>(ev.kind);
   ThreadTimeline* tl = timeline(tid, ev.gil);
   if (!tl) {
     ++untracked_events_;
@@ -168,6 +203,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (auto it = gils_.find(id); it != gils_.end()) {
       t = gil_times.at(id);
       out.forced_handoffs = it->second.forced_handoffs;
+      enabled_history(it->second.enabled, info.window_start, info.window_end, f, &out);
     }
     if (g) {
       out.address = g->address;

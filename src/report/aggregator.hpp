@@ -76,9 +76,13 @@ class Aggregator {
   Report finish(const RecordingInfo& info, const std::vector<GilInfo>& gils) const;
 
  private:
+  // GilEnabled events kept per GIL: real programs change it twice per
+  // extension module of unknown safety; a damaged recording may claim more.
+  static constexpr size_t kMaxEnabledChanges = 4096;
   struct GilEntry {
     GilStream stream;
     uint64_t forced_handoffs = 0;
+    std::vector<std::pair<uint64_t, uint32_t>> enabled = {};  // (ts, enabled), arrival order
   };
   static uint64_t key(uint32_t tid, uint8_t gil) { return uint64_t{tid} << 8 | gil; }
   GilEntry& gil_entry(uint8_t gil) {

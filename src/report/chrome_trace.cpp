@@ -119,8 +119,12 @@ void ChromeTraceWriter::add_events(uint32_t tid, uint32_t flags, const proto::Ev
                                    size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const proto::Event& ev = events[i];
-    Track& t = track(tid, flags, ev.gil);
     const auto kind = static_cast<proto::EventKind>(ev.kind);
+    if (kind == proto::EventKind::GilEnabled) {  // about the GIL: no track of its own
+      instant(tid, ev.value ? "GIL enabled" : "GIL disabled", ev.ts, ev.gil);
+      continue;
+    }
+    Track& t = track(tid, flags, ev.gil);
     span(t, t.timeline.add(kind, ev.ts));
     if (kind == proto::EventKind::DropRequest)
       instant(tid, "forced-switch request", ev.ts, ev.gil);

@@ -50,7 +50,12 @@ void put_gil(Buf& b, const GilReport& g) {
   put_stats(b, "handoff_ns", g.handoff_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "drop_latency_ns", g.drop_latency_ns);
-  fmt::format_to(it, R"(, "switch_number_known": {}}})", g.switch_number_known);
+  fmt::format_to(it, R"(, "switch_number_known": {}, "disabled_s": {}, "enabled_changes": [)",
+                 g.switch_number_known, number(g.disabled_ns / 1e9));
+  for (size_t i = 0; i < g.enabled_changes.size(); ++i)
+    fmt::format_to(it, R"({}{{"t_s": {}, "enabled": {}}})", i ? ", " : "",
+                   number(g.enabled_changes[i].at_ns / 1e9), g.enabled_changes[i].enabled);
+  fmt::format_to(it, "]}}");
 }
 
 void put_thread(Buf& b, const ThreadReport& t) {

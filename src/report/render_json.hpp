@@ -21,7 +21,11 @@
 //            "seq_gaps": int, "seq_stale": int, "anomalies": int,
 //            "wait_ns": D, "hold_ns": D, "handoff_ns": D,
 //            "drop_latency_ns": D,          // forced-switch request -> release
-//            "switch_number_known": bool}], // false: partial window or cut-off file
+//            "switch_number_known": bool,   // false: partial window or cut-off file
+//            // free-threaded builds (else 0.0 and []): time the GIL was disabled,
+//            // and its gil->enabled at the window's start and at each change
+//            // (0 disabled, 2147483647 for good, n: n transient requests)
+//            "disabled_s": float, "enabled_changes": [{"t_s": float, "enabled": int}]}],
 //  "threads": [{"tid": int, "name": str, "own": bool, "gil": int,
 //               "lifetime_s": float, "held_s": float, "wait_s": float,
 //               "released_s": float, "acquisitions": int, "forced_handoffs": int,

@@ -111,6 +111,35 @@ void render_switch_check(const GilReport& g, std::ostream& out) {
       count(g.acquisitions), count(g.switches), delta);
 }
 
+// Free-threaded builds whose GIL was off for part of the window: how long,
+// and when it came on.  Utilization stays relative to the whole window.
+void render_enabled(const GilReport& g, std::ostream& out) {
+  if (g.enabled_changes.empty() || g.disabled_ns <= 0) return;
+  int spells = 0;
+  double last_on_ns = 0;
+  uint32_t prev = 0;
+  for (size_t i = 0; i < g.enabled_changes.size(); ++i) {
+    const EnabledChange& c = g.enabled_changes[i];
+    if (c.enabled != 0 && (i == 0 || prev == 0)) {
+      ++spells;
+      last_on_ns = c.at_ns;
+    }
+    prev = c.enabled;
+  }
+  const std::string off = format_duration(saturating_ns(g.disabled_ns));
+  const auto plural = [](int n) { return n == 1 ? "" : "s"; };
+  std::string when;
+  if (prev == 0) {
+    when = fmt::format(", apart from {} enabled spell{}", spells, plural(spells));
+  } else {
+    when = fmt::format("; enabled at {:.3f} s{}", last_on_ns / 1e9,
+                       prev == kEnabledForGood ? " for good" : "");
+    if (spells > 1)
+      when += fmt::format(" (after {} brief spell{})", spells - 1, plural(spells - 1));
+  }
+  out << fmt::format("  GIL disabled for {} of the window (free-threaded build){}\n", off, when);
+}
+
 void render_gil(const GilReport& g, std::ostream& out) {
   std::string interps;
   if (!g.interpreters.empty())
@@ -122,6 +151,7 @@ void render_gil(const GilReport& g, std::ostream& out) {
     util +=
         fmt::format(" (raw {:.3f}: hold time exceeds the window, check the clock)", g.utilization);
   out << fmt::format("\nGIL {}{}  utilization {}\n", g.id, interps, util);
+  render_enabled(g, out);
   render_switch_check(g, out);
   out << fmt::format("  forced-switch requests {}   forced hand-offs {}\n",
                      count(g.forced_switch_requests), count(g.forced_handoffs));

@@ -22,6 +22,14 @@ struct DurationStats {
   uint64_t count = 0;
 };
 
+// Free-threaded builds: CPython's gil->enabled from a moment on (0 =
+// disabled, INT_MAX = enabled for good, n = n transient requests).
+struct EnabledChange {
+  double at_ns = 0;  // since the window's start
+  uint32_t enabled = 0;
+};
+inline constexpr uint32_t kEnabledForGood = 0x7fffffff;  // INT_MAX
+
 struct GilReport {
   uint32_t id = 0;  // index into the probe's GIL table
   uint64_t address = 0;
@@ -53,6 +61,11 @@ struct GilReport {
   Histogram hold_hist;
   Histogram handoff_hist;
   Histogram drop_latency_hist;
+  // Free-threaded builds: the GIL's `enabled` state at the window's start
+  // (first entry, at 0) and every change in the window; empty on GIL
+  // builds.  disabled_ns: time of the window it was disabled (0 there).
+  std::vector<EnabledChange> enabled_changes;
+  double disabled_ns = 0;
 };
 
 // One row per (thread, GIL).  Times are doubles in ns so that the parts add

@@ -1,9 +1,24 @@
 """Free-threaded builds (3.13t+): with the GIL disabled there is no GIL
 traffic, and gilstat says so in one line instead of printing zero tables;
-with PYTHON_GIL=1 the regular suite runs (see conftest's `gilstat`)."""
+with PYTHON_GIL=1 the regular suite runs (see conftest's `gilstat`).
+
+A GIL that comes on mid-run (workloads/gil_enable.py imports gilstat's demo
+extension, built for this interpreter and not marked free-threading-safe):
+under `run` and under `record --pid` started while it is still off, the
+report has the second phase's GIL traffic, exact, and says for how long the
+GIL was off and when it came on."""
+import json
+import os
+import subprocess
+import time
+
 import pytest
 
-from conftest import workload
+from conftest import kill_tree, raise_priority, workload
+
+PHASE_S = 0.5
+INT_MAX = 2147483647
+LIFETIME_TOLERANCE_S = 0.001
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +56,128 @@ def test_gil_enabled_is_measured(gilstat, free_threaded):
     assert rep["python"]["free_threaded"] is True
     g = rep["gils"][0]
     assert g["switches"] == g["switch_number_delta"] > 0, r.describe()
+
+
+# ---------------------------------------------------------------------------
+# The GIL enabled at run time
+
+
+@pytest.fixture(scope="module")
+def demo_extension_dir(free_threaded, gilstat_bin):
+    """Where the build put _gilstat_demo for this interpreter (next to the abi3 one)."""
+    out = subprocess.run([free_threaded.path, "-S", "-c",
+                          "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+                         stdout=subprocess.PIPE, check=True, timeout=30).stdout.decode().strip()
+    directory = os.path.join(os.path.dirname(gilstat_bin), "..", "lib", "gilstat", "python")
+    if not os.path.exists(os.path.join(directory, "_gilstat_demo" + out)):
+        pytest.skip("_gilstat_demo%s was not built (configure with GILSTAT_INTERPRETERS_DIR "
+                    "pointing at this launcher's directory)" % out)
+    return os.path.realpath(directory)
+
+
+def check_enabled_midway(report, truth, ctx, min_disabled_s, launched):
+    """What must hold of a report on gil_enable.py, run or attached: the workload saw
+    the GIL off then on; the GIL's numbers are exact; the phase-1 threads (GIL off)
+    never touched it, the phase-2 ones did; and the report says when it came on."""
+    assert truth["gil_before"] is False and truth["gil_after"] is True, ctx
+    assert any("_gilstat_demo" in w and "GIL" in w for w in truth["warnings"]), ctx
+    assert report["python"]["free_threaded"] is True, ctx
+    assert report["drops"] == 0, ctx
+    assert len(report["gils"]) == 1, ctx
+    gil = report["gils"][0]
+    assert gil["switches"] == gil["switch_number_delta"] > 0, ctx
+    for key in ("seq_gaps", "seq_stale", "anomalies"):
+        assert gil[key] == 0, "%s = %s\n%s" % (key, gil[key], ctx)
+    for t in report["threads"]:
+        total = t["held_s"] + t["wait_s"] + t["released_s"]
+        assert abs(total - t["lifetime_s"]) <= LIFETIME_TOLERANCE_S, (t, ctx)
+    tids = {t["tid"]: t for t in report["threads"]}
+    for spinner in truth["phases"]["free"]:
+        assert spinner["native_id"] not in tids, ("GIL traffic while it was off", spinner, ctx)
+    for spinner in truth["phases"]["gil"]:
+        t = tids.get(spinner["native_id"])
+        assert t and t["name"] == spinner["name"] and t["acquisitions"] >= 1, (spinner, ctx)
+
+    changes = gil["enabled_changes"]
+    assert changes and changes[0]["t_s"] == 0.0, ctx
+    assert changes[-1]["enabled"] == INT_MAX, "not enabled for good at the end\n" + ctx
+    on_at = max(c["t_s"] for i, c in enumerate(changes)
+                if c["enabled"] and (i == 0 or changes[i - 1]["enabled"] == 0))
+    # Launched, the window starts before the script does: it came on no earlier than
+    # the import began.  Phase 2 ran for PHASE_S after it.
+    if launched:
+        assert on_at >= truth["import_start_s"] - 0.001, (on_at, ctx)
+    assert on_at <= report["duration_s"] - PHASE_S, (on_at, ctx)
+    assert gil["disabled_s"] >= min_disabled_s, (gil["disabled_s"], ctx)
+    assert gil["disabled_s"] <= on_at + 1e-6, (gil["disabled_s"], on_at, ctx)
+
+
+def test_gil_enabled_midrun_is_reported(gilstat, free_threaded, demo_extension_dir, tmp_path):
+    path = tmp_path / "enable.gilstat"
+    r = gilstat("run", "--json", "-o", path, "--", free_threaded.path, workload("gil_enable.py"),
+                "--seconds", PHASE_S,
+                env={"PYTHON_GIL": None, "PYTHONPATH": demo_extension_dir})
+    assert r.returncode == 0, r.describe()
+    report = r.report()
+    ctx = r.describe()
+    # Phase 1 is a sleep of PHASE_S in the main thread with the GIL off.
+    check_enabled_midway(report, r.program_json(), ctx, min_disabled_s=PHASE_S, launched=True)
+
+    # The saved recording carries the same history, and the text says it.
+    again = gilstat("report", path, "--json")
+    assert again.returncode == 0, again.describe()
+    saved = json.loads(again.stdout.decode())["gils"][0]
+    assert saved["enabled_changes"] == report["gils"][0]["enabled_changes"], again.describe()
+    assert saved["disabled_s"] == report["gils"][0]["disabled_s"], again.describe()
+    text = gilstat("report", path)
+    out = text.stdout.decode()
+    assert text.returncode == 0, text.describe()
+    assert "(free-threaded build); enabled at " in out and " s for good" in out, out
+
+
+def test_gil_enabled_after_attach_is_reported(gilstat_bin, gilstat, free_threaded,
+                                              demo_extension_dir, tmp_path):
+    """`record --pid` attached while the GIL is still off, then the target enables it."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=demo_extension_dir)
+    for name in ("PYTHON_GIL", "GILSTAT_TEST_PYTHON"):
+        env.pop(name, None)
+    path = str(tmp_path / "attach-enable.gilstat")
+    target = subprocess.Popen([free_threaded.path, workload("gil_enable.py"), "--wait",
+                               "--seconds", str(PHASE_S)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, start_new_session=True,
+                              preexec_fn=raise_priority)
+    record = None
+    try:
+        assert target.stdout.readline() == b"ready\n", "target did not start"
+        record = subprocess.Popen([gilstat_bin, "record", "--pid", str(target.pid), "-o", path],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        # The file appears once the probe is attached (a failed attach writes none).
+        deadline = time.monotonic() + 20
+        while not os.path.exists(path) and record.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if record.poll() == 4:
+            pytest.skip("no permission to attach: " + record.stderr.read().decode())
+        assert os.path.exists(path), "record --pid did not attach in 20 s"
+        off_after_attach_s = 0.3
+        time.sleep(off_after_attach_s)
+        target.stdin.write(b"enable\n")
+        target.stdin.close()
+        truth = json.loads(target.stdout.readline())
+        assert target.wait(timeout=30) == 0, target.stderr.read().decode()
+        _, err = record.communicate(timeout=30)
+        ctx = "record: exit %s\n%s" % (record.returncode, err.decode())
+        assert record.returncode == 0 and "exited" in err.decode(), ctx
+    finally:
+        for proc in (target, record):
+            if proc and proc.poll() is None:
+                kill_tree(proc)
+                proc.wait()
+    result = gilstat("report", path, "--json")
+    assert result.returncode == 0, result.describe()
+    report = json.loads(result.stdout.decode())
+    ctx += "\nreport: " + json.dumps(report)[:6000]
+    assert report["pid"] == truth["pid"], ctx
+    assert report["gils"][0]["enabled_changes"][0]["enabled"] == 0, "off at the attach\n" + ctx
+    check_enabled_midway(report, truth, ctx, min_disabled_s=off_after_attach_s, launched=False)

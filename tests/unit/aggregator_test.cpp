@@ -162,6 +162,82 @@ TEST(Aggregator, ContendedThreadsRandomInterleavings) {
   }
 }
 
+// A free-threaded GIL: disabled at arming (the probe thread says so), two
+// brief transient spells' worth of history, then enabled for good while
+// thread A runs.  GilEnabled events are about the GIL: they add no thread row
+// and no time to anyone.
+EventScript enabled_midway_script(uint32_t probe_tid) {
+  EventScript s;
+  s.set_own_thread(probe_tid);
+  s.gil_enabled(probe_tid, 0, 0);
+  s.gil_enabled(kB, 10, 1);  // a module of unknown safety initialising...
+  s.wait_begin(kB, 10);
+  s.acquire(kB, 11, kTsB);
+  s.release(kB, 12, kTsB);
+  s.gil_enabled(kB, 12, 0);  // ...that turned out to be safe
+  s.gil_enabled(kA, 40, 1);
+  s.wait_begin(kA, 40);
+  s.acquire(kA, 41, kTsA);
+  s.gil_enabled(probe_tid, 45, kEnabledForGood);  // no lock taken: the probe thread sees it
+  s.release(kA, 60, kTsA);
+  s.wait_begin(kA, 70);
+  s.acquire(kA, 71, kTsA);
+  return s;
+}
+
+TEST(Aggregator, GilEnabledMidwayHasItsHistoryAndNoThreadRow) {
+  constexpr uint32_t kProbe = 99;
+  const EventScript s = enabled_midway_script(kProbe);
+  for (bool reverse : {false, true}) {
+    Aggregator agg;
+    s.deliver_by_thread(agg, reverse);
+    const Report r = agg.finish(info_for(0, 100), {gil_info(0, 0, 2)});
+    expect_invariants(r);
+    ASSERT_EQ(r.gils.size(), 1u);
+    const GilReport& g = r.gils[0];
+    EXPECT_EQ(g.disabled_ns, 10 + (40 - 12));
+    ASSERT_EQ(g.enabled_changes.size(), 5u);
+    const std::pair<double, uint32_t> want[] = {
+        {0, 0}, {10, 1}, {12, 0}, {40, 1}, {45, kEnabledForGood}};
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(g.enabled_changes[i].at_ns, want[i].first) << i;
+      EXPECT_EQ(g.enabled_changes[i].enabled, want[i].second) << i;
+    }
+    EXPECT_EQ(g.acquisitions, 3u);
+    EXPECT_EQ(g.switches, 2u);
+    ASSERT_EQ(r.threads.size(), 2u);  // A and B; nothing for the probe thread
+    EXPECT_EQ(row(r, kA).lifetime_ns, 60);
+    EXPECT_EQ(row(r, kA).held_ns, 19 + 29);
+    EXPECT_EQ(row(r, kB).lifetime_ns, 2);
+  }
+}
+
+TEST(Aggregator, GilEnabledHistoryIsCutToTheWindow) {
+  const EventScript s = enabled_midway_script(99);
+  const TimeWindow window{20, 50};
+  Aggregator agg(window);
+  s.deliver_in_time_order(agg);
+  const Report r = agg.finish(info_for(20, 50), {gil_info(0, 0, 2)});
+  ASSERT_EQ(r.gils.size(), 1u);
+  const GilReport& g = r.gils[0];
+  EXPECT_EQ(g.disabled_ns, 40 - 20);  // disabled since 12, i.e. at the window's start
+  ASSERT_EQ(g.enabled_changes.size(), 3u);
+  EXPECT_EQ(g.enabled_changes[0].at_ns, 0);
+  EXPECT_EQ(g.enabled_changes[0].enabled, 0u);
+  EXPECT_EQ(g.enabled_changes[1].at_ns, 40 - 20);
+  EXPECT_EQ(g.enabled_changes[2].at_ns, 45 - 20);
+  EXPECT_EQ(g.enabled_changes[2].enabled, kEnabledForGood);
+}
+
+TEST(Aggregator, GilBuildHasNoEnabledHistory) {
+  Aggregator agg;
+  contended_script().deliver_by_thread(agg);
+  const Report r = agg.finish(info_for(0, 100), {gil_info(0, 0, 3)});
+  ASSERT_EQ(r.gils.size(), 1u);
+  EXPECT_TRUE(r.gils[0].enabled_changes.empty());
+  EXPECT_EQ(r.gils[0].disabled_ns, 0);
+}
+
 TEST(Aggregator, FirstAcquisitionIsComparedWithTheHolderAtArming) {
   Aggregator agg;
   contended_script().deliver_by_thread(agg);

@@ -37,6 +37,9 @@ class EventScript {
   void wait_abort(uint32_t tid, uint64_t ts, uint8_t gil = 0) {
     push(tid, ts, EventKind::WaitAbort, 0, false, gil);
   }
+  void gil_enabled(uint32_t tid, uint64_t ts, uint32_t enabled, uint8_t gil = 0) {
+    push(tid, ts, EventKind::GilEnabled, enabled, false, gil);
+  }
 
   // Loses the first event matching pred, as a full ring would: its seq
   // stays consumed.  Returns whether one was found.

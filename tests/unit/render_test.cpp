@@ -159,6 +159,7 @@ TEST(RenderJson, ParsesWithPython) {
       "assert r['python']=={'version':'3.11.7','version_hex':0,'free_threaded':False,"
       "'libpython':'static'}\n"
       "g=r['gils'][0]\n"
+      "assert g['disabled_s']==0.0 and g['enabled_changes']==[], g\n"
       "assert g['switches']==g['switch_number_delta'], g\n"
       "assert isinstance(g['utilization'],float) and 0<g['utilization']<=1\n"
       "names=[t['name'] for t in r['threads']]\n"
@@ -220,6 +221,24 @@ TEST(RenderText, FreeThreadedWithoutGilSaysSo) {
   r.python_version = "3.13.5";
   const std::string text = text_of(r);
   EXPECT_NE(text.find("GIL disabled"), std::string::npos) << text;
+}
+
+TEST(RenderText, GilEnabledMidwaySaysHowLongItWasOffAndWhenItCameOn) {
+  Report r = sample_report();
+  r.free_threaded = true;
+  r.gils[0].enabled_changes = {{0, 0}, {2e6, 1}, {3e6, 0}, {512e6, 1}, {513e6, kEnabledForGood}};
+  r.gils[0].disabled_ns = 511e6;
+  std::string text = text_of(r);
+  EXPECT_NE(text.find("GIL disabled for 511 ms of the window (free-threaded build); enabled at "
+                      "0.512 s for good (after 1 brief spell)"),
+            std::string::npos)
+      << text;
+  r.gils[0].enabled_changes.resize(3);  // off again at the end
+  text = text_of(r);
+  EXPECT_NE(text.find("apart from 1 enabled spell\n"), std::string::npos) << text;
+  r.gils[0].enabled_changes.clear();  // a GIL build: nothing said
+  r.gils[0].disabled_ns = 0;
+  EXPECT_EQ(text_of(r).find("GIL disabled"), std::string::npos);
 }
 
 TEST(RenderText, MaxThreadsTruncates) {
