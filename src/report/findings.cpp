@@ -87,12 +87,26 @@ std::vector<Finding> find_findings(const Report& r) {
                        "not make it faster. Use processes, or move the hot loop into native "
                        "code that releases the GIL.",
                        g.id, percent(std::min(g.utilization, 1.0)), waiters)});
-    } else if (g.acquisitions > 0 && g.utilization < kIdleUtilization && window_ns > 0) {
+    } else if (g.acquisitions > 0 && g.utilization < kIdleUtilization && window_ns > 0 &&
+               g.disabled_ns <= 0) {  // disabled time is not free time: see gil_enabled
       out.push_back({"idle_gil", "info",
                      fmt::format("GIL {} was free {} of the time: the GIL is not what limits "
                                  "this program.",
                                  g.id, percent(1.0 - std::max(g.utilization, 0.0)))});
     }
+    // A free-threaded build that ended the window with its GIL on after
+    // running without it: almost always an import, and worth knowing.
+    if (g.disabled_ns > 0 && !g.enabled_changes.empty() && g.enabled_changes.back().enabled != 0)
+      out.push_back(
+          {"gil_enabled", "warning",
+           fmt::format("GIL {} of this free-threaded build was disabled for {}, then enabled at "
+                       "{:.3f} s{}: importing an extension module that does not declare itself "
+                       "free-threading-safe does that (CPython's RuntimeWarning names it). From "
+                       "then on Python threads take turns again; PYTHON_GIL=0 keeps it off, at "
+                       "that module's risk.",
+                       g.id, format_duration(saturating_ns(g.disabled_ns)),
+                       enabled_spells(g).last_on_ns / 1e9,
+                       g.enabled_changes.back().enabled == kEnabledForGood ? " for good" : "")});
     if (g.switch_number_known && g.switch_number_delta >= 0 &&
         g.switches != static_cast<uint64_t>(g.switch_number_delta) && !r.recording.truncated)
       out.push_back({"switch_mismatch", "warning",

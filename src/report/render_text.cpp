@@ -115,17 +115,8 @@ void render_switch_check(const GilReport& g, std::ostream& out) {
 // and when it came on.  Utilization stays relative to the whole window.
 void render_enabled(const GilReport& g, std::ostream& out) {
   if (g.enabled_changes.empty() || g.disabled_ns <= 0) return;
-  int spells = 0;
-  double last_on_ns = 0;
-  uint32_t prev = 0;
-  for (size_t i = 0; i < g.enabled_changes.size(); ++i) {
-    const EnabledChange& c = g.enabled_changes[i];
-    if (c.enabled != 0 && (i == 0 || prev == 0)) {
-      ++spells;
-      last_on_ns = c.at_ns;
-    }
-    prev = c.enabled;
-  }
+  const auto [spells, last_on_ns] = enabled_spells(g);
+  const uint32_t prev = g.enabled_changes.back().enabled;
   const std::string off = format_duration(saturating_ns(g.disabled_ns));
   const auto plural = [](int n) { return n == 1 ? "" : "s"; };
   std::string when;
@@ -295,6 +286,20 @@ void render_histogram(const Histogram& h, std::string_view title, std::ostream& 
     out << fmt::format("  {} – {} {} {}\n", cell(lo, 8), cell(hi, 8, false),
                        cell(bar(rows[i], max, 40), 40, false), cell(count(rows[i]), 12));
   }
+}
+
+EnabledSpells enabled_spells(const GilReport& g) {
+  EnabledSpells s;
+  uint32_t prev = 0;
+  for (size_t i = 0; i < g.enabled_changes.size(); ++i) {
+    const EnabledChange& c = g.enabled_changes[i];
+    if (c.enabled != 0 && (i == 0 || prev == 0)) {
+      ++s.count;
+      s.last_on_ns = c.at_ns;
+    }
+    prev = c.enabled;
+  }
+  return s;
 }
 
 void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {

@@ -33,6 +33,15 @@ inline uint64_t saturating_ns(double ns) {
   return ns >= 18446744073709551615.0 ? UINT64_MAX : static_cast<uint64_t>(ns);
 }
 
+// Free-threaded builds: how many times GIL g went from disabled to enabled
+// in the window (counting an enabled start), and when it last did (ns since
+// the window's start).
+struct EnabledSpells {
+  int count = 0;
+  double last_on_ns = 0;
+};
+EnabledSpells enabled_spells(const GilReport& g);
+
 // A log-scale bar chart of a distribution of durations (ns): one row per
 // 1-2-5 step from the smallest to the largest value.  Nothing when empty.
 void render_histogram(const Histogram& h, std::string_view title, std::ostream& out);

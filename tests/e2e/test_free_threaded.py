@@ -48,6 +48,43 @@ def test_gil_disabled_json_has_no_traffic(gilstat, free_threaded):
     assert sum(g["acquisitions"] for g in rep["gils"]) == 0, r.describe()
 
 
+def disabled_from_changes(changes, duration_s):
+    """The time spent with enabled == 0, recomputed from the list of changes."""
+    ends = [c["t_s"] for c in changes[1:]] + [duration_s]
+    return sum(end - c["t_s"] for c, end in zip(changes, ends) if c["enabled"] == 0)
+
+
+def test_gil_never_enabled_history(gilstat, free_threaded):
+    """PYTHON_GIL=0: CPython never enables it, not even while modules load: one
+    state, off, for the whole window."""
+    r = gilstat("run", "--json", "--", free_threaded.path, workload("spin.py"), "--threads",
+                "2", "--seconds", "0.5", env={"PYTHON_GIL": "0"})
+    assert r.returncode == 0, r.describe()
+    rep = r.report()
+    g = rep["gils"][0]
+    assert g["enabled_changes"] == [{"t_s": 0.0, "enabled": 0}], r.describe()
+    assert abs(g["disabled_s"] - rep["duration_s"]) < 1e-6, r.describe()
+
+
+def test_gil_unset_only_brief_spells(gilstat, free_threaded):
+    """PYTHON_GIL unset and no module that needs the GIL: CPython enables it only
+    transiently while extension modules of unknown safety load (never for good), it is
+    off at the end, and the one-line note is printed instead of tables."""
+    r = gilstat("run", "--json", "--", free_threaded.path, workload("spin.py"), "--threads",
+                "2", "--seconds", "0.5", env={"PYTHON_GIL": None})
+    assert r.returncode == 0, r.describe()
+    assert "GIL disabled (free-threaded build)" in r.stderr_text, r.describe()
+    rep = r.report()
+    g = rep["gils"][0]
+    changes = g["enabled_changes"]
+    assert changes[-1]["enabled"] == 0, r.describe()
+    assert all(0 <= c["enabled"] < INT_MAX for c in changes), r.describe()
+    assert [c["t_s"] for c in changes] == sorted(c["t_s"] for c in changes), r.describe()
+    assert abs(g["disabled_s"] - disabled_from_changes(changes, rep["duration_s"])) < 1e-6, \
+        r.describe()
+    assert g["disabled_s"] >= 0.9 * rep["duration_s"], r.describe()
+
+
 def test_gil_enabled_is_measured(gilstat, free_threaded):
     r = gilstat("run", "--json", "--", free_threaded.path, workload("spin.py"), "--threads",
                 "2", "--seconds", "0.8", env={"PYTHON_GIL": "1"})
@@ -56,6 +93,9 @@ def test_gil_enabled_is_measured(gilstat, free_threaded):
     assert rep["python"]["free_threaded"] is True
     g = rep["gils"][0]
     assert g["switches"] == g["switch_number_delta"] > 0, r.describe()
+    # PYTHON_GIL=1: on for good from the start, never off.
+    assert g["enabled_changes"] == [{"t_s": 0.0, "enabled": INT_MAX}], r.describe()
+    assert g["disabled_s"] == 0.0, r.describe()
 
 
 # ---------------------------------------------------------------------------
@@ -110,6 +150,9 @@ def check_enabled_midway(report, truth, ctx, min_disabled_s, launched):
     assert on_at <= report["duration_s"] - PHASE_S, (on_at, ctx)
     assert gil["disabled_s"] >= min_disabled_s, (gil["disabled_s"], ctx)
     assert gil["disabled_s"] <= on_at + 1e-6, (gil["disabled_s"], on_at, ctx)
+    assert abs(gil["disabled_s"] - disabled_from_changes(changes, report["duration_s"])) < 1e-6, \
+        ctx
+    assert any(f["id"] == "gil_enabled" for f in report["findings"]), ctx
 
 
 def test_gil_enabled_midrun_is_reported(gilstat, free_threaded, demo_extension_dir, tmp_path):

@@ -219,6 +219,22 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
   fs = find_findings(idle);
   EXPECT_TRUE(has(fs, "idle_gil"));
   EXPECT_FALSE(has(fs, "starved_thread"));
+  EXPECT_FALSE(has(fs, "gil_enabled"));
+
+  // Free-threaded, off for 0.6 s then on for good: said; not "idle".
+  idle.gils[0].disabled_ns = 0.6e9;
+  idle.gils[0].enabled_changes = {{0, 0}, {0.6e9, 1}, {0.61e9, kEnabledForGood}};
+  fs = find_findings(idle);
+  EXPECT_TRUE(has(fs, "gil_enabled"));
+  EXPECT_FALSE(has(fs, "idle_gil"));
+  for (const Finding& f : fs)
+    if (f.id == "gil_enabled")
+      EXPECT_NE(f.text.find("disabled for 600 ms, then enabled at 0.600 s for good"),
+                std::string::npos)
+          << f.text;
+  idle.gils[0].enabled_changes.resize(2);
+  idle.gils[0].enabled_changes.push_back({0.62e9, 0});  // off again at the end: nothing to say
+  EXPECT_FALSE(has(find_findings(idle), "gil_enabled"));
 }
 
 }  // namespace
