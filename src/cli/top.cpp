@@ -105,6 +105,9 @@ std::string render_table(const report::Report& now, const std::vector<GilDelta>&
         g.switches / interval_s, g.requests / interval_s,
         report::format_duration(g.now->handoff_ns.p50),
         report::format_duration(g.now->handoff_ns.p99));
+    // Free-threaded builds: zero rates are no news while the GIL is off.
+    if (!g.now->enabled_changes.empty() && g.now->enabled_changes.back().enabled == 0)
+      out << fmt::format("  GIL {} is disabled (free-threaded build)\n", g.now->id);
   }
   out << fmt::format("\n{:<22} {:>8} {:>7} {:>7} {:>9} {:>7} {:>7} {:>10} {:>10}\n", "THREAD",
                      "TID", "HELD%", "WAIT%", "ACQ/s", "HELD%Σ", "WAIT%Σ", "WAIT p99",

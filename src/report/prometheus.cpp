@@ -148,6 +148,9 @@ void render_prometheus(const Report& r, std::ostream& out) {
   per_gil("gilstat_gil_forced_handoffs_total", "counter",
           "Releases where the holder waited until another thread took the GIL.",
           [](const GilReport& g) { return static_cast<double>(g.forced_handoffs); });
+  per_gil("gilstat_gil_disabled_seconds", "gauge",
+          "Free-threaded builds: time of the window the GIL was disabled (0 otherwise).",
+          [](const GilReport& g) { return g.disabled_ns / 1e9; });
   const auto gil_hist = [&](const char* name, const char* help, Histogram GilReport::*h) {
     e.family(name, "histogram", help, [&] {
       for (const GilReport& g : r.gils) e.histogram(gil_labels(g), g.*h);

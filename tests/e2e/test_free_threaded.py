@@ -178,24 +178,56 @@ def test_gil_enabled_midrun_is_reported(gilstat, free_threaded, demo_extension_d
     assert "(free-threaded build); enabled at " in out and " s for good" in out, out
 
 
+class EnableTarget:
+    """gil_enable.py --wait run directly (PYTHON_GIL unset): phase 1 spins with the GIL
+    off until enable() is called. Killed and reaped on leaving the `with` block."""
+
+    def __init__(self, python, extension_dir):
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=extension_dir)
+        for name in ("PYTHON_GIL", "GILSTAT_TEST_PYTHON"):
+            env.pop(name, None)
+        self.proc = subprocess.Popen([python.path, workload("gil_enable.py"), "--wait",
+                                      "--seconds", str(PHASE_S)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                     preexec_fn=raise_priority)
+        self.pid = self.proc.pid
+        self.others = []  # gilstat processes to reap with it
+
+    def __enter__(self):
+        assert self.proc.stdout.readline() == b"ready\n", "target did not start"
+        return self
+
+    def __exit__(self, *exc):
+        for proc in [self.proc] + self.others:
+            if proc.poll() is None:
+                kill_tree(proc)
+            proc.wait()
+
+    def enable(self):
+        """Ends phase 1; returns the workload's JSON line once it has exited."""
+        self.proc.stdin.write(b"enable\n")
+        self.proc.stdin.close()
+        truth = json.loads(self.proc.stdout.readline())
+        assert self.proc.wait(timeout=30) == 0, self.proc.stderr.read().decode()
+        return truth
+
+
+def gilstat_attached(target, gilstat_bin, *args):
+    proc = subprocess.Popen([gilstat_bin] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    target.others.append(proc)
+    return proc
+
+
 def test_gil_enabled_after_attach_is_reported(gilstat_bin, gilstat, free_threaded,
                                               demo_extension_dir, tmp_path):
     """`record --pid` attached while the GIL is still off, then the target enables it."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=demo_extension_dir)
-    for name in ("PYTHON_GIL", "GILSTAT_TEST_PYTHON"):
-        env.pop(name, None)
     path = str(tmp_path / "attach-enable.gilstat")
-    target = subprocess.Popen([free_threaded.path, workload("gil_enable.py"), "--wait",
-                               "--seconds", str(PHASE_S)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, start_new_session=True,
-                              preexec_fn=raise_priority)
-    record = None
-    try:
-        assert target.stdout.readline() == b"ready\n", "target did not start"
-        record = subprocess.Popen([gilstat_bin, "record", "--pid", str(target.pid), "-o", path],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, start_new_session=True)
+    off_after_attach_s = 0.3
+    with EnableTarget(free_threaded, demo_extension_dir) as target:
+        record = gilstat_attached(target, gilstat_bin, "record", "--pid", target.pid, "-o", path)
         # The file appears once the probe is attached (a failed attach writes none).
         deadline = time.monotonic() + 20
         while not os.path.exists(path) and record.poll() is None and time.monotonic() < deadline:
@@ -203,20 +235,11 @@ def test_gil_enabled_after_attach_is_reported(gilstat_bin, gilstat, free_threade
         if record.poll() == 4:
             pytest.skip("no permission to attach: " + record.stderr.read().decode())
         assert os.path.exists(path), "record --pid did not attach in 20 s"
-        off_after_attach_s = 0.3
         time.sleep(off_after_attach_s)
-        target.stdin.write(b"enable\n")
-        target.stdin.close()
-        truth = json.loads(target.stdout.readline())
-        assert target.wait(timeout=30) == 0, target.stderr.read().decode()
+        truth = target.enable()
         _, err = record.communicate(timeout=30)
         ctx = "record: exit %s\n%s" % (record.returncode, err.decode())
         assert record.returncode == 0 and "exited" in err.decode(), ctx
-    finally:
-        for proc in (target, record):
-            if proc and proc.poll() is None:
-                kill_tree(proc)
-                proc.wait()
     result = gilstat("report", path, "--json")
     assert result.returncode == 0, result.describe()
     report = json.loads(result.stdout.decode())
@@ -224,3 +247,27 @@ def test_gil_enabled_after_attach_is_reported(gilstat_bin, gilstat, free_threade
     assert report["pid"] == truth["pid"], ctx
     assert report["gils"][0]["enabled_changes"][0]["enabled"] == 0, "off at the attach\n" + ctx
     check_enabled_midway(report, truth, ctx, min_disabled_s=off_after_attach_s, launched=False)
+
+    # The Prometheus export has the same disabled time.
+    prom = gilstat("export", path, "--format", "prometheus")
+    assert prom.returncode == 0, prom.describe()
+    line = [l for l in prom.stdout.decode().splitlines()
+            if l.startswith("gilstat_gil_disabled_seconds{")]
+    assert len(line) == 1, prom.describe()
+    assert abs(float(line[0].split()[-1]) - report["gils"][0]["disabled_s"]) < 1e-6, line
+
+
+def test_top_says_the_gil_is_disabled(gilstat_bin, free_threaded, demo_extension_dir):
+    """`top` attached to a free-threaded process running without its GIL says so under
+    the GIL's zero rates."""
+    with EnableTarget(free_threaded, demo_extension_dir) as target:
+        top = gilstat_attached(target, gilstat_bin, "top", "--pid", target.pid, "--interval",
+                               0.3, "--duration", 1)
+        out, err = top.communicate(timeout=30)
+        if top.returncode == 4:
+            pytest.skip("no permission to attach: " + err.decode())
+        ctx = "top: exit %s\nstdout:\n%s\nstderr:\n%s" % (top.returncode, out.decode()[-3000:],
+                                                          err.decode())
+        assert top.returncode == 0, ctx
+        assert "GIL 0 is disabled (free-threaded build)" in out.decode(), ctx
+        target.enable()
