@@ -15,6 +15,7 @@
 
 #include "attach/load_library.hpp"
 #include "attach/process_maps.hpp"
+#include "cli/capture.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -129,6 +130,25 @@ bool AttachSession::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
+}
+
+AttachedWindow record_attached(AttachSession& session, Capture& capture,
+                               const std::function<bool()>& keep_going) {
+  ClockCalibration calibration(session.clock());
+  AttachedWindow w;
+  for (;;) {
+    capture.poll();
+    session.region().beat();
+    if (!keep_going()) break;
+    if ((w.exited = session.target_exited(5))) break;
+  }
+  // Unhook first, then close the window: every event the probe recorded
+  // happened before this clock read, so no hold runs past the window.
+  if (!w.exited) session.stop();
+  const uint64_t window_end = read_clock(session.clock());
+  calibration.sample();
+  w.report = capture.finish(window_end, calibration.ns_per_tick(), session.command());
+  return w;
 }
 
 }  // namespace gilstat::cli

@@ -1,15 +1,17 @@
 // An attached probe: pre-flight, ptrace-dlopen of the probe, its region
 // opened through /proc/PID/fd/N, and a clean stop.  Shared by `top`,
-// `record --pid` and `attach`.
+// `record --pid` and `demo --attach`.
 #pragma once
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "attach/preflight.hpp"
 #include "proto/shm_region.hpp"
+#include "report/report.hpp"
 
 namespace gilstat::cli {
 
@@ -44,6 +46,21 @@ class AttachSession {
   int pidfd_ = -1;
   bool stopped_ = false;
 };
+
+class Capture;
+
+// The end of an attached recording.
+struct AttachedWindow {
+  report::Report report;
+  bool exited = false;  // the target exited; otherwise keep_going ended it
+};
+
+// Drains `capture` (keeping the heartbeat alive) until the target exits or
+// `keep_going`, called after every drain (about every 5 ms), returns false;
+// then unhooks the probe and closes the window.  Shared by `record --pid`
+// and `demo --attach`.
+AttachedWindow record_attached(AttachSession& session, Capture& capture,
+                               const std::function<bool()>& keep_going);
 
 // Stops a polling loop on SIGINT / SIGTERM / SIGHUP.
 void install_stop_signals();

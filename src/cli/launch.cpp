@@ -55,18 +55,21 @@ std::string join_command(const std::vector<std::string>& argv) {
   return out;
 }
 
-[[noreturn]] void exec_child(const LaunchOptions& opts, const std::string& probe, int shm_fd,
-                             int err_fd, int out_fd) {
+[[noreturn]] void exec_child(const LaunchOptions& opts, const Preload* preload, int err_fd,
+                             int in_fd, int out_fd) {
   signal(SIGINT, SIG_DFL);
   signal(SIGQUIT, SIG_DFL);
-  // The region fd is the only one we hand over: it must survive exec (and
-  // the bash shims' execs after it).
-  fcntl(shm_fd, F_SETFD, 0);
-  const char* old = std::getenv("LD_PRELOAD");
-  const std::string preload = old && *old ? probe + ":" + old : probe;
-  setenv("LD_PRELOAD", preload.c_str(), 1);
-  setenv(proto::kEnvShmFd, std::to_string(shm_fd).c_str(), 1);
+  if (preload) {
+    // The region fd is the only one we hand over: it must survive exec (and
+    // the bash shims' execs after it).
+    fcntl(preload->shm_fd, F_SETFD, 0);
+    const char* old = std::getenv("LD_PRELOAD");
+    const std::string value = old && *old ? preload->probe + ":" + old : preload->probe;
+    setenv("LD_PRELOAD", value.c_str(), 1);
+    setenv(proto::kEnvShmFd, std::to_string(preload->shm_fd).c_str(), 1);
+  }
   for (const auto& [name, value] : opts.env) setenv(name.c_str(), value.c_str(), 1);
+  if (in_fd >= 0) dup2(in_fd, STDIN_FILENO);
   if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
   std::vector<char*> args;
   for (const auto& a : opts.argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -93,26 +96,6 @@ bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status) {
     if (r < 0 && errno == EINTR) continue;
     return false;
   }
-}
-
-// Appends what is readable now (all of it, until EOF, on a blocking fd).
-void read_available(int fd, std::string* out) {
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n > 0) {
-      out->append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    return;
-  }
-}
-
-int exit_code_of(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
 }
 
 Outcome outcome_of(const proto::Header& h, const std::string& program) {
@@ -152,6 +135,51 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
 
 }  // namespace
 
+Spawned spawn(const LaunchOptions& opts, const Preload* preload, bool pipe_stdin) {
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
+  int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1};
+  if (pipe_stdin && pipe2(in_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
+  if (opts.capture_stdout && pipe2(out_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(fmt::format("fork failed: {}", std::strerror(errno)));
+  if (pid == 0) exec_child(opts, preload, err_pipe[1], in_pipe[0], out_pipe[1]);
+  close(err_pipe[1]);
+  for (int fd : {in_pipe[0], out_pipe[1]})
+    if (fd >= 0) close(fd);
+  int exec_errno = 0;
+  const bool exec_failed = read(err_pipe[0], &exec_errno, sizeof(exec_errno)) == sizeof(int);
+  close(err_pipe[0]);
+  if (exec_failed) {
+    waitpid(pid, nullptr, 0);
+    for (int fd : {in_pipe[1], out_pipe[0]})
+      if (fd >= 0) close(fd);
+    throw Error(fmt::format("cannot run {}: {}", opts.argv[0], std::strerror(exec_errno)),
+                "check the program name and PATH", 127);
+  }
+  return {pid, in_pipe[1], out_pipe[0]};
+}
+
+// Appends what is readable now (all of it, until EOF, on a blocking fd).
+void read_available(int fd, std::string* out) {
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out->append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return;
+  }
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
 LaunchResult launch(const LaunchOptions& opts) {
   const std::string probe = probe_library_path();
   const proto::ClockKind clock = choose_clock();
@@ -164,36 +192,22 @@ LaunchResult launch(const LaunchOptions& opts) {
   std::unique_ptr<proto::RecordingWriter> writer;
   if (!opts.output.empty()) writer = std::make_unique<proto::RecordingWriter>(opts.output);
 
-  int err_pipe[2];
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
-  int out_pipe[2] = {-1, -1};
-  if (opts.capture_stdout && pipe2(out_pipe, O_CLOEXEC) != 0) throw Error("pipe failed");
   install_signal_handling();
-  const pid_t pid = fork();
-  if (pid < 0) throw Error(fmt::format("fork failed: {}", std::strerror(errno)));
-  if (pid == 0) exec_child(opts, probe, region.fd(), err_pipe[1], out_pipe[1]);
+  const Preload preload{probe, region.fd()};
+  const Spawned child = spawn(opts, &preload, false);
+  const pid_t pid = child.pid;
   g_child = pid;
-  close(err_pipe[1]);
-  if (out_pipe[1] >= 0) close(out_pipe[1]);
-  int exec_errno = 0;
-  const bool exec_failed = read(err_pipe[0], &exec_errno, sizeof(exec_errno)) == sizeof(int);
-  close(err_pipe[0]);
-  if (exec_failed) {
-    waitpid(pid, nullptr, 0);
-    if (out_pipe[0] >= 0) close(out_pipe[0]);
-    throw Error(fmt::format("cannot run {}: {}", opts.argv[0], std::strerror(exec_errno)),
-                "check the program name and PATH", 127);
-  }
+  const int out_fd = child.stdout_fd;
 
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   Capture capture(region, writer.get());
   LaunchResult result;
-  if (out_pipe[0] >= 0) fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+  if (out_fd >= 0) fcntl(out_fd, F_SETFL, O_NONBLOCK);
   const uint64_t started_ns = monotonic_ns();
   uint64_t next_tick_ns = started_ns;
   for (;;) {
     capture.poll();
-    if (out_pipe[0] >= 0) read_available(out_pipe[0], &result.stdout_text);
+    if (out_fd >= 0) read_available(out_fd, &result.stdout_text);
     if (opts.on_tick && monotonic_ns() >= next_tick_ns) {
       next_tick_ns += 100'000'000;
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
@@ -206,11 +220,11 @@ LaunchResult launch(const LaunchOptions& opts) {
   calibration.sample();
   if (pidfd >= 0) close(pidfd);
   g_child = -1;
-  if (out_pipe[0] >= 0) {
+  if (out_fd >= 0) {
     // Whatever the program's own children still write after it exited.
-    fcntl(out_pipe[0], F_SETFL, 0);
-    read_available(out_pipe[0], &result.stdout_text);
-    close(out_pipe[0]);
+    fcntl(out_fd, F_SETFL, 0);
+    read_available(out_fd, &result.stdout_text);
+    close(out_fd);
   }
 
   result.report = capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));

@@ -2,6 +2,8 @@
 // until it exits.  Shared by `run`, `record -- cmd` and `demo`.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <utility>
@@ -41,13 +43,38 @@ struct LaunchResult {
   report::Report report;
   Outcome outcome;
   int wait_status = 0;
-  int exit_code = 0;  // the program's, 128+N when killed by signal N
+  int exit_code = 0;        // the program's, 128+N when killed by signal N
   std::string stdout_text;  // with capture_stdout
   LiveStatus final_status;  // totals at the end
 };
 
 // Throws gilstat::Error when the program cannot be started at all.
 LaunchResult launch(const LaunchOptions& opts);
+
+// What a launched program needs to load the probe: the library and the
+// region it writes to (handed over as an inherited fd).
+struct Preload {
+  std::string probe;
+  int shm_fd = -1;
+};
+
+// A started program and gilstat's ends of its pipes (-1 when not asked for).
+struct Spawned {
+  pid_t pid = -1;
+  int stdin_fd = -1;   // with pipe_stdin
+  int stdout_fd = -1;  // with opts.capture_stdout
+};
+
+// Starts opts.argv with opts.env added; with a preload the probe is loaded
+// into it, without one it runs untouched.  Throws gilstat::Error (exit code
+// 127) when it cannot be started.
+Spawned spawn(const LaunchOptions& opts, const Preload* preload, bool pipe_stdin);
+
+// Appends what is readable now on fd (all of it, until EOF, on a blocking fd).
+void read_available(int fd, std::string* out);
+
+// The program's exit code from its wait status: 128+N when killed by signal N.
+int exit_code_of(int wait_status);
 
 // Prints an Outcome as `gilstat: error:` + `hint:` lines.
 void print_outcome(const Outcome& outcome);

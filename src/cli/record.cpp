@@ -46,32 +46,24 @@ int record_pid(const RecordOptions& opts) {
   // Attach first: a failed attach must not create (or clobber) the file.
   AttachSession session(opts.pid);
   proto::RecordingWriter writer(opts.output);
-  ClockCalibration calibration(session.clock());
   Capture capture(session.region(), &writer);
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
-  bool exited = false;
   auto status = [&] {
     return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
                       capture.drops() + session.region().header().drops_no_ring.load(),
                       writer.bytes()};
   };
-  while (!stop_requested()) {
-    capture.poll();
-    session.region().beat();
-    if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9) break;
-    if (tty && monotonic_ns() >= next_tick) {
-      next_tick += 100'000'000;
-      std::cerr << "\r" << status_line(status()) << std::flush;
-    }
-    if ((exited = session.target_exited(5))) break;
-  }
-  // Unhook first, then close the window: every event the probe recorded
-  // happened before this clock read, so no hold runs past the window.
-  if (!exited) session.stop();
-  const uint64_t window_end = read_clock(session.clock());
-  calibration.sample();
-  capture.finish(window_end, calibration.ns_per_tick(), session.command());
+  const bool exited = record_attached(session, capture, [&] {
+                        if (stop_requested()) return false;
+                        if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9)
+                          return false;
+                        if (tty && monotonic_ns() >= next_tick) {
+                          next_tick += 100'000'000;
+                          std::cerr << "\r" << status_line(status()) << std::flush;
+                        }
+                        return true;
+                      }).exited;
   writer.close();
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);

@@ -9,13 +9,14 @@ import sys
 import threading
 
 import _gilstat_demo
-from demo_common import arg, emit, emit_thread, native_id
+from demo_common import arg, emit, emit_thread, native_id, wait_for_go
 
 
 def main():
     n = arg(sys.argv, 1, 2, int, 1, 64, "threads")
     seconds = arg(sys.argv, 2, 1.0, float, 0.1, 600.0, "seconds")
     truth = {}
+    wait_for_go()
 
     def run():
         truth["tid"] = native_id()

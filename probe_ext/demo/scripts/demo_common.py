@@ -8,6 +8,7 @@ Every script prints its own ground truth on stdout, one fact per line:
 next to what really happened without a JSON parser. Nothing else goes to
 stdout. Python 3.8 syntax only.
 """
+import os
 import sys
 import threading
 import time
@@ -28,6 +29,26 @@ def emit(kind, **fields):
         parts.append("%s=%s" % (key, value))
     sys.stdout.write(" ".join(parts) + "\n")
     sys.stdout.flush()
+
+
+# Set by `gilstat demo --attach`, which starts the script without the probe.
+WAIT_ENV = "GILSTAT_DEMO_WAIT"
+
+
+def wait_for_go():
+    """With $GILSTAT_DEMO_WAIT set: say `ready`, then block until gilstat writes `go`.
+
+    `gilstat demo --attach` attaches to the script in between, so the measured
+    work (everything after this call) runs under the probe, as under `gilstat
+    run`. Called by each script after its imports, before its work; without the
+    variable it returns at once and the script runs as it always did.
+    """
+    if not os.environ.get(WAIT_ENV):
+        return
+    emit("ready", pid=os.getpid())
+    line = sys.stdin.readline()
+    if line.strip() != "go":
+        sys.exit("gilstat demo: expected `go` on stdin, got %r" % line)
 
 
 def emit_thread(name, tid, **fields):
@@ -100,6 +121,8 @@ SUM_CHUNKS = 8
 
 def native_sum_in_threads(release_gil, threads=2):
     import _gilstat_demo
+
+    wait_for_go()
 
     native_ns = [0] * threads
     ends = [0.0] * threads

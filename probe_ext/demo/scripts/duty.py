@@ -8,7 +8,7 @@ import sys
 import threading
 
 import _gilstat_demo
-from demo_common import arg, emit, emit_thread, native_id, runqueue_s
+from demo_common import arg, emit, emit_thread, native_id, runqueue_s, wait_for_go
 
 PERIOD_MS = 10.0
 
@@ -18,6 +18,7 @@ def main():
     seconds = arg(sys.argv, 2, 1.5, float, 0.1, 600.0, "seconds")
     periods = int(round(seconds * 1000.0 / PERIOD_MS))
     truth = {}
+    wait_for_go()
 
     def run():
         truth["tid"] = native_id()

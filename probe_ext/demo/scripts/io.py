@@ -7,13 +7,14 @@ import socket
 import threading
 import time
 
-from demo_common import emit, emit_thread, native_id
+from demo_common import emit, emit_thread, native_id, wait_for_go
 
 TICKS = 30
 TICK_S = 0.05
 
 
 def main():
+    wait_for_go()
     reader_sock, writer_sock = socket.socketpair()
     tids = {}
     counts = {}

@@ -13,7 +13,7 @@ import threading
 import time
 
 import _gilstat_demo
-from demo_common import arg, emit, emit_thread, native_id, runqueue_s
+from demo_common import arg, emit, emit_thread, native_id, runqueue_s, wait_for_go
 
 NATIVE_US = 1000.0  # native (sleeping) wait between two callbacks, e.g. for I/O
 CALLBACK_LOOP = 2000  # ~0.1 ms of Python per callback
@@ -32,6 +32,7 @@ def main():
     calls = arg(sys.argv, 2, 100, int, 1, 100000, "calls")
     stop = [False]
     app_truth = {}
+    wait_for_go()
 
     def app():
         app_truth["tid"] = native_id()

@@ -7,7 +7,8 @@ time and each thread gets about 1/N of it (CPython forces a switch every
 import sys
 import time
 
-from demo_common import arg, emit, emit_thread, native_id, runqueue_s, start_together
+from demo_common import (arg, emit, emit_thread, native_id, runqueue_s, start_together,
+                         wait_for_go)
 
 CHECK_EVERY = 2048  # iterations between clock reads: cheap, yet stops within ~0.1 ms
 
@@ -16,6 +17,7 @@ def main():
     n = arg(sys.argv, 1, 2, int, 1, 64, "threads")
     seconds = arg(sys.argv, 2, 1.5, float, 0.1, 600.0, "seconds")
     results = [None] * n
+    wait_for_go()
 
     def spin(i, start):
         end = start + seconds

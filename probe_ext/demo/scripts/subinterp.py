@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from demo_common import arg, emit, emit_thread, native_id
+from demo_common import arg, emit, emit_thread, native_id, wait_for_go
 
 # No `threading` in there: on 3.12 a subinterpreter that imported it hangs
 # in destroy() unless destroyed by the thread that ran it.
@@ -38,6 +38,7 @@ def create_isolated():
 
 
 def main():
+    wait_for_go()
     if sys.version_info < (3, 12):
         emit("unsupported", needs="3.12", python="%d.%d" % sys.version_info[:2])
         return
