@@ -1,8 +1,8 @@
-"""`gilstat demo`: the command's contract (list, bad input, interpreters).
+"""`gilstat demo`: the command's contract (list, bad input, interpreters) and
+`demo --check`, with and without --attach, under the interpreter under test."""
+import os
+import re
 
-The numeric `demo --check` over every demo is not run here yet: its spin and
-release tolerances need CPU the shared test machines do not always give
-(see the closing note of issue 3)."""
 import pytest
 
 DEMOS = ("spin", "hold", "release", "pool", "io", "duty", "atomics", "subinterp")
@@ -56,3 +56,74 @@ def test_demo_gil_disabled_by_the_user(gilstat, supported_python):
     assert r.returncode == 3, r.describe()
     assert "ran with its GIL disabled (PYTHON_GIL=0)" in r.stderr_text, r.describe()
     assert "hint: unset PYTHON_GIL" in r.stderr_text, r.describe()
+
+
+# ---------------------------------------------------------------------------------------
+# `demo --check` (issues 3 and 6): every demo, launched under the probe and attached to,
+# under the interpreter under test. Each demo's checks include the exact ones (switches ==
+# CPython's switch_number delta per GIL; nothing dropped or impossible; held + wait +
+# released == lifetime per thread), which must pass however busy the machine is. Its
+# timing bounds need free cores: --check reruns a failing demo up to 3 times in a fresh
+# process, the `gilstat` fixture raises its priority, and a timing bound that still failed
+# while the demo's threads were measurably starved of CPU (schedstat, printed by --check)
+# makes the test skip with those numbers rather than pass or fail.
+
+CHECK_TIMEOUT_S = 300  # ~10 s per mode on an idle 2-core machine; retries fit easily
+EXACT_CHECKS = ("switches", "held + wait + released", "events dropped, out of order, impossible")
+MODES = {(): "launched under the probe (as `gilstat run`)",
+         ("--attach",): "attached to the running script (as `record --pid`)"}
+# Run-queue time of the demo's timed threads, as a share of their lifetime, from which a
+# failed timing bound is the machine's doing rather than gilstat's: about what it shifts
+# the held / waiting shares by.
+STARVED_PERCENT = 5.0
+STARVED = re.compile(r"threads starved of CPU ([0-9.]+) % of the time\)$")
+
+
+def expected_summary(python):
+    """{demo: first words of its summary line} for this interpreter."""
+    expected = {d: "PASS %s" % d for d in DEMOS}
+    if python.minor < (3, 12):
+        expected["subinterp"] = "SKIP subinterp: needs Python 3.12+"
+    return expected
+
+
+def starved_only(failures):
+    """True when every failed check is a timing bound of a demo whose threads were
+    starved of CPU for at least STARVED_PERCENT of their lifetime."""
+    for line in failures:
+        m = STARVED.search(line)
+        if not m or float(m.group(1)) < STARVED_PERCENT:
+            return False
+        if any(words in line for words in EXACT_CHECKS) or "the demo script" in line:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("mode", list(MODES), ids=["run", "attach"])
+def test_demo_check(gilstat, supported_python, mode):
+    r = gilstat("demo", "--check", "--python", supported_python.path, *mode,
+                timeout=CHECK_TIMEOUT_S)
+    out = r.stdout.decode()
+    what = "demo --check%s output:\n%s\n%s" % (
+        " ".join(("",) + mode), out[-12000:], r.describe())
+    assert r.returncode in (0, 1) and "demo --check" in out, what
+    summary = [line.strip() for line in out[out.rindex("demo --check"):].splitlines()[1:]]
+    # The output says how the probe got in, for every demo it ran (a retry says it again).
+    assert out.count(MODES[mode]) >= len(DEMOS), what
+    assert not any(m in out for other, m in MODES.items() if other != mode), what
+    assert "Python %s" % supported_python.version in out, what
+    # The exact checks ran for every demo that ran (they are part of its PASS).
+    ran = sum(1 for start in expected_summary(supported_python).values()
+              if start.startswith("PASS"))
+    for words in EXACT_CHECKS:
+        assert out.count(words) >= ran, "`%s` checked fewer than %d times\n%s" % (
+            words, ran, what)
+    failures = [line for line in summary if line.startswith("FAIL")]
+    if failures and starved_only(failures):
+        pytest.skip("the machine starved the demos' threads of CPU (load: %s); timing bounds "
+                    "not checkable here, exact checks passed:\n%s"
+                    % (os.getloadavg(), "\n".join(failures)))
+    assert r.returncode == 0 and not failures, what
+    for demo, start in expected_summary(supported_python).items():
+        assert any(line.startswith(start) for line in summary), (
+            "no `%s` line in the summary\n%s" % (start, what))
