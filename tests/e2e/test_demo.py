@@ -26,11 +26,13 @@ def test_demo_missing_interpreter(gilstat, tmp_path):
     assert r.returncode == 2 and "not found or not executable" in r.stderr_text, r.describe()
 
 
-def test_demo_unsupported_interpreter(gilstat, python):
+@pytest.mark.parametrize("mode", [(), ("--attach",)], ids=["run", "attach"])
+def test_demo_unsupported_interpreter(gilstat, python, mode):
     if python.supported:
         pytest.skip("needs an unsupported interpreter (the 3.7 entry)")
-    r = gilstat("demo", "io", "--python", python.path)
-    assert r.returncode == 3 and "not supported" in r.stderr_text, r.describe()
+    r = gilstat("demo", "io", "--python", python.path, *mode)
+    assert r.returncode == 3 and "not support" in r.stderr_text, r.describe()
+    assert "hint:" in r.stderr_text, r.describe()
 
 
 def test_demo_io_runs(gilstat, supported_python):

@@ -13,8 +13,12 @@ import sys
 import threading
 import time
 
-if sys.version_info < (3, 8):
-    # gilstat refuses the interpreter itself and says why; just stop early.
+# Set by `gilstat demo --attach`, which starts the script without the probe.
+WAIT_ENV = "GILSTAT_DEMO_WAIT"
+
+if sys.version_info < (3, 8) and not os.environ.get(WAIT_ENV):
+    # gilstat refuses the interpreter itself and says why; just stop early.  When
+    # gilstat is to attach, its pre-flight does the refusing: wait for it.
     sys.exit("the gilstat demos need Python 3.8 or newer")
 
 
@@ -29,10 +33,6 @@ def emit(kind, **fields):
         parts.append("%s=%s" % (key, value))
     sys.stdout.write(" ".join(parts) + "\n")
     sys.stdout.flush()
-
-
-# Set by `gilstat demo --attach`, which starts the script without the probe.
-WAIT_ENV = "GILSTAT_DEMO_WAIT"
 
 
 def wait_for_go():
