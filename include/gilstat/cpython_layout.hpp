@@ -83,6 +83,32 @@ inline constexpr bool debug_offsets_layout(int minor, DebugOffsetsLayout* out) {
   }
 }
 
+// PEP 768 remote debugging (3.14+): positions inside _Py_DebugOffsets of the
+// fields `sys.remote_exec` uses.  The values stored there are offsets into
+// PyInterpreterState (threads_main, remote_debugging_enabled = config.remote_debug),
+// PyThreadState (eval_breaker, remote_debugger_support) and
+// _PyRemoteDebuggerSupport (pending call, script path).  Measured with offsetof()
+// against Debian's 3.14.10 and 3.15 headers; the same layout in free-threaded builds.
+struct RemoteDebugLayout {
+  uint32_t interp_threads_main;        // interpreter_state.threads_main
+  uint32_t eval_breaker;               // debugger_support.eval_breaker
+  uint32_t remote_debugger_support;    // debugger_support.remote_debugger_support
+  uint32_t remote_debugging_enabled;   // debugger_support.remote_debugging_enabled
+  uint32_t debugger_pending_call;      // debugger_support.debugger_pending_call
+  uint32_t debugger_script_path;       // debugger_support.debugger_script_path
+  uint32_t debugger_script_path_size;  // debugger_support.debugger_script_path_size
+};
+// _PY_EVAL_PLEASE_STOP_BIT of tstate->eval_breaker (pycore_ceval.h, 3.14 and 3.15).
+inline constexpr uint64_t kEvalPleaseStopBit = uint64_t{1} << 5;
+
+inline constexpr bool remote_debug_layout(int minor, RemoteDebugLayout* out) {
+  switch (minor) {
+    case 14: *out = {80, 712, 720, 728, 736, 744, 752}; return true;
+    case 15: *out = {80, 840, 848, 856, 864, 872, 880}; return true;
+    default: return false;
+  }
+}
+
 // PyThreadState.thread_id (the pthread_t of the thread owning the tstate),
 // 3.8–3.12; from 3.13 it comes from _Py_DebugOffsets.
 inline constexpr uint32_t tstate_thread_id_offset(int minor) {

@@ -10,8 +10,10 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "attach/injector.hpp"
@@ -73,17 +75,7 @@ Transfer plan_transfer(pid_t pid, const std::string& library_path, LibraryTransf
     throw Error(fmt::format("cannot find {}: {}", library_path, std::strerror(errno)));
   }
   t.target_path = resolved;
-  bool visible = false;
-  if (mode != LibraryTransfer::kMemfd) {
-    struct stat ours {
-    }, theirs{};
-    if (stat(resolved, &ours) != 0) {
-      throw Error(fmt::format("cannot stat {}: {}", resolved, std::strerror(errno)));
-    }
-    const std::string through_root = fmt::format("/proc/{}/root{}", pid, resolved);
-    visible = stat(through_root.c_str(), &theirs) == 0 && ours.st_dev == theirs.st_dev &&
-              ours.st_ino == theirs.st_ino;
-  }
+  const bool visible = mode != LibraryTransfer::kMemfd && target_can_open(pid, resolved);
   if (mode == LibraryTransfer::kPath || (mode == LibraryTransfer::kAuto && visible)) return t;
   int error_number = 0;
   t.bytes = elf::FileBytes::open(resolved, &error_number);
@@ -128,7 +120,56 @@ int remote_memfd(Injector& injector, pid_t pid, std::string_view name,
   return static_cast<int>(fd);
 }
 
+// The target's effective uid and gid from /proc/PID/status.
+bool target_ids(pid_t pid, uid_t* uid, gid_t* gid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  bool have_uid = false, have_gid = false;
+  while (std::getline(in, line)) {
+    unsigned long real = 0, effective = 0;
+    if (std::sscanf(line.c_str(), "Uid: %lu %lu", &real, &effective) == 2) {
+      *uid = static_cast<uid_t>(effective);
+      have_uid = true;
+    } else if (std::sscanf(line.c_str(), "Gid: %lu %lu", &real, &effective) == 2) {
+      *gid = static_cast<gid_t>(effective);
+      have_gid = true;
+    }
+  }
+  return have_uid && have_gid;
+}
+
+bool permits(const struct stat& st, uid_t uid, gid_t gid, mode_t user, mode_t group, mode_t other) {
+  if (st.st_uid == uid) return st.st_mode & user;
+  if (st.st_gid == gid) return st.st_mode & group;
+  return st.st_mode & other;
+}
+
 }  // namespace
+
+bool target_can_open(pid_t pid, const std::string& resolved_path) {
+  struct stat ours {
+  }, theirs{};
+  const std::string root = fmt::format("/proc/{}/root", pid);
+  if (stat(resolved_path.c_str(), &ours) != 0 ||
+      stat((root + resolved_path).c_str(), &theirs) != 0 || ours.st_dev != theirs.st_dev ||
+      ours.st_ino != theirs.st_ino) {
+    return false;
+  }
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (!target_ids(pid, &uid, &gid)) return false;
+  if (uid == 0) return true;
+  if (!permits(theirs, uid, gid, S_IRUSR, S_IRGRP, S_IROTH)) return false;
+  for (size_t slash = resolved_path.rfind('/'); slash != std::string::npos && slash > 0;
+       slash = resolved_path.rfind('/', slash - 1)) {
+    struct stat dir {};
+    if (stat((root + resolved_path.substr(0, slash)).c_str(), &dir) != 0 ||
+        !permits(dir, uid, gid, S_IXUSR, S_IXGRP, S_IXOTH)) {
+      return false;
+    }
+  }
+  return true;
+}
 
 bool safe_stop_point(const ProcessMaps& maps, const user_regs_struct& regs) {
   const MapEntry* m = maps.find(RemoteAddr(regs.rip));

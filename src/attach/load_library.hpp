@@ -50,6 +50,14 @@ struct LoadResult {
   std::vector<int> redelivered_signals;  // signals that arrived during the call
 };
 
+// Whether process `pid` can open `resolved_path` (absolute, symlinks resolved,
+// in our mount namespace) as the same file we see: the same inode through
+// /proc/PID/root, and read permission for the target's effective uid and gid
+// on the file plus search permission on every directory above it (mode bits
+// only; supplementary groups and ACLs are ignored, so "no" may be too
+// cautious, which only costs a copy).
+bool target_can_open(pid_t pid, const std::string& resolved_path);
+
 // Where the target's dynamic loader entry points are.
 struct TargetLoader {
   RemoteAddr dlopen;

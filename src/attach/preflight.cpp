@@ -389,6 +389,8 @@ PreflightResult preflight(pid_t pid) {
   result.version_source = version.source;
   result.load_bias = interpreter->bias;
   result.py_runtime = interpreter->address_of(*runtime);
+  result.uid = facts.target_uids[1];
+  result.gid = facts.target_gids[1];
   return result;
 }
 

@@ -24,6 +24,8 @@ struct PreflightResult {
   std::string version_source;     // "Py_Version", "Py_GetVersion", "file name"
   uint64_t load_bias = 0;         // runtime address - ELF address in that object
   RemoteAddr py_runtime;          // &_PyRuntime in the target
+  uid_t uid = 0;                  // the target's effective uid and gid
+  gid_t gid = 0;
 };
 
 // Runs every check in order (process, permission, tracer, CPython, version)

@@ -1,6 +1,8 @@
 #include "cli/attach_session.hpp"
 
+#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -10,10 +12,12 @@
 #include <cerrno>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <thread>
 
 #include "attach/load_library.hpp"
+#include "attach/remote_exec_load.hpp"
 #include "attach/process_maps.hpp"
 #include "cli/capture.hpp"
 #include "common/clock.hpp"
@@ -68,9 +72,55 @@ void install_stop_signals() {
 
 bool stop_requested() { return g_stop.load(); }
 
-AttachSession::AttachSession(pid_t pid) : pid_(pid), clock_(choose_clock()) {
+void add_method_option(CLI::App& command, std::string& method) {
+  command.add_option("-m,--method", method,
+                     "How to load the probe: ptrace (default), remote-exec (PEP 768, "
+                     "CPython 3.14+) or auto");
+}
+
+AttachMethod parse_attach_method(const std::string& text) {
+  if (text.empty() || text == "ptrace") return AttachMethod::kPtrace;
+  if (text == "remote-exec") return AttachMethod::kRemoteExec;
+  if (text == "auto") return AttachMethod::kAuto;
+  throw Error(fmt::format("unknown --method '{}'", text),
+              "--method is ptrace, remote-exec or auto", kExitUsage);
+}
+
+const char* method_name(AttachMethod method) {
+  switch (method) {
+    case AttachMethod::kPtrace: return "ptrace";
+    case AttachMethod::kRemoteExec: return "remote-exec";
+    case AttachMethod::kAuto: return "auto";
+  }
+  return "?";
+}
+
+MethodPlan plan_method(const attach::PreflightResult& target, AttachMethod requested) {
+  MethodPlan plan;
+  if (requested == AttachMethod::kPtrace) return plan;
+  try {
+    attach::LiveRemoteMemory memory(target.pid);
+    plan.remote =
+        attach::locate_remote_exec(memory, target.pid, target.py_runtime, target.version_hex);
+    if (!plan.remote->enabled) {
+      throw attach::RemoteExecNotRun(
+          fmt::format("remote debugging is disabled in process {} ({})", target.pid,
+                      attach::disabled_reason(target.pid)),
+          "restart it without that setting, or use --method ptrace");
+    }
+    plan.method = AttachMethod::kRemoteExec;
+  } catch (const attach::RemoteExecNotRun& e) {
+    if (requested == AttachMethod::kRemoteExec) throw;
+    plan.remote_exec_problem = e.what();
+    plan.remote.reset();
+  }
+  return plan;
+}
+
+AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_(choose_clock()) {
   target_ = attach::preflight(pid);
   command_ = read_cmdline(pid);
+  MethodPlan plan = plan_method(target_, method);
   const std::string probe = probe_library_path();
   // The probe thread unhooks everything if our heartbeat stops (SIGKILL).
   std::string config = "heartbeat";
@@ -89,13 +139,36 @@ AttachSession::AttachSession(pid_t pid) : pid_(pid), clock_(choose_clock()) {
       break;
     }
   }
-  const attach::LoadResult r = attach::load_library_and_call(
-      pid, library, "gilstat_probe_start", config, std::chrono::seconds(2), load);
+  int64_t rc = 0;
+  if (plan.method == AttachMethod::kRemoteExec) {
+    try {
+      rc = attach::remote_exec_load_and_call(target_, *plan.remote, library,
+                                             "gilstat_probe_start", config)
+               .return_value;
+      method_ = AttachMethod::kRemoteExec;
+    } catch (const attach::RemoteExecNotRun& e) {
+      if (method != AttachMethod::kAuto) throw;
+      plan.method = AttachMethod::kPtrace;
+      plan.remote_exec_problem = e.what();
+    }
+  }
+  if (plan.method == AttachMethod::kPtrace) {
+    // Under auto, say why remote-exec was not used where it exists at all.
+    if (method == AttachMethod::kAuto && ((target_.version_hex >> 16) & 0xff) >= 14 &&
+        !plan.remote_exec_problem.empty()) {
+      std::cerr << fmt::format("gilstat: note: not using remote-exec: {}; attaching with ptrace\n",
+                               plan.remote_exec_problem);
+    }
+    rc = attach::load_library_and_call(pid, library, "gilstat_probe_start", config,
+                                       std::chrono::seconds(2), load)
+             .return_value;
+    method_ = AttachMethod::kPtrace;
+  }
   attach_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                    .count();
-  if (r.return_value < 0) throw_start_failure(pid, r.return_value, nullptr);
+  if (rc < 0) throw_start_failure(pid, rc, nullptr);
   region_ = std::make_unique<proto::ShmRegion>(
-      proto::ShmRegion::open_in_process(pid, static_cast<int>(r.return_value)));
+      proto::ShmRegion::open_in_process(pid, static_cast<int>(rc)));
   // The probe may run with a different clock than we would pick (it was
   // started by an earlier gilstat): follow the region.
   clock_ = region_->header().clock_kind;

@@ -1,4 +1,4 @@
-// gilstat record -o FILE [--duration S] (--pid PID | -- PROGRAM ARGS...)
+// gilstat record -o FILE [--duration S] (--pid PID [--method M] | -- PROGRAM ARGS...)
 //
 // Saves a recording while showing a one-line live status on stderr
 // (elapsed, events, drops, bytes); read it back with `gilstat report FILE`.
@@ -27,6 +27,7 @@ struct RecordOptions {
   std::vector<std::string> argv;
   int pid = 0;
   double duration = 0;  // seconds; 0 = until stopped
+  std::string method;   // --method, with --pid
 };
 
 std::string status_line(const LiveStatus& s) {
@@ -44,7 +45,7 @@ int record_pid(const RecordOptions& opts) {
   const bool tty = isatty(STDERR_FILENO);
   install_stop_signals();
   // Attach first: a failed attach must not create (or clobber) the file.
-  AttachSession session(opts.pid);
+  AttachSession session(opts.pid, parse_attach_method(opts.method));
   proto::RecordingWriter writer(opts.output);
   Capture capture(session.region(), &writer);
   const uint64_t started = monotonic_ns();
@@ -75,10 +76,14 @@ int record_program(const RecordOptions& opts) {
   if (opts.pid > 0) {
     if (!opts.argv.empty())
       throw Error("give either --pid or a program after --, not both", {}, kExitUsage);
+    parse_attach_method(opts.method);  // a bad --method is a usage error before attaching
     return record_pid(opts);
   }
   if (opts.argv.empty())
     throw Error("nothing to record", "use --pid PID, or -- PROGRAM ARGS...", kExitUsage);
+  if (!opts.method.empty())
+    throw Error("--method applies to --pid only",
+                "a launched program gets the probe preloaded; drop --method", kExitUsage);
   const bool tty = isatty(STDERR_FILENO);
   LaunchOptions launch_opts{opts.argv, opts.output, false, {}, {}};
   launch_opts.on_tick = [&](const LiveStatus& s) {
@@ -102,6 +107,7 @@ void add_record_command(CLI::App& app, Action& action) {
   cmd->add_option("-o,--output", opts->output, "Recording file to write")->required();
   cmd->add_option("-p,--pid", opts->pid, "Attach to this running CPython process");
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds (with --pid)");
+  add_method_option(*cmd, opts->method);
   cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)");
   cmd->positionals_at_end();
   cmd->callback([opts, &action] { action = [opts] { return record_program(*opts); }; });

@@ -1,4 +1,5 @@
 // gilstat top --pid PID [--interval S] [--duration S] [--sort held|wait|acq] [--json]
+//             [--method ptrace|remote-exec|auto]
 //
 // Live view of a running process: per GIL and per thread, over the last
 // interval and since attach.  Interval figures are differences of two
@@ -35,6 +36,7 @@ struct TopOptions {
   double duration = 0;
   std::string sort = "held";
   bool json = false;
+  std::string method;  // --method
 };
 
 // One thread's figures over the last interval.
@@ -193,7 +195,7 @@ int top(const TopOptions& opts) {
     throw Error("--sort must be held, wait or acq", {}, kExitUsage);
   const bool screen = !opts.json && isatty(STDOUT_FILENO);
   install_stop_signals();
-  AttachSession session(opts.pid);
+  AttachSession session(opts.pid, parse_attach_method(opts.method));
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
   RawTerminal terminal;
@@ -247,6 +249,7 @@ void add_top_command(CLI::App& app, Action& action) {
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds");
   cmd->add_option("-s,--sort", opts->sort, "Sort threads by held, wait or acq (default held)");
   cmd->add_flag("--json", opts->json, "One JSON object per interval on stdout");
+  add_method_option(*cmd, opts->method);
   cmd->callback([opts, &action] { action = [opts] { return top(*opts); }; });
 }
 

@@ -6,7 +6,10 @@ Prints "ready" (flushed) once every spinner is counting. Then, one command a lin
          and answer "marked"
   stop   stop the spinners, join them, print one JSON line and exit
 End of stdin is `stop` (a test that died leaves no spinning orphan). With --seconds S
-it needs no stdin: marks at once, stops after S seconds (for `gilstat run`).
+it needs no stdin: marks at once, stops after S seconds (for `gilstat run`). With
+--poll S the main thread waits for stdin with select() timeouts of S seconds instead of
+one blocking read, so it returns to Python bytecode every S seconds (a PEP 768
+remote-exec request needs that: it runs in the main thread at its next safe point).
 
 The JSON line: {"pid", "threads": [{"name", "native_id", "iterations", "window",
 "cpu_s"}...]}; `window` is the count between `mark` and `stop` (the whole count when
@@ -17,6 +20,7 @@ Runs on Python 3.8+ (no newer syntax).
 import argparse
 import json
 import os
+import select
 import sys
 import threading
 import time
@@ -24,11 +28,30 @@ import time
 PUBLISH_EVERY = 1024  # iterations between publishing the count: cheap, fine-grained
 
 
+def polled_lines(slice_s):
+    """The lines of stdin, read with select() timeouts (the main thread keeps
+    running bytecode between them)."""
+    fd = sys.stdin.fileno()
+    pending = b""
+    while True:
+        if not select.select([fd], [], [], slice_s)[0]:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line.decode()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=0.0,
                         help="stop by itself after S seconds instead of reading stdin")
+    parser.add_argument("--poll", type=float, default=0.0,
+                        help="wait for stdin in select() slices of S seconds")
     args = parser.parse_args()
 
     n = args.threads
@@ -63,7 +86,7 @@ def main():
     if args.seconds > 0:
         time.sleep(args.seconds)
     else:
-        for line in sys.stdin:
+        for line in (polled_lines(args.poll) if args.poll > 0 else sys.stdin):
             command = line.strip()
             if command == "mark":
                 marked = list(counts)
