@@ -48,10 +48,13 @@ class Target:
     own session; commands on its stdin, lines from its stdout. Killed and reaped on
     exit from the `with` block whatever happened."""
 
-    def __init__(self, python, script, *args):
-        self.argv = [python.path, workload(script)] + [str(a) for a in args]
+    def __init__(self, python, script, *args, env=None, prefix=(), python_args=()):
+        """`env`: extra environment; `prefix`: argv before the interpreter (a wrapper
+        that execs it); `python_args`: interpreter options before the script."""
+        self.argv = ([str(a) for a in prefix] + [python.path] + list(python_args)
+                     + [workload(script)] + [str(a) for a in args])
         self.err = tempfile.TemporaryFile()
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(env or {}))
         env.pop("GILSTAT_TEST_PYTHON", None)
         if python.free_threaded:
             env["PYTHON_GIL"] = "1"  # as the `gilstat` fixture does: measure with the GIL

@@ -5,7 +5,8 @@
   --mode spin     a tight pure-Python loop for S seconds (never releases the GIL)
 
 Prints "ready" (flushed) right before the call, then after it one JSON line:
-{"pid", "mode", "seconds", "elapsed_s", "iterations"}; elapsed_s is the call's wall
+{"pid", "mode", "seconds", "elapsed_s", "iterations", "remote_scripts"} (the PEP 768
+scripts the process ran, 3.14+); elapsed_s is the call's wall
 time measured around it, so a call cut short by the attach shows as elapsed_s < S.
 
 Runs on any Python 3 (3.7 included: the unsupported-version test uses it).
@@ -16,6 +17,8 @@ import os
 import select
 import sys
 import time
+
+import remote_exec_audit  # records the PEP 768 scripts this process runs (3.14+)
 
 
 def main():
@@ -44,7 +47,8 @@ def main():
     elapsed = time.monotonic() - start
     sys.stdout.write(json.dumps({"pid": os.getpid(), "mode": args.mode,
                                  "seconds": args.seconds, "elapsed_s": elapsed,
-                                 "iterations": iterations}) + "\n")
+                                 "iterations": iterations,
+                                 "remote_scripts": remote_exec_audit.SCRIPTS}) + "\n")
     sys.stdout.flush()
 
 

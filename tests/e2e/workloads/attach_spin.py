@@ -11,8 +11,9 @@ it needs no stdin: marks at once, stops after S seconds (for `gilstat run`). Wit
 one blocking read, so it returns to Python bytecode every S seconds (a PEP 768
 remote-exec request needs that: it runs in the main thread at its next safe point).
 
-The JSON line: {"pid", "threads": [{"name", "native_id", "iterations", "window",
-"cpu_s"}...]}; `window` is the count between `mark` and `stop` (the whole count when
+The JSON line: {"pid", "remote_scripts", "threads": [{"name", "native_id", "iterations",
+"window", "cpu_s"}...]}; `remote_scripts` lists the PEP 768 scripts the process ran;
+`window` is the count between `mark` and `stop` (the whole count when
 there was no mark).
 
 Runs on Python 3.8+ (no newer syntax).
@@ -24,6 +25,8 @@ import select
 import sys
 import threading
 import time
+
+import remote_exec_audit  # records the PEP 768 scripts this process runs (3.14+)
 
 PUBLISH_EVERY = 1024  # iterations between publishing the count: cheap, fine-grained
 
@@ -100,6 +103,7 @@ def main():
 
     out = {
         "pid": os.getpid(),
+        "remote_scripts": remote_exec_audit.SCRIPTS,
         "threads": [{"name": t.name, "native_id": ids[i], "iterations": counts[i],
                      "window": counts[i] - marked[i], "cpu_s": cpu[i]}
                     for i, t in enumerate(threads)],
