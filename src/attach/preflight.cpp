@@ -279,7 +279,18 @@ std::string permission_hint(const PermissionFacts& f) {
   return hint;
 }
 
-PreflightResult preflight(pid_t pid) {
+void check_not_traced(pid_t pid) {
+  auto text = read_small_file(fmt::format("/proc/{}/status", pid));
+  if (!text) return;  // gone: the next step says so
+  auto status = parse_status(*text);
+  if (auto tracer = parse_number<pid_t>(status["TracerPid"]); tracer && *tracer != 0) {
+    throw Error(fmt::format("process {} ({}) is already traced by {} (pid {})", pid,
+                            status["Name"], comm_of(*tracer), *tracer),
+                "a process can have only one tracer: detach the debugger or tracer and retry");
+  }
+}
+
+PreflightResult preflight(pid_t pid, bool refuse_traced) {
   if (pid <= 0) throw Error(fmt::format("invalid pid {}", pid), {}, kExitUsage);
 
   // 1. The process.
@@ -335,12 +346,8 @@ PreflightResult preflight(pid_t pid) {
     throw Error(fmt::format("process {} ({}) has exited", pid, comm));
   }
 
-  // 3. Another tracer.
-  if (auto tracer = parse_number<pid_t>(status["TracerPid"]); tracer && *tracer != 0) {
-    throw Error(fmt::format("process {} ({}) is already traced by {} (pid {})", pid, comm,
-                            comm_of(*tracer), *tracer),
-                "a process can have only one tracer: detach the debugger or tracer and retry");
-  }
+  // 3. Another tracer (in the way of ptrace only).
+  if (refuse_traced) check_not_traced(pid);
 
   // 4. CPython: the object that defines _PyRuntime (libpython3.X.so or the
   //    executable itself).  Objects named like Python are tried first.

@@ -35,7 +35,11 @@ struct PreflightResult {
 //   already traced by another process        -> exit 1
 //   not CPython (no object defines _PyRuntime), or a version outside
 //   3.8 - 3.15                               -> exit 3 (kExitNotCPython)
-PreflightResult preflight(pid_t pid);
+// `refuse_traced` false skips the tracer check: PEP 768 remote-exec only
+// writes memory, which works while a debugger is attached.
+PreflightResult preflight(pid_t pid, bool refuse_traced = true);
+// The tracer check alone (exit 1 when another process traces `pid`).
+void check_not_traced(pid_t pid);
 
 // --- the pieces, exposed for unit tests -------------------------------------
 

@@ -29,10 +29,12 @@ int attach_check(const AttachOptions& opts) {
                 "use `gilstat top --pid PID` or `gilstat record --pid PID -o FILE` to attach",
                 kExitUsage);
   const AttachMethod requested = parse_attach_method(opts.method);
-  const attach::PreflightResult r = attach::preflight(opts.pid);
+  const attach::PreflightResult r =
+      attach::preflight(opts.pid, requested == AttachMethod::kPtrace);
   // Reads only: an explicit remote-exec that cannot work fails here as the
   // attach would.
   const MethodPlan plan = plan_method(r, requested);
+  if (plan.method == AttachMethod::kPtrace) attach::check_not_traced(opts.pid);
   const std::string probe = probe_library_path();
   std::string how = method_name(plan.method);
   if (plan.method == AttachMethod::kRemoteExec) {

@@ -118,7 +118,7 @@ MethodPlan plan_method(const attach::PreflightResult& target, AttachMethod reque
 }
 
 AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_(choose_clock()) {
-  target_ = attach::preflight(pid);
+  target_ = attach::preflight(pid, method == AttachMethod::kPtrace);
   command_ = read_cmdline(pid);
   MethodPlan plan = plan_method(target_, method);
   const std::string probe = probe_library_path();
@@ -159,6 +159,7 @@ AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_
       std::cerr << fmt::format("gilstat: note: not using remote-exec: {}; attaching with ptrace\n",
                                plan.remote_exec_problem);
     }
+    if (method != AttachMethod::kPtrace) attach::check_not_traced(pid);
     rc = attach::load_library_and_call(pid, library, "gilstat_probe_start", config,
                                        std::chrono::seconds(2), load)
              .return_value;

@@ -14,6 +14,8 @@ usage-error test, which runs only on them):
 - a main thread blocked in a C call (time.sleep): remote-exec gives up after its 2 s
   timeout with a clear error and the request is withdrawn (the script never runs, not
   even when the sleep ends); auto falls back to ptrace;
+- a target that another process already traces (a debugger): ptrace is refused,
+  remote-exec (which only writes memory) works;
 - a target in its own mount namespace that sees neither our probe library nor our
   temporary directory (skipped without CAP_SYS_ADMIN).
 
@@ -28,8 +30,8 @@ import time
 import pytest
 
 from gotcheck import GotReader, probe_mapped
-from test_attach import (SPINNERS, Background, Target, check_clear_error, check_exact,
-                         check_window_bounds, load_report, wait_restored)
+from test_attach import (SPINNERS, TRACER, Background, Target, check_clear_error, check_exact,
+                         check_window_bounds, load_report, tracer_pid, wait_restored, wait_until)
 
 WINDOW_S = 1.5
 POLL_S = 0.05
@@ -221,6 +223,41 @@ def test_remote_exec_needs_pep768(gilstat, pre_pep768_python, tmp_path):
         assert auto.returncode == 0, auto.describe()
         assert "remote-exec" not in auto.stderr_text, auto.describe()
         target.finish()
+
+
+def test_remote_exec_while_another_tracer_attached(gilstat, remote_python, tmp_path):
+    """A debugger has PTRACE_SEIZEd the target: a ptrace attach is refused (one clear
+    line), remote-exec and auto attach anyway and the numbers are exact."""
+    with Target(remote_python, "attach_spin.py", "--threads", SPINNERS, "--poll", POLL_S,
+                env={"TMPDIR": str(tmp_path)}) as target:
+        target.expect("ready")
+        tracer = subprocess.Popen(["/usr/bin/python3", "-c", TRACER, str(target.pid)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  start_new_session=True)
+        try:
+            line = tracer.stdout.readline().decode().strip()
+            assert line == "seized", "the tracer helper said %r" % line
+            assert tracer_pid(target.pid) == tracer.pid
+            refused = gilstat("record", "--pid", target.pid, "-o", tmp_path / "no.gilstat",
+                              "--duration", 0.2)
+            check_clear_error(refused, 1, "traced", str(tracer.pid))
+            results = []
+            for method in ("auto", "remote-exec"):
+                results.append(gilstat("record", "--pid", target.pid, "--method", method, "-o",
+                                       tmp_path / (method + ".gilstat"), "--duration", 1.0))
+                assert results[-1].returncode == 0, results[-1].describe()
+                assert FALLBACK_NOTE not in results[-1].stderr_text, results[-1].describe()
+            assert tracer_pid(target.pid) == tracer.pid, "the tracer lost the target"
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+            tracer.wait()
+        assert wait_until(lambda: tracer_pid(target.pid) == 0, 2.0) is not None
+        truth = target.finish()
+        ctx = "\n".join(r.describe() for r in results) + "\n" + target.describe()
+    assert len(truth["remote_scripts"]) == 2, ctx
+    report = load_report(gilstat, tmp_path / "remote-exec.gilstat")
+    check_exact(report, truth, remote_python, ctx)
 
 
 def test_remote_exec_other_mount_namespace(gilstat, remote_python, gilstat_bin, tmp_path):
