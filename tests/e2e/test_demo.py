@@ -108,6 +108,8 @@ def test_demo_check(gilstat, supported_python, mode):
     out = r.stdout.decode()
     what = "demo --check%s output:\n%s\n%s" % (
         " ".join(("",) + mode), out[-12000:], r.describe())
+    if mode and r.returncode == 4:  # documented: permission denied
+        pytest.skip("no permission to attach here: %s" % r.stderr_text.strip())
     assert r.returncode in (0, 1) and "demo --check" in out, what
     summary = [line.strip() for line in out[out.rindex("demo --check"):].splitlines()[1:]]
     # The output says how the probe got in, for every demo it ran (a retry says it again).
