@@ -10,6 +10,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <fstream>
 #include <optional>
 #include <span>
 #include <thread>
@@ -195,6 +197,27 @@ bool wait_for(Predicate done, Clock::time_point deadline) {
   }
 }
 
+// The monotonic offset (seconds) of a time namespace, from
+// /proc/PID/timens_offsets; 0 without time namespaces.
+double monotonic_offset_s(const std::string& pid_dir) {
+  std::ifstream in(pid_dir + "/timens_offsets");
+  std::string clock;
+  long long seconds = 0, nanoseconds = 0;
+  while (in >> clock >> seconds >> nanoseconds) {
+    if (clock == "monotonic" || clock == "1") return seconds + nanoseconds / 1e9;
+  }
+  return 0;
+}
+
+// CLOCK_MONOTONIC now, as process `pid` reads it (its time namespace may be
+// offset from ours).
+double target_monotonic_s(pid_t pid) {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec + now.tv_nsec / 1e9 + monotonic_offset_s(fmt::format("/proc/{}", pid)) -
+         monotonic_offset_s("/proc/self");
+}
+
 // "ok <rc> <name>" or "error <what>".
 RemoteExecResult parse_result(pid_t pid, const std::string& text) {
   RemoteExecResult r;
@@ -218,7 +241,8 @@ RemoteExecResult parse_result(pid_t pid, const std::string& text) {
 
 std::string remote_exec_script(const std::string& directory, const std::string& library,
                                const std::string& library_copy, const std::string& memfd_name,
-                               const std::string& symbol, const std::string& argument) {
+                               const std::string& symbol, const std::string& argument,
+                               double stale_after) {
   // A function, so the script leaves no name behind (CPython runs it with a
   // fresh globals dict anyway); one `try` around the work so the answer is
   // always written; nothing printed.
@@ -227,9 +251,22 @@ std::string remote_exec_script(const std::string& directory, const std::string& 
 # PEP 768 safe point, then deleted.
 def _gilstat_attach():
     import os
+    import time
     directory = os.fsdecode({directory})
     def here(name):
         return os.path.join(directory, name)
+    if time.monotonic() > {stale_after:.6f}:
+        # gilstat stopped waiting long ago (it was killed): clean up, do nothing.
+        for name in ('{request}', '{library_file}', '{script}'):
+            try:
+                os.unlink(here(name))
+            except OSError:
+                pass
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+        return
     try:
         os.rename(here('{request}'), here('{claimed}'))
     except OSError:
@@ -273,7 +310,9 @@ _gilstat_attach()
       fmt::arg("claimed", kClaimed), fmt::arg("library", py_bytes(library)),
       fmt::arg("copy", py_bytes(library_copy)), fmt::arg("memfd", py_bytes(memfd_name)),
       fmt::arg("symbol", py_bytes(symbol)), fmt::arg("argument", py_bytes(argument)),
-      fmt::arg("result_tmp", kResultTmp), fmt::arg("result", kResult));
+      fmt::arg("result_tmp", kResultTmp), fmt::arg("result", kResult),
+      fmt::arg("stale_after", stale_after), fmt::arg("library_file", kLibrary),
+      fmt::arg("script", kScript));
 }
 
 RemoteExecResult remote_exec_load_and_call(const PreflightResult& process,
@@ -306,9 +345,13 @@ RemoteExecResult remote_exec_load_and_call(const PreflightResult& process,
 
   StagingDirectory staging(pid, process.uid, process.gid);
   const std::string script_path = staging.target_path() + "/" + kScript;
+  // Past this point we accept no claim (safe-point wait, then the claim wait).
+  const double stale_after = target_monotonic_s(pid) +
+                             std::chrono::duration<double>(options.safe_point_timeout).count() +
+                             std::chrono::duration<double>(kClaimTimeout).count();
   staging.write(kScript, as_bytes(remote_exec_script(staging.target_path(), copy ? "" : library,
                                                      copy ? kLibrary : "", "gilstat:" + base,
-                                                     symbol, argument)));
+                                                     symbol, argument, stale_after)));
   if (copy) staging.write(kLibrary, copy->bytes());
   staging.write(kRequest, {});
   staging.hand_over();

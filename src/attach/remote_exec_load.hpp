@@ -25,6 +25,10 @@
 //   result     written by the script through result.tmp + rename (never half
 //              a file): "ok <return value> <name loaded>" or "error <what>".
 //
+// A script that runs after gilstat stopped waiting (gilstat was SIGKILLed
+// between writing the request and withdrawing it) finds its deadline passed,
+// removes the staging files and does nothing.
+//
 // gilstat removes the directory and its files when done, whatever happened.
 #pragma once
 
@@ -67,9 +71,14 @@ RemoteExecResult remote_exec_load_and_call(const PreflightResult& process,
                                            const RemoteExecOptions& options = {});
 
 // The generated script (exposed for unit tests).  Byte strings are embedded as
-// escaped bytes literals, so any path survives.
+// escaped bytes literals, so any path survives.  `stale_after` is a
+// CLOCK_MONOTONIC time (seconds, as the target's time.monotonic() reads it)
+// after which gilstat no longer waits for the script: one that runs later (its
+// gilstat was SIGKILLed before it could withdraw the request) only removes its
+// staging files and does nothing else.
 std::string remote_exec_script(const std::string& directory, const std::string& library,
                                const std::string& library_copy, const std::string& memfd_name,
-                               const std::string& symbol, const std::string& argument);
+                               const std::string& symbol, const std::string& argument,
+                               double stale_after);
 
 }  // namespace gilstat::attach

@@ -128,13 +128,14 @@ std::string slurp(const std::string& path) {
 
 // Writes the script into `dir` (with the claim token when `claimable`) and
 // runs it with `python`; returns the result file (empty when none).
-std::string run_script(const std::string& python, const TempDir& dir, bool copy, bool claimable) {
+std::string run_script(const std::string& python, const TempDir& dir, bool copy, bool claimable,
+                       double stale_after = 1e12) {
   const std::string library = GILSTAT_INJECT_TARGET_LIB;
   if (copy) std::filesystem::copy_file(library, dir.path() + "/library");
   if (claimable) std::ofstream(dir.path() + "/request").close();
-  const std::string script = remote_exec_script(dir.path(), copy ? "" : library,
-                                                copy ? "library" : "", "gilstat:test 'quoted' \\",
-                                                "gilstat_test_entry", dir.path() + "/out;hello");
+  const std::string script = remote_exec_script(
+      dir.path(), copy ? "" : library, copy ? "library" : "", "gilstat:test 'quoted' \\",
+      "gilstat_test_entry", dir.path() + "/out;hello", stale_after);
   std::ofstream(dir.path() + "/attach.py") << script;
   Child child({python, dir.path() + "/attach.py"});
   EXPECT_EQ(child.wait_exit(20s), std::optional<int>(0));
@@ -165,6 +166,15 @@ TEST(RemoteExecScript, AWithdrawnRequestDoesNothing) {
   EXPECT_EQ(run_script(test::kDebianPython311, dir, false, false), "");
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/out"));
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/claimed"));
+}
+
+TEST(RemoteExecScript, AStaleRequestCleansUpAndDoesNothing) {
+  GILSTAT_REQUIRE_EXECUTABLE(test::kDebianPython311);
+  TempDir dir;
+  // stale_after 1 s after boot: long past.
+  EXPECT_EQ(run_script(test::kDebianPython311, dir, true, true, 1.0), "");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/out"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path())) << "staging files left behind";
 }
 
 // --- live CPython 3.14 -----------------------------------------------------------

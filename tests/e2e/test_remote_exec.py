@@ -13,7 +13,8 @@ usage-error test, which runs only on them):
   -X disable-remote-debug): one error line + hint under remote-exec, ptrace under auto;
 - a main thread blocked in a C call (time.sleep): remote-exec gives up after its 2 s
   timeout with a clear error and the request is withdrawn (the script never runs, not
-  even when the sleep ends); auto falls back to ptrace;
+  even when the sleep ends); auto falls back to ptrace; a gilstat SIGKILLed before it
+  could withdraw leaves a request that runs later but does nothing and cleans up;
 - a target that another process already traces (a debugger): ptrace is refused,
   remote-exec (which only writes memory) works;
 - a target in its own mount namespace that sees neither our probe library nor our
@@ -204,6 +205,38 @@ def test_remote_exec_blocked_main_thread_withdraws(gilstat, gilstat_bin, remote_
     assert staged_leftovers(tmpdir) == [], ctx
     report = load_report(gilstat, tmp_path / "auto.gilstat")
     assert report["pid"] == truth["pid"], auto_ctx
+
+
+def test_remote_exec_sigkilled_gilstat_leaves_nothing_that_runs(gilstat_bin, remote_python,
+                                                                tmp_path):
+    """gilstat is SIGKILLed while its request waits for a safe point (main thread in
+    time.sleep), so it can neither withdraw the request nor remove its files. When the
+    sleep ends CPython runs the script (the audit hook lists it), which finds itself
+    stale: it loads nothing and removes its staging directory."""
+    sleep_s = 2 * SAFE_POINT_TIMEOUT_S + 4  # past the script's deadline (safe point + claim)
+    tmpdir = tmp_path / "target-tmp"
+    tmpdir.mkdir()
+
+    def staged():
+        return [d for d in staged_leftovers(tmpdir) if os.path.exists(tmpdir / d / "request")]
+
+    with Target(remote_python, "attach_block.py", "--mode", "sleep", "--seconds", sleep_s,
+                env={"TMPDIR": str(tmpdir)}) as target:
+        target.expect("ready")
+        with Background(gilstat_bin, "record", "--pid", target.pid, "--method", "remote-exec",
+                        "-o", tmp_path / "killed.gilstat", "--duration", 1) as rec:
+            assert wait_until(staged, 5.0) is not None, rec.describe()
+            time.sleep(0.5)  # the request goes into the thread state right after the files
+            assert rec.proc.poll() is None, rec.describe()
+            rec.proc.kill()
+            rec.proc.wait()
+        assert len(staged()) == 1, staged_leftovers(tmpdir)
+        truth = target.finish(stop=False, timeout=sleep_s + 10)
+        final = target.describe()
+    assert len(truth["remote_scripts"]) == 1, "the pending request did not run\n" + final
+    assert truth["probe_loaded"] is False, "a stale request loaded the probe\n" + final
+    assert staged_leftovers(tmpdir) == [], "the stale script left its files\n" + final
+    assert final.split("target stderr:\n", 1)[1].strip() == "", final
 
 
 def test_remote_exec_needs_pep768(gilstat, pre_pep768_python, tmp_path):

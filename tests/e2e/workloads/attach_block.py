@@ -5,8 +5,9 @@
   --mode spin     a tight pure-Python loop for S seconds (never releases the GIL)
 
 Prints "ready" (flushed) right before the call, then after it one JSON line:
-{"pid", "mode", "seconds", "elapsed_s", "iterations", "remote_scripts"} (the PEP 768
-scripts the process ran, 3.14+); elapsed_s is the call's wall
+{"pid", "mode", "seconds", "elapsed_s", "iterations", "remote_scripts", "probe_loaded"}
+(the PEP 768 scripts the process ran, 3.14+; whether gilstat's probe is mapped after the
+call); elapsed_s is the call's wall
 time measured around it, so a call cut short by the attach shows as elapsed_s < S.
 
 Runs on any Python 3 (3.7 included: the unsupported-version test uses it).
@@ -48,7 +49,8 @@ def main():
     sys.stdout.write(json.dumps({"pid": os.getpid(), "mode": args.mode,
                                  "seconds": args.seconds, "elapsed_s": elapsed,
                                  "iterations": iterations,
-                                 "remote_scripts": remote_exec_audit.SCRIPTS}) + "\n")
+                                 "remote_scripts": remote_exec_audit.SCRIPTS,
+                                 "probe_loaded": remote_exec_audit.probe_loaded()}) + "\n")
     sys.stdout.flush()
 
 

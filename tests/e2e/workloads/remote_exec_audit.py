@@ -12,5 +12,12 @@ def _audit(event, args):
         SCRIPTS.append(str(args[0]))
 
 
+def probe_loaded():
+    """Whether gilstat's probe library is mapped in this process (by path, or as the
+    memfd copy "/memfd:gilstat:<name>"; the region is "/memfd:gilstat")."""
+    with open("/proc/self/maps") as f:
+        return any("libgilstat_probe" in line or "memfd:gilstat:" in line for line in f)
+
+
 if hasattr(sys, "remote_exec"):
     sys.addaudithook(_audit)
