@@ -104,7 +104,7 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
   if (h.claim_pid.load() == 0)
     return {fmt::format("no CPython found: {} did not run a CPython interpreter", program),
             "gilstat measures CPython 3.8 to 3.15; run e.g. `gilstat run -- python3 app.py`",
-            kExitNotCPython};
+            kExitNotCPython, {}};
   switch (status) {
     case proto::Status::Armed:
     case proto::Status::Stopped: {
@@ -115,21 +115,21 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
       return measured;
     }
     case proto::Status::UnsupportedVersion:
-      return {detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython};
+      return {detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython, {}};
     case proto::Status::NoGilFound:
       return {fmt::format("cannot locate the GIL in CPython {}: {}", h.py_version, detail),
               "this interpreter build is not in gilstat's layout tables; please report it",
-              kExitNotCPython};
+              kExitNotCPython, {}};
     case proto::Status::HookFailed:
       return {fmt::format("cannot hook the GIL in CPython {}: {}", h.py_version, detail),
               "please report this with the output of `readelf -d` on the interpreter",
-              kExitRuntime};
+              kExitRuntime, {}};
     case proto::Status::HooksInstalled:
       return {"the interpreter exited before it created its GIL: nothing to report", {},
-              kExitRuntime};
+              kExitRuntime, {}};
     default:
       return {fmt::format("the probe did not start (status {})", static_cast<unsigned>(status)),
-              {}, kExitRuntime};
+              {}, kExitRuntime, {}};
   }
 }
 

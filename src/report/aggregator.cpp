@@ -92,9 +92,12 @@ void Aggregator::add_event(uint32_t tid, uint32_t ring_flags, const proto::Event
   const auto kind = static_cast<EventKind>(ev.kind);
   // About the GIL, not the thread that happened to notice: no thread row.
   if (kind == EventKind::GilEnabled) {
-    auto& enabled = gil_entry(ev.gil).enabled;
-    if (enabled.size() < kMaxEnabledChanges)
-      enabled.emplace_back(ev.ts, static_cast<uint32_t>(std::min<uint64_t>(ev.value, UINT32_MAX)));
+    auto& entry = gil_entry(ev.gil);
+    if (entry.enabled.size() < kMaxEnabledChanges)
+      entry.enabled.emplace_back(ev.ts,
+                                 static_cast<uint32_t>(std::min<uint64_t>(ev.value, UINT32_MAX)));
+    else
+      ++entry.enabled_lost;  // said in the report: the disabled time is then approximate
     return;
   }
   if ((ring_flags & proto::kRingOwnThread) && key(tid, ev.gil) != cache_.key)
@@ -204,6 +207,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       t = gil_times.at(id);
       out.forced_handoffs = it->second.forced_handoffs;
       enabled_history(it->second.enabled, info.window_start, info.window_end, f, &out);
+      out.enabled_changes_lost = it->second.enabled_lost;
     }
     if (g) {
       out.address = g->address;

@@ -83,6 +83,7 @@ class Aggregator {
     GilStream stream;
     uint64_t forced_handoffs = 0;
     std::vector<std::pair<uint64_t, uint32_t>> enabled = {};  // (ts, enabled), arrival order
+    uint64_t enabled_lost = 0;  // GilEnabled events past kMaxEnabledChanges
   };
   static uint64_t key(uint32_t tid, uint8_t gil) { return uint64_t{tid} << 8 | gil; }
   GilEntry& gil_entry(uint8_t gil) {

@@ -55,7 +55,7 @@ void put_gil(Buf& b, const GilReport& g) {
   for (size_t i = 0; i < g.enabled_changes.size(); ++i)
     fmt::format_to(it, R"({}{{"t_s": {}, "enabled": {}}})", i ? ", " : "",
                    number(g.enabled_changes[i].at_ns / 1e9), g.enabled_changes[i].enabled);
-  fmt::format_to(it, "]}}");
+  fmt::format_to(it, R"(], "enabled_changes_lost": {}}})", g.enabled_changes_lost);
 }
 
 void put_thread(Buf& b, const ThreadReport& t) {

@@ -25,7 +25,8 @@
 //            // free-threaded builds (else 0.0 and []): time the GIL was disabled,
 //            // and its gil->enabled at the window's start and at each change
 //            // (0 disabled, 2147483647 for good, n: n transient requests)
-//            "disabled_s": float, "enabled_changes": [{"t_s": float, "enabled": int}]}],
+//            "disabled_s": float, "enabled_changes": [{"t_s": float, "enabled": int}],
+//            "enabled_changes_lost": int}],  // changes not kept: disabled_s approximate
 //  "threads": [{"tid": int, "name": str, "own": bool, "gil": int,
 //               "lifetime_s": float, "held_s": float, "wait_s": float,
 //               "released_s": float, "acquisitions": int, "forced_handoffs": int,

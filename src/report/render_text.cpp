@@ -128,6 +128,9 @@ void render_enabled(const GilReport& g, std::ostream& out) {
     if (spells > 1)
       when += fmt::format(" (after {} brief spell{})", spells - 1, plural(spells - 1));
   }
+  if (g.enabled_changes_lost)
+    when += fmt::format(" ({} later changes not kept: the disabled time is approximate)",
+                        g.enabled_changes_lost);
   out << fmt::format("  GIL disabled for {} of the window (free-threaded build){}\n", off, when);
 }
 

@@ -66,6 +66,9 @@ struct GilReport {
   // builds.  disabled_ns: time of the window it was disabled (0 there).
   std::vector<EnabledChange> enabled_changes;
   double disabled_ns = 0;
+  // Changes beyond what the report keeps per GIL (a damaged recording, or a
+  // program that toggles it thousands of times): disabled_ns is approximate.
+  uint64_t enabled_changes_lost = 0;
 };
 
 // One row per (thread, GIL).  Times are doubles in ns so that the parts add

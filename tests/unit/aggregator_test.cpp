@@ -517,5 +517,18 @@ TEST(GilStream, SeqWrapsAroundThirtyTwoBits) {
   EXPECT_EQ(t.handoff_hist.max(), 10u);
 }
 
+TEST(Aggregator, GilEnabledChangesBeyondTheLimitAreCountedNotHidden) {
+  EventScript s;
+  s.set_own_thread(99);
+  constexpr uint32_t kToggles = 5000;  // more than the 4096 kept
+  for (uint32_t i = 0; i < kToggles; ++i) s.gil_enabled(99, i, i % 2);
+  Aggregator agg;
+  s.deliver_in_time_order(agg);
+  const Report r = agg.finish(info_for(0, 2 * kToggles), {gil_info(0, 0, 0)});
+  ASSERT_EQ(r.gils.size(), 1u);
+  EXPECT_EQ(r.gils[0].enabled_changes.size() + r.gils[0].enabled_changes_lost, kToggles);
+  EXPECT_EQ(r.gils[0].enabled_changes_lost, kToggles - 4096);
+}
+
 }  // namespace
 }  // namespace gilstat::report

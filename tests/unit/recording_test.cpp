@@ -122,7 +122,7 @@ Sample write_sample(const std::string& path, uint32_t chunk_events = 64, int n_e
     ev.seq = sequenced ? (i % 71 == 0 ? static_cast<uint32_t>(rng()) : seq += 1 + rng() % 3)
                        : (i % 83 == 0 ? 77u : 0u);
     ev.value = i % 61 == 0 ? rng() : values[rng() % 7];
-    w.event(tid, tid == 9 ? kRingOwnThread : 0, ev);
+    w.event(tid, tid == 9 ? uint32_t{kRingOwnThread} : 0u, ev);
     s.events[tid].push_back(ev);
     if (i == n_events / 2) {
       w.name(7, "renamed");
@@ -255,7 +255,9 @@ TEST(Recording, EveryCutReadsTheCompleteChunksBeforeIt) {
     EXPECT_EQ(r.complete, cut == bytes.size()) << cut;
     // A cut inside a chunk is a problem of its own; a cut between chunks is
     // said by `truncated` alone.
-    if (r.tail_bytes) EXPECT_FALSE(r.problems.empty()) << cut;
+    if (r.tail_bytes) {
+      EXPECT_FALSE(r.problems.empty()) << cut;
+    }
   }
   EXPECT_EQ(last_events, 400u);
 }

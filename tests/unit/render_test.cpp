@@ -160,6 +160,7 @@ TEST(RenderJson, ParsesWithPython) {
       "'libpython':'static'}\n"
       "g=r['gils'][0]\n"
       "assert g['disabled_s']==0.0 and g['enabled_changes']==[], g\n"
+      "assert g['enabled_changes_lost']==0, g\n"
       "assert g['switches']==g['switch_number_delta'], g\n"
       "assert isinstance(g['utilization'],float) and 0<g['utilization']<=1\n"
       "names=[t['name'] for t in r['threads']]\n"
@@ -233,6 +234,13 @@ TEST(RenderText, GilEnabledMidwaySaysHowLongItWasOffAndWhenItCameOn) {
                       "0.512 s for good (after 1 brief spell)"),
             std::string::npos)
       << text;
+  r.gils[0].enabled_changes_lost = 7;  // history past the limit: the figure is approximate
+  text = text_of(r);
+  EXPECT_NE(text.find("(after 1 brief spell) (7 later changes not kept: the disabled time is "
+                      "approximate)\n"),
+            std::string::npos)
+      << text;
+  r.gils[0].enabled_changes_lost = 0;
   r.gils[0].enabled_changes.resize(3);  // off again at the end
   text = text_of(r);
   EXPECT_NE(text.find("apart from 1 enabled spell\n"), std::string::npos) << text;

@@ -149,8 +149,12 @@ TEST(DropLatency, RequestToReleaseOfTheHolder) {
   EXPECT_EQ(g.drop_latency_ns.max, 700u);
   EXPECT_EQ(g.forced_switch_requests, 3u);
   for (const auto& t : r.threads) {
-    if (t.tid == 1) EXPECT_EQ(t.drop_latency_ns.max, 60u);
-    if (t.tid == 2) EXPECT_EQ(t.drop_latency_ns.max, 700u);
+    if (t.tid == 1) {
+      EXPECT_EQ(t.drop_latency_ns.max, 60u);
+    }
+    if (t.tid == 2) {
+      EXPECT_EQ(t.drop_latency_ns.max, 700u);
+    }
   }
 }
 
@@ -196,10 +200,12 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
   EXPECT_FALSE(has(fs, "drops"));
   for (const Finding& f : fs) {
     EXPECT_EQ(f.text.find("gilstat "), std::string::npos) << f.text;
-    if (f.id == "hot_reacquire")
+    if (f.id == "hot_reacquire") {
       EXPECT_NE(f.text.find("40,000 times a second"), std::string::npos) << f.text;
-    if (f.id == "starved_thread")
+    }
+    if (f.id == "starved_thread") {
       EXPECT_NE(f.text.find("worker (60 %)"), std::string::npos) << f.text;
+    }
   }
 
   r.gils[0].mean_waiting_threads = 1.3;
@@ -227,11 +233,13 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
   fs = find_findings(idle);
   EXPECT_TRUE(has(fs, "gil_enabled"));
   EXPECT_FALSE(has(fs, "idle_gil"));
-  for (const Finding& f : fs)
-    if (f.id == "gil_enabled")
+  for (const Finding& f : fs) {
+    if (f.id == "gil_enabled") {
       EXPECT_NE(f.text.find("disabled for 600 ms, then enabled at 0.600 s for good"),
                 std::string::npos)
           << f.text;
+    }
+  }
   idle.gils[0].enabled_changes.resize(2);
   idle.gils[0].enabled_changes.push_back({0.62e9, 0});  // off again at the end: nothing to say
   EXPECT_FALSE(has(find_findings(idle), "gil_enabled"));
