@@ -226,8 +226,9 @@ class Session {
     // A free-threaded build needs its GIL enabled for the demos to show
     // anything; PYTHON_GIL=1 does that there and changes nothing in a GIL
     // build (3.13+ accept it, older ones ignore it).  The user's own
-    // PYTHON_GIL wins.
-    const bool gil_forced = std::getenv("PYTHON_GIL") == nullptr;
+    // PYTHON_GIL wins (an empty one is ignored, as CPython ignores it).
+    const char* user_gil = std::getenv("PYTHON_GIL");
+    const bool gil_forced = user_gil == nullptr || *user_gil == '\0';
     if (gil_forced) opts.env.emplace_back("PYTHON_GIL", "1");
     auto r = std::make_unique<Run>();
     r->script = key;
@@ -242,7 +243,7 @@ class Session {
       if (!r->launched.outcome.note.empty())
         throw Error(fmt::format("{} is a free-threaded build and ran with its GIL disabled "
                                 "(PYTHON_GIL={}): the demos need a GIL to measure",
-                                python_, std::getenv("PYTHON_GIL") ? std::getenv("PYTHON_GIL") : ""),
+                                python_, user_gil ? user_gil : ""),
                     "unset PYTHON_GIL (gilstat demo then sets PYTHON_GIL=1), or set PYTHON_GIL=1",
                     kExitNotCPython);
       if (gil_forced && !said_gil_forced_)

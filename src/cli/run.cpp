@@ -26,7 +26,10 @@ struct RunOptions {
 };
 
 int run_program(const RunOptions& opts) {
-  const LaunchResult r = launch({opts.argv, opts.output, false, {}});
+  LaunchOptions launch_opts;
+  launch_opts.argv = opts.argv;
+  launch_opts.output = opts.output;
+  const LaunchResult r = launch(launch_opts);
   if (!r.outcome.error.empty()) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;
