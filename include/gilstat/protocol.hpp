@@ -166,6 +166,12 @@ struct Header {
   std::atomic<uint32_t> gil_enabled_seen;
   std::atomic<uint32_t> gil_disabled_seen;
   std::atomic<uint32_t> gil_enabled_now;  // the latest sample
+  // CLOCK_MONOTONIC (ns) of the CLI's latest heartbeat, written with it.
+  // The probe judges the heartbeat's age by it (when it reads as the same
+  // clock as its own), so a probe thread that was blocked for a while (e.g.
+  // waiting for the GIL to read thread names) does not restart the timeout
+  // on its return.  0 from a CLI that does not write it.
+  std::atomic<uint64_t> heartbeat_ns;
 };
 
 struct alignas(64) RingControl {

@@ -227,6 +227,7 @@ int hook_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct time
   if (recording() && !t_state.in_hook && (i = gil_index<&GilAddrs::cond>(c)) >= 0)
     switch_before = read_u64(g.gils[i].base + g.fields.switch_number);
   const int rc = real_cond_timedwait(c, m, abstime);
+  if (t_state.own) own_thread_wait_tick();
   if (i >= 0 && rc == ETIMEDOUT && recording()) {
     // Back under gil->mutex.  take_gil sets the drop request exactly when the
     // GIL is still locked and nobody switched meanwhile (research §2.2).

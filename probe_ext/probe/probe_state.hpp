@@ -77,6 +77,10 @@ extern ProbeGlobals g;
 void hooks_table(const struct HookSpec** specs, size_t* n);
 bool resolve_real_functions();
 void mark_current_thread_own();
+// Called by the probe's own thread from inside a GIL wait (the hooked
+// pthread_cond_timedwait returns every switch interval): behind busy
+// threads that wait can last seconds, and the watchdog must not wait with it.
+void own_thread_wait_tick();
 // Arms the GIL filter if the interpreter has created its GIL.  Safe on the
 // hook path: plain loads of the interpreter's memory, no calls.
 bool try_arm();

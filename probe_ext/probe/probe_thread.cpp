@@ -187,6 +187,10 @@ uint64_t now_ns() {
 }
 
 constexpr uint64_t kHeartbeatTimeoutNs = 1000000000ull;
+// A CLI beat time later than ours by more than this, or older than
+// kClockTrustNs, is on another clock (a time namespace): not used.
+constexpr uint64_t kClockSlackNs = 50000000ull;
+constexpr uint64_t kClockTrustNs = 10000000000ull;
 
 // Stop requested by the CLI, or (attach) its heartbeat stopped moving: a
 // SIGKILLed gilstat must not leave the target hooked.
@@ -198,10 +202,22 @@ bool should_stop(uint64_t* last_beat) {
   const uint64_t now = now_ns();
   if (beat != *last_beat) {
     *last_beat = beat;
-    g_beat_seen_ns.store(now);
+    // When the CLI beat, by its own clock: the same CLOCK_MONOTONIC unless
+    // it runs in another time namespace, which a beat "from the future" or
+    // from long ago gives away (then: when we saw it).  This thread may
+    // have been blocked for a while (PyGILState_Ensure behind busy threads):
+    // the time it saw the beat can be long after the beat itself.
+    const uint64_t at = h->heartbeat_ns.load(std::memory_order_relaxed);
+    const uint64_t age = at > now ? 0 : now - at;
+    const bool same_clock = at != 0 && at <= now + kClockSlackNs && age < kClockTrustNs;
+    g_beat_seen_ns.store(same_clock ? now - age : now);
   }
   return now - g_beat_seen_ns.load() > kHeartbeatTimeoutNs;
 }
+
+// The probe thread's view of the heartbeat counter (only that thread uses it:
+// in its loop, or inside its own GIL wait via own_thread_wait_tick).
+uint64_t g_last_beat = 0;
 
 pthread_mutex_t g_thread_mutex = PTHREAD_MUTEX_INITIALIZER;
 bool g_thread_running = false;
@@ -222,12 +238,12 @@ void* probe_thread_main(void*) {
   constexpr int kTickMs = 20;
   int ticks_since_read = 0;
   static NameTries tries[proto::kMaxRings];  // ring_count <= kMaxRings (map_region)
-  uint64_t last_beat = g.header->heartbeat.load();
+  g_last_beat = g.header->heartbeat.load();
   g_beat_seen_ns.store(now_ns());
   while (keep_running()) {
     struct timespec ts{0, kTickMs * 1000000L};
     nanosleep(&ts, nullptr);
-    if (should_stop(&last_beat)) {
+    if (should_stop(&g_last_beat)) {
       gilstat_probe_stop();
       continue;  // keep_running() now says no
     }
@@ -266,6 +282,13 @@ void sample_gil_enabled() {
   // Only the main GIL: it lives in _PyRuntime, while a subinterpreter's
   // may be freed under us.
   if (g.locator.free_threaded && g.recording.load(std::memory_order_acquire)) note_gil_enabled(0);
+}
+
+void own_thread_wait_tick() {
+  // Only while hooked: after a stop the GOT no longer leads here anyway,
+  // except for the wait that is returning right now.
+  if (g.header && g.recording.load(std::memory_order_acquire) && should_stop(&g_last_beat))
+    gilstat_probe_stop();
 }
 
 bool probe_consumer_alive() {

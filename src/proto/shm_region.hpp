@@ -3,6 +3,8 @@
 // from the region is untrusted and bounds-checked.
 #pragma once
 
+#include <time.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -43,7 +45,14 @@ class ShmRegion {
 
   // Attach sessions: tells the probe this CLI is alive (it unhooks itself
   // when the heartbeat stops for a second).
-  void beat() { header_->heartbeat.fetch_add(1, std::memory_order_release); }
+  void beat() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    header_->heartbeat_ns.store(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+                                    static_cast<uint64_t>(ts.tv_nsec),
+                                std::memory_order_relaxed);
+    header_->heartbeat.fetch_add(1, std::memory_order_release);
+  }
 
   // Consistent snapshot of the name table (seqlock readers).
   std::vector<ThreadName> names() const;
