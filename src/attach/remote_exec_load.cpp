@@ -296,7 +296,7 @@ def _gilstat_attach():
         function.restype = ctypes.c_int64
         function.argtypes = [ctypes.c_char_p]
         answer = 'ok %d %s' % (function({argument}), name)
-    except BaseException as e:
+    except Exception as e:  # not KeyboardInterrupt/SystemExit: those are the program's
         answer = 'error %s: %s' % (type(e).__name__, e)
     try:
         with open(here('{result_tmp}'), 'wb') as f:
