@@ -11,6 +11,7 @@ The heavy tests (100 attach/detach cycles, the errors, the terminal) run for two
 interpreters only, pyenv's shared-libpython 3.12 and Debian's static 3.11; the others
 skip them with the reason. Every target is killed and reaped in a `finally`.
 """
+import contextlib
 import json
 import math
 import os
@@ -855,27 +856,35 @@ sys.stdin.read()  # holds the target until its stdin closes; exiting detaches
 """
 
 
+@contextlib.contextmanager
+def traced_by_helper(pid):
+    """A helper process PTRACE_SEIZEs `pid` (TRACER) for the block: a debugger already
+    attached. Killed and reaped afterwards; then the target must be untraced again."""
+    tracer = subprocess.Popen(["/usr/bin/python3", "-c", TRACER, str(pid)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        line = tracer.stdout.readline().decode().strip()
+        assert line == "seized", "the tracer helper said %r" % line
+        assert tracer_pid(pid) == tracer.pid
+        yield tracer
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+        tracer.wait()
+    assert wait_until(lambda: tracer_pid(pid) == 0, 2.0) is not None
+
+
 def test_error_another_tracer(gilstat, heavy_python, tmp_path):
     with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
-            tracer = subprocess.Popen(["/usr/bin/python3", "-c", TRACER, str(target.pid)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      start_new_session=True)
-            try:
-                line = tracer.stdout.readline().decode().strip()
-                assert line == "seized", "the tracer helper said %r" % line
-                assert tracer_pid(target.pid) == tracer.pid
+            with traced_by_helper(target.pid) as tracer:
                 for args in attach_commands(target.pid, tmp_path):
                     result = gilstat(*args)
                     check_clear_error(result, 1, str(target.pid), "traced", str(tracer.pid))
                     assert_untouched(target, got, before, tracer=tracer.pid)
-            finally:
-                if tracer.poll() is None:
-                    tracer.kill()
-                tracer.wait()
-            assert wait_until(lambda: tracer_pid(target.pid) == 0, 2.0) is not None
             # Once the tracer is gone, attaching works.
             result = gilstat("record", "--pid", target.pid, "-o", tmp_path / "ok.gilstat",
                              "--duration", 0.2)

@@ -31,8 +31,9 @@ import time
 import pytest
 
 from gotcheck import GotReader, probe_mapped
-from test_attach import (SPINNERS, TRACER, Background, Target, check_clear_error, check_exact,
-                         check_window_bounds, load_report, tracer_pid, wait_restored, wait_until)
+from test_attach import (SPINNERS, Background, Target, check_clear_error, check_exact,
+                         check_window_bounds, load_report, traced_by_helper, tracer_pid,
+                         wait_restored, wait_until)
 
 WINDOW_S = 1.5
 POLL_S = 0.05
@@ -264,13 +265,7 @@ def test_remote_exec_while_another_tracer_attached(gilstat, remote_python, tmp_p
     with Target(remote_python, "attach_spin.py", "--threads", SPINNERS, "--poll", POLL_S,
                 env={"TMPDIR": str(tmp_path)}) as target:
         target.expect("ready")
-        tracer = subprocess.Popen(["/usr/bin/python3", "-c", TRACER, str(target.pid)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  start_new_session=True)
-        try:
-            line = tracer.stdout.readline().decode().strip()
-            assert line == "seized", "the tracer helper said %r" % line
-            assert tracer_pid(target.pid) == tracer.pid
+        with traced_by_helper(target.pid) as tracer:
             refused = gilstat("record", "--pid", target.pid, "-o", tmp_path / "no.gilstat",
                               "--duration", 0.2)
             check_clear_error(refused, 1, "traced", str(tracer.pid))
@@ -281,11 +276,6 @@ def test_remote_exec_while_another_tracer_attached(gilstat, remote_python, tmp_p
                 assert results[-1].returncode == 0, results[-1].describe()
                 assert FALLBACK_NOTE not in results[-1].stderr_text, results[-1].describe()
             assert tracer_pid(target.pid) == tracer.pid, "the tracer lost the target"
-        finally:
-            if tracer.poll() is None:
-                tracer.kill()
-            tracer.wait()
-        assert wait_until(lambda: tracer_pid(target.pid) == 0, 2.0) is not None
         truth = target.finish()
         ctx = "\n".join(r.describe() for r in results) + "\n" + target.describe()
     assert len(truth["remote_scripts"]) == 2, ctx
