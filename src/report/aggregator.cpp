@@ -6,6 +6,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "report/groups.hpp"
+
 namespace gilstat::report {
 
 using proto::EventKind;
@@ -198,6 +200,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   std::sort(r.threads.begin(), r.threads.end(), [](const ThreadReport& a, const ThreadReport& b) {
     return std::tuple(-a.held_ns, a.tid, a.gil) < std::tuple(-b.held_ns, b.tid, b.gil);
   });
+  r.groups = group_threads(r.threads);
 
   for (const auto& [id, g] : ids) {
     GilReport out;

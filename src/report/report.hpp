@@ -94,6 +94,27 @@ struct ThreadReport {
   Histogram hold_hist;
 };
 
+// Threads of one kind on one GIL (report/groups.hpp): the sums of their
+// rows, and how the members' held times spread.
+struct GroupReport {
+  std::string key;  // the members' name with each run of digits as "N"
+  uint32_t gil = 0;
+  bool own = false;  // gilstat's own thread
+  std::vector<uint32_t> tids;  // members, in the order of Report::threads
+  double lifetime_ns = 0;      // Σ members' lifetimes
+  double held_ns = 0;
+  double wait_total_ns = 0;
+  double released_ns = 0;
+  uint64_t acquisitions = 0;
+  uint64_t forced_handoffs = 0;
+  uint64_t drops = 0;
+  uint64_t anomalies = 0;
+  // Of the members' held_ns (nearest-rank percentiles over the members).
+  double member_held_p50_ns = 0;
+  double member_held_p99_ns = 0;
+  double member_held_max_ns = 0;
+};
+
 // Where a report's numbers come from, when it is read from a file.
 struct RecordingStatus {
   bool from_file = false;
@@ -137,6 +158,7 @@ struct Report {
   ReportWindow window;
   std::vector<GilReport> gils;        // by id
   std::vector<ThreadReport> threads;  // by held time, descending
+  std::vector<GroupReport> groups;    // every thread in one group; by held time
 };
 
 }  // namespace gilstat::report

@@ -100,6 +100,22 @@ def supported_python(python):
     return python
 
 
+def active_tiers():
+    """The tiers this run includes ($GILSTAT_TEST_TIERS, set per interpreter by
+    tests/e2e/CMakeLists.txt); a run by hand includes every tier."""
+    return set((os.environ.get("GILSTAT_TEST_TIERS") or "exact,heavy").split(","))
+
+
+@pytest.fixture(scope="session")
+def heavy(supported_python):
+    """Marks a heavy-tier test (services under load, terminal UIs, hostile targets,
+    many threads, timing bounds): `make test` runs it on three interpreters only."""
+    if "heavy" not in active_tiers():
+        pytest.skip("heavy tier: runs on Debian 3.11, pyenv 3.12 and the newest Debian "
+                    "build only (GILSTAT_TEST_TIERS=%s)" % os.environ.get("GILSTAT_TEST_TIERS"))
+    return supported_python
+
+
 @pytest.fixture(scope="session")
 def gilstat_bin():
     path = os.environ.get("GILSTAT_BIN") or str(REPO / "build" / "bin" / "gilstat")
