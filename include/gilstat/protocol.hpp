@@ -9,7 +9,8 @@
 //   +-----------------------------+ 0
 //   | Header                      |   magic, version, sizes, status, GIL table
 //   +-----------------------------+ header.names_offset
-//   | NameSlot[name_slots]        |   thread names, written by the probe thread
+//   | NameSlot[name_slots]        |   name log: (tid, name) entries, appended
+//   |                             |   when a thread starts or is renamed
 //   +-----------------------------+ header.rings_offset
 //   | Ring 0: RingControl         |   per-thread SPSC ring, claimed by CAS
 //   |         Event[capacity]     |
@@ -28,14 +29,14 @@
 namespace gilstat::proto {
 
 inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
 inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
-inline constexpr uint32_t kDefaultNameSlots = 512;
-inline constexpr size_t kNameLen = 48;
+inline constexpr uint32_t kDefaultNameSlots = 4096;  // log entries, power of two
+inline constexpr size_t kNameLen = 64;
 
 // What one hook saw.  The probe records raw facts; the CLI reconstructs
 // waits, holds and switches from them (research §2.5).
@@ -172,6 +173,11 @@ struct Header {
   // waiting for the GIL to read thread names) does not restart the timeout
   // on its return.  0 from a CLI that does not write it.
   std::atomic<uint64_t> heartbeat_ns;
+  // The name log's next index (see NameSlot), and where the current
+  // consumer session's entries begin (a CLI that attaches reads from there:
+  // older entries may name threads whose tids were reused since).
+  std::atomic<uint64_t> name_head;
+  std::atomic<uint64_t> name_start;
 };
 
 struct alignas(64) RingControl {
@@ -185,12 +191,25 @@ struct alignas(64) RingControl {
   alignas(64) std::atomic<uint64_t> tail;     // consumer: next slot to read
 };
 
-struct NameSlot {
-  std::atomic<uint32_t> seq;  // seqlock: odd while being written
-  uint32_t tid;
-  char name[kNameLen];
+// Where a name came from.
+enum class NameSource : uint32_t {
+  ThreadStart = 1,  // read by the creating thread when it started the thread
+  Poll = 2,         // read by the probe thread from threading._active
 };
-static_assert(sizeof(NameSlot) == 56);
+
+// One entry of the name log, a ring of name_slots entries that any thread
+// appends to: the writer takes index i = name_head++ and writes slot
+// i % name_slots under a seqlock whose value says which index the slot
+// holds: 2i+1 while it is being written, 2i+2 once complete.  A reader that
+// falls more than name_slots behind loses the oldest entries (and knows it).
+struct NameSlot {
+  std::atomic<uint64_t> seq;
+  uint32_t tid;
+  uint32_t source;  // NameSource
+  uint64_t ts;      // clock (Header::clock_kind) when written
+  char name[kNameLen];  // UTF-8, NUL-padded; may be cut at kNameLen - 1 bytes
+};
+static_assert(sizeof(NameSlot) == 88);
 
 inline constexpr size_t ring_stride(uint32_t capacity) {
   return sizeof(RingControl) + sizeof(Event) * capacity;

@@ -42,6 +42,7 @@ using MutexFn = int (*)(pthread_mutex_t*) noexcept;
 using SignalFn = int (*)(pthread_cond_t*) noexcept;
 using WaitFn = int (*)(pthread_cond_t*, pthread_mutex_t*);
 using TimedWaitFn = int (*)(pthread_cond_t*, pthread_mutex_t*, const struct timespec*);
+using CreateFn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*) noexcept;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"  // glibc's nonnull attributes
 static_assert(std::is_same_v<MutexFn, decltype(&pthread_mutex_lock)>);
@@ -49,6 +50,7 @@ static_assert(std::is_same_v<MutexFn, decltype(&pthread_mutex_unlock)>);
 static_assert(std::is_same_v<SignalFn, decltype(&pthread_cond_signal)>);
 static_assert(std::is_same_v<WaitFn, decltype(&pthread_cond_wait)>);
 static_assert(std::is_same_v<TimedWaitFn, decltype(&pthread_cond_timedwait)>);
+static_assert(std::is_same_v<CreateFn, decltype(&pthread_create)>);
 #pragma GCC diagnostic pop
 
 // The real functions, never the saved GOT values: those may be the
@@ -61,6 +63,7 @@ MutexFn real_mutex_unlock;
 SignalFn real_cond_signal;
 WaitFn real_cond_wait;
 TimedWaitFn real_cond_timedwait;
+CreateFn real_pthread_create;
 
 inline uint64_t now_raw() {
   if (g.clock_tsc) return __rdtsc();
@@ -368,6 +371,18 @@ int hook_mutex_init(pthread_mutex_t* m, const pthread_mutexattr_t* attr) noexcep
 
 static_assert(std::is_same_v<MutexInitFn, decltype(&hook_mutex_init)>);
 
+// Not a GIL call: thread start, where a new Python thread gets its name
+// (thread_names.cpp) before it can run any Python code.
+int hook_pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*routine)(void*),
+                        void* arg) noexcept {
+  const uintptr_t method = python_thread_method(routine, arg);
+  const int rc = real_pthread_create(thread, attr, routine, arg);
+  if (rc == 0 && method) name_started_thread(*thread, method);
+  return rc;
+}
+
+static_assert(std::is_same_v<CreateFn, decltype(&hook_pthread_create)>);
+
 const HookSpec kHooks[] = {
     {"pthread_mutex_init", reinterpret_cast<void*>(&hook_mutex_init)},
     {"pthread_mutex_lock", reinterpret_cast<void*>(&hook_mutex_lock)},
@@ -375,6 +390,7 @@ const HookSpec kHooks[] = {
     {"pthread_cond_signal", reinterpret_cast<void*>(&hook_cond_signal)},
     {"pthread_cond_wait", reinterpret_cast<void*>(&hook_cond_wait)},
     {"pthread_cond_timedwait", reinterpret_cast<void*>(&hook_cond_timedwait)},
+    {"pthread_create", reinterpret_cast<void*>(&hook_pthread_create)},
 };
 
 }  // namespace
@@ -393,10 +409,13 @@ bool resolve_real_functions() {
   ok &= resolve(&real_cond_signal, "pthread_cond_signal", "GLIBC_2.3.2");
   ok &= resolve(&real_cond_wait, "pthread_cond_wait", "GLIBC_2.3.2");
   ok &= resolve(&real_cond_timedwait, "pthread_cond_timedwait", "GLIBC_2.3.2");
+  ok &= resolve(&real_pthread_create, "pthread_create", "GLIBC_2.34");
   return ok;
 }
 
 void mark_current_thread_own() { t_state.own = 1; }
+
+uint64_t now_raw_clock() { return now_raw(); }
 
 void note_gil_enabled(int i) {
   const int32_t enabled = read_i32(g.gils[i].base + g.fields.enabled);

@@ -183,6 +183,7 @@ bool discover() {
   }
   pthread_key_create(&g.exit_key, on_thread_exit);
   pthread_atfork(nullptr, nullptr, on_fork_child);
+  init_thread_naming(map);
   g_interp_map = map;
   return true;
 }
@@ -291,6 +292,9 @@ void reset_session() {
   g.gils_allocated.store(0);
   h->session.fetch_add(1);
   g.session.fetch_add(1, std::memory_order_release);
+  // The new CLI reads the name log from here on: publish every name again.
+  h->name_start.store(h->name_head.load());
+  forget_published_names();
 }
 
 bool config_flag(const char* config, const char* key) {

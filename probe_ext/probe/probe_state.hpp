@@ -87,12 +87,32 @@ bool try_arm();
 // 3.12+: registers the GIL of every interpreter that exists now (attach).
 void register_existing_gils();
 void on_thread_exit(void* ring);
+// The clock of the region (TSC or CLOCK_MONOTONIC), raw units.
+uint64_t now_raw_clock();
 
 // Free-threaded builds: emits a GilEnabled event when GIL i's `enabled`
 // field differs from the last one emitted.  Only call it while that GIL's
 // memory is known to be alive (its mutex is being locked, or it is the main
 // GIL).  Safe on the hook path.
 void note_gil_enabled(int i);
+
+// thread_names.cpp
+// Appends (tid, name) to the region's name log unless it is what the log
+// already says for tid.  Lock-free; any thread may call it.
+void publish_name(uint32_t tid, const char* name, size_t len, proto::NameSource source);
+// Hash of the name last published for tid, or 0 (a lossy cache).
+uint32_t cached_name_hash(uint32_t tid);
+// A new consumer session: every live thread's name must be published again.
+void forget_published_names();
+// At discovery: the interpreter object's text, the C API for thread start.
+void init_thread_naming(const struct link_map* interp);
+// On the probe thread: checks where struct pthread keeps the tid.
+void confirm_tid_offset();
+// Our pthread_create hook: before the real call, the Thread._bootstrap
+// method a new Python thread will run (0: not a Python thread, or naming is
+// off); after a successful create, names the thread from it.
+uintptr_t python_thread_method(void* (*routine)(void*), void* arg);
+void name_started_thread(pthread_t thread, uintptr_t method);
 
 // probe_thread.cpp
 void start_probe_thread();

@@ -1,9 +1,9 @@
 // The probe's own thread.  It watches the CLI (stop requests, heartbeat)
-// and reads Python thread names off the hook path:
-// on 3.8–3.13 the OS thread name is just "python3", so Python's `threading`
-// module is the only source.  It takes the GIL for that (PyGILState_Ensure),
-// briefly and rarely; those acquisitions are tagged as the probe's own and
-// still counted, so the switch_number cross-check stays exact.
+// and reads the names of threads that thread start did not name
+// (thread_names.cpp): those that existed before the probe armed, and
+// renames.  It takes the GIL for that (PyGILState_Ensure), briefly and
+// rarely; those acquisitions are tagged as the probe's own and still
+// counted, so the switch_number cross-check stays exact.
 //
 // It never imports anything: a program that has not imported `threading`
 // has no names to read, and importing it from a foreign thread would change
@@ -119,33 +119,6 @@ int read_names(const PyApi& py, Named* out) {
   return n;
 }
 
-proto::NameSlot* name_slots() {
-  return reinterpret_cast<proto::NameSlot*>(reinterpret_cast<char*>(g.header) +
-                                            g.header->names_offset);
-}
-
-// Seqlock writer: odd while the slot is being written.
-void publish_name(const Named& named) {
-  proto::NameSlot* slots = name_slots();
-  const uint32_t count = g.header->name_slots;
-  proto::NameSlot* target = nullptr;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (slots[i].tid == named.tid) {
-      if (std::strncmp(slots[i].name, named.name, proto::kNameLen) == 0) return;
-      target = &slots[i];
-      break;
-    }
-    if (!target && slots[i].tid == 0) target = &slots[i];
-  }
-  if (!target) return;
-  const uint32_t s = target->seq.load(std::memory_order_relaxed);
-  target->seq.store(s + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  target->tid = named.tid;
-  std::memcpy(target->name, named.name, proto::kNameLen);
-  target->seq.store(s + 2, std::memory_order_release);
-}
-
 // Per ring (probe-private): how many name reads have failed to name the
 // thread that owns it.  Native threads never get a Python name, so a ring
 // stops asking for reads after a few tries.
@@ -153,13 +126,6 @@ struct NameTries {
   uint32_t generation;
   uint8_t tries;
 };
-
-bool has_name(uint32_t tid) {
-  const proto::NameSlot* slots = name_slots();
-  for (uint32_t k = 0; k < g.header->name_slots; ++k)
-    if (slots[k].tid == tid) return true;
-  return false;
-}
 
 // Counts the application threads that still want a name read; with
 // `after_read`, also charges them one failed try.
@@ -171,7 +137,7 @@ uint32_t threads_wanting_names(NameTries* tries, bool after_read) {
       continue;
     if (r->flags & proto::kRingOwnThread) continue;
     if (tries[i].generation != r->generation) tries[i] = {r->generation, 0};
-    if (tries[i].tries >= 3 || has_name(r->tid)) continue;
+    if (tries[i].tries >= 3 || cached_name_hash(r->tid)) continue;
     if (after_read) tries[i].tries += 1;
     ++wanting;
   }
@@ -232,6 +198,7 @@ bool keep_running() {
 
 void* probe_thread_main(void*) {
   mark_current_thread_own();
+  confirm_tid_offset();
   PyApi py{};
   const bool api = load_api(&py);
   Named named[kMaxNamed];
@@ -259,7 +226,9 @@ void* probe_thread_main(void*) {
     const int state = py.gil_ensure();
     const int n = read_names(py, named);
     py.gil_release(state);
-    for (int i = 0; i < n; ++i) publish_name(named[i]);
+    for (int i = 0; i < n; ++i)
+      publish_name(named[i].tid, named[i].name, strnlen(named[i].name, proto::kNameLen),
+                   proto::NameSource::Poll);
     threads_wanting_names(tries, true);
   }
   return nullptr;

@@ -24,8 +24,8 @@ uint64_t Capture::poll() {
         if (writer_) writer_->drops(tid, dropped);
       });
   events_ += n;
-  // The name table changes rarely; scanning it every tenth poll is plenty.
-  if (++polls_ % 10 == 0) sync_names();
+  ++polls_;
+  sync_names();
   if (writer_) {
     if (!meta_written_ || polls_ % 10 == 0) sync_recording_meta();
     if (writer_->flush_due()) {
@@ -80,7 +80,7 @@ void Capture::sync_recording_meta() {
 }
 
 void Capture::sync_names() {
-  for (auto& [tid, name] : region_.names()) {
+  for (auto& [tid, name] : region_.new_names()) {
     auto it = names_.find(tid);
     if (it != names_.end() && it->second == name) continue;
     names_[tid] = name;

@@ -75,11 +75,15 @@ ShmRegion ShmRegion::open_in_process(int pid, int target_fd) {
 ShmRegion::ShmRegion(int fd, void* base, size_t size)
     : fd_(fd), base_(base), size_(size), header_(static_cast<Header*>(base)) {
   seen_dropped_.assign(header_->ring_count, 0);
+  // A region reused from an earlier attach: its older names may belong to
+  // threads whose tids have been reused since.
+  name_next_ = header_->name_start.load(std::memory_order_acquire);
 }
 
 ShmRegion::ShmRegion(ShmRegion&& o) noexcept
     : fd_(o.fd_), base_(o.base_), size_(o.size_), header_(o.header_),
-      seen_dropped_(std::move(o.seen_dropped_)) {
+      seen_dropped_(std::move(o.seen_dropped_)), name_next_(o.name_next_),
+      names_lost_(o.names_lost_) {
   o.fd_ = -1;
   o.base_ = nullptr;
   o.header_ = nullptr;
@@ -125,25 +129,47 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
   return total;
 }
 
-std::vector<ThreadName> ShmRegion::names() const {
+std::vector<ThreadName> ShmRegion::new_names() {
   std::vector<ThreadName> out;
   const uint32_t slots = header_->name_slots;
-  if (header_->names_offset + uint64_t{slots} * sizeof(NameSlot) > size_) return out;
-  const auto* table =
+  if (!slots || (slots & (slots - 1)) ||
+      header_->names_offset + uint64_t{slots} * sizeof(NameSlot) > size_)
+    return out;
+  const auto* log =
       reinterpret_cast<const NameSlot*>(static_cast<const char*>(base_) + header_->names_offset);
-  for (uint32_t i = 0; i < slots; ++i) {
-    const NameSlot& slot = table[i];
-    for (int attempt = 0; attempt < 4; ++attempt) {
-      const uint32_t s1 = slot.seq.load(std::memory_order_acquire);
-      if (s1 & 1) continue;
-      const uint32_t tid = slot.tid;
-      char name[kNameLen];
-      std::memcpy(name, slot.name, kNameLen);
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (slot.seq.load(std::memory_order_relaxed) != s1) continue;
-      if (tid != 0) out.push_back({tid, std::string(name, strnlen(name, kNameLen))});
-      break;
+  const uint64_t head = header_->name_head.load(std::memory_order_acquire);
+  if (head < name_next_) {  // only a target scribbling over the header does this
+    name_next_ = head;
+    return out;
+  }
+  if (head - name_next_ > slots) {
+    names_lost_ += head - name_next_ - slots;
+    name_next_ = head - slots;
+  }
+  for (; name_next_ < head; ++name_next_) {
+    const NameSlot& slot = log[name_next_ & (slots - 1)];
+    const uint64_t want = 2 * name_next_ + 2;
+    const uint64_t s1 = slot.seq.load(std::memory_order_acquire);
+    if (s1 > want) {  // already overwritten by a later entry
+      ++names_lost_;
+      continue;
     }
+    if (s1 != want) {
+      // Still being written: read it next time, unless the writers are so
+      // far ahead that it can only be a stuck or lying slot.
+      if (head - name_next_ < slots / 2) break;
+      ++names_lost_;
+      continue;
+    }
+    const uint32_t tid = slot.tid;
+    char name[kNameLen];
+    std::memcpy(name, slot.name, kNameLen);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (slot.seq.load(std::memory_order_relaxed) != s1) {
+      ++names_lost_;
+      continue;
+    }
+    if (tid != 0) out.push_back({tid, std::string(name, strnlen(name, kNameLen))});
   }
   return out;
 }

@@ -54,8 +54,11 @@ class ShmRegion {
     header_->heartbeat.fetch_add(1, std::memory_order_release);
   }
 
-  // Consistent snapshot of the name table (seqlock readers).
-  std::vector<ThreadName> names() const;
+  // The name log's entries written since the last call, in log order
+  // (seqlock readers).  Entries overwritten before they were read are
+  // counted in names_lost().
+  std::vector<ThreadName> new_names();
+  uint64_t names_lost() const { return names_lost_; }
 
  private:
   ShmRegion(int fd, void* base, size_t size);
@@ -66,6 +69,8 @@ class ShmRegion {
   size_t size_ = 0;
   Header* header_ = nullptr;
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
+  uint64_t name_next_ = 0;              // next name-log index to read
+  uint64_t names_lost_ = 0;
 };
 
 }  // namespace gilstat::proto

