@@ -1,8 +1,8 @@
 // Where the GIL lives in each CPython minor version (x86_64, glibc).
 //
-// Numbers measured on real interpreters: see
-// shared/research/cpython-gil-internals.md §1, §4, §5.  Shared by the probe
-// (which reads its own process's memory) and the CLI (which later reads a
+// Numbers measured on real interpreters (DWARF, offsetof against each
+// version's headers, live memory; docs/gil-internals.md).  Shared by the
+// probe (which reads its own process's memory) and the CLI (which reads a
 // remote process's memory for attach pre-flight).  Header-only, no syscalls.
 #pragma once
 
@@ -69,18 +69,56 @@ struct DebugOffsetsLayout {
   uint32_t tstate_thread_id;   // thread_state.thread_id
   uint32_t interp_id;          // interpreter_state.id
   uint32_t interp_next;        // interpreter_state.next
+  uint32_t tstate_size;        // thread_state.size (the section's first field)
+  uint32_t struct_size;        // sizeof(_Py_DebugOffsets)
 };
 inline constexpr char kDebugCookie[8] = {'x', 'd', 'e', 'b', 'u', 'g', 'p', 'y'};
 inline constexpr uint32_t kDebugVersionAt = 8;
 inline constexpr uint32_t kDebugFreeThreadedAt = 16;
+inline constexpr uint32_t kDebugRuntimeSizeAt = 24;  // runtime_state.size
+inline constexpr uint32_t kDebugInterpSizeAt = 48;   // interpreter_state.size
 
 inline constexpr bool debug_offsets_layout(int minor, DebugOffsetsLayout* out) {
   switch (minor) {
-    case 13: *out = {40, 112, 120, 192, 56, 64}; return true;
-    case 14: *out = {40, 120, 128, 216, 56, 64}; return true;
-    case 15: *out = {40, 120, 128, 240, 56, 64}; return true;
+    case 13: *out = {40, 112, 120, 192, 56, 64, 152, 584}; return true;
+    case 14: *out = {40, 120, 128, 216, 56, 64, 176, 760}; return true;
+    case 15: *out = {40, 120, 128, 240, 56, 64, 176, 888}; return true;
     default: return false;
   }
+}
+
+// The values stored in a _Py_DebugOffsets block are data of the process,
+// not of this table: each is bounded by the size of the struct it points
+// into (which the block also states) before anyone uses it as an address.
+struct DebugOffsetsCheck {
+  bool ok = false;
+  uint64_t runtime_size = 0;  // sizeof(_PyRuntimeState) as the block says
+};
+
+// u64(at) reads the 8 bytes at position `at` of the block.
+template <typename ReadU64>
+constexpr DebugOffsetsCheck check_debug_offsets(int minor, const DebugOffsetsLayout& l,
+                                                ReadU64 u64) {
+  constexpr uint64_t kMaxStruct = uint64_t{64} << 20;
+  DebugOffsetsCheck c;
+  const uint64_t version = u64(kDebugVersionAt);
+  if ((version >> 24) != 3 || ((version >> 16) & 0xff) != static_cast<uint64_t>(minor)) return c;
+  if (u64(kDebugFreeThreadedAt) > 1) return c;
+  const uint64_t runtime = u64(kDebugRuntimeSizeAt);
+  const uint64_t interp = u64(kDebugInterpSizeAt);
+  const uint64_t tstate = u64(l.tstate_size);
+  if (!runtime || runtime > kMaxStruct || !interp || interp > kMaxStruct || !tstate ||
+      tstate > kMaxStruct)
+    return c;
+  auto fits = [](uint64_t at, uint64_t size, uint64_t within) {
+    return at <= within && size <= within - at;
+  };
+  c.ok = fits(u64(l.interpreters_head), 16, runtime) && fits(u64(l.interp_ceval_gil), 8, interp) &&
+         fits(u64(l.interp_gil_state), kGilFreeThreaded.size, interp) &&
+         fits(u64(l.interp_id), 8, interp) && fits(u64(l.interp_next), 8, interp) &&
+         fits(u64(l.tstate_thread_id), 8, tstate);
+  c.runtime_size = runtime;
+  return c;
 }
 
 // PEP 768 remote debugging (3.14+): positions inside _Py_DebugOffsets of the

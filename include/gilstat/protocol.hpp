@@ -101,6 +101,18 @@ enum class Status : uint32_t {
   GilDisabled = 7,         // free-threaded build running without a GIL
 };
 
+// gilstat_probe_start returns the region's fd (>= 0), -errno, or, when the
+// probe itself refuses, -(kStartStatusBase + Status): far below any errno
+// (the kernel's are < 4096), so the two cannot be confused.
+inline constexpr int64_t kStartStatusBase = int64_t{1} << 20;
+inline constexpr int64_t start_failure(Status s) {
+  return -(kStartStatusBase + static_cast<int64_t>(s));
+}
+inline constexpr bool is_status_failure(int64_t rc) { return rc <= -kStartStatusBase; }
+inline constexpr Status status_of_failure(int64_t rc) {
+  return static_cast<Status>(-rc - kStartStatusBase);
+}
+
 enum RingFlags : uint32_t {
   kRingOwnThread = 1u << 0,  // the probe's own thread (name reader)
 };

@@ -2,7 +2,8 @@
 // interpreter makes through its GOT, so it obeys the probe's rules: no
 // allocation, no locks, no stdio, no Python API, no dlsym; syscalls only once
 // per thread (gettid when a thread claims its ring).  A call that is not about
-// a known GIL costs one or two pointer compares.
+// a known GIL costs one or two pointer compares.  Finding GILs is in
+// gil_discovery.cpp, naming threads at their start in thread_names.cpp.
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -112,9 +113,8 @@ proto::RingControl* claim_ring() {
     r->generation += 1;
     r->pthread_id = static_cast<uint64_t>(pthread_self());
     r->state.store(static_cast<uint32_t>(proto::RingState::Active), std::memory_order_release);
-    // Lets the thread-exit destructor close the ring; no allocation for
-    // keys created early (glibc keeps the first 32 in the thread struct).
-    pthread_setspecific(g.exit_key, r);
+    // The probe thread closes it once this thread has exited
+    // (close_exited_rings).
     return r;
   }
   return nullptr;
@@ -143,12 +143,6 @@ inline uint32_t next_seq(int gil) {
   return s;
 }
 
-inline uint64_t read_u64(uintptr_t addr) {
-  return __atomic_load_n(reinterpret_cast<const uint64_t*>(addr), __ATOMIC_RELAXED);
-}
-inline int32_t read_i32(uintptr_t addr) {
-  return __atomic_load_n(reinterpret_cast<const int32_t*>(addr), __ATOMIC_RELAXED);
-}
 
 struct HookGuard {
   bool entered;
@@ -273,99 +267,9 @@ bool resolve(Fn* out, const char* name, const char* version) {
   return p != nullptr;
 }
 
-// Emits GilEnabled for GIL i unless `enabled` is the value last emitted;
-// the CAS lets only one of several threads that saw a change report it.
-void emit_enabled(int i, int32_t enabled, uint64_t ts) {
-  int32_t last = g.enabled_emitted[i].load(std::memory_order_relaxed);
-  if (enabled == last ||
-      !g.enabled_emitted[i].compare_exchange_strong(last, enabled, std::memory_order_relaxed))
-    return;
-  emit(proto::EventKind::GilEnabled, i, static_cast<uint32_t>(enabled), 0, ts);
-}
-
-// Fills a free slot for a GIL at `base` and makes it visible to the hooks.
-// Slots are allocated with fetch_add and the count only grows, so a hook
-// scanning the table sees either a complete slot or zero addresses (which
-// match nothing).
-void publish_gil(uintptr_t base, int64_t interp_id) {
-  const uint32_t index = g.gils_allocated.fetch_add(1, std::memory_order_relaxed);
-  if (index >= proto::kMaxGils) return;  // table full: that GIL is not measured
-  proto::GilSlot& s = g.header->gils[index];
-  s.address = base;
-  s.initial_switch_number = read_u64(base + g.fields.switch_number);
-  s.initial_holder = read_u64(base + g.fields.last_holder);
-  s.last_switch_number.store(s.initial_switch_number, std::memory_order_relaxed);
-  s.seq.store(0, std::memory_order_relaxed);
-  for (auto& id : s.interp_ids) id = -1;
-  s.interp_ids[0] = interp_id;
-  s.arm_ts = now_raw();
-  // Armed while held (an attach): remember which thread holds it.
-  g.holder_at_arm[index].store(0, std::memory_order_relaxed);
-  if (read_i32(base + g.fields.locked) == 1 && s.initial_holder && g.locator.tstate_thread_id)
-    g.holder_at_arm[index].store(read_u64(s.initial_holder + g.locator.tstate_thread_id),
-                                 std::memory_order_relaxed);
-  s.valid.store(1, std::memory_order_release);
-  // The state at arming opens the GilEnabled history of this GIL.
-  g.enabled_emitted[index].store(kEnabledUnseen, std::memory_order_relaxed);
-  if (g.locator.free_threaded)
-    emit_enabled(static_cast<int>(index), read_i32(base + g.fields.enabled), s.arm_ts);
-  GilAddrs& a = g.gils[index];
-  a.base = base;
-  a.cond = base + g.fields.cond;
-  a.switch_cond = base + g.fields.switch_cond;
-  a.mutex = base + g.fields.mutex;
-  for (uint32_t n = g.gil_count.load(); n < index + 1;)
-    g.gil_count.compare_exchange_weak(n, index + 1, std::memory_order_release);
-  for (uint32_t n = g.header->gil_count.load(); n < index + 1;)
-    g.header->gil_count.compare_exchange_weak(n, index + 1, std::memory_order_release);
-}
-
-// Adds an interpreter id to the slot of a known GIL (shared-GIL
-// subinterpreters, or a new interpreter reusing a freed one's address).
-void note_interpreter(int gil, int64_t interp_id) {
-  auto& ids = g.header->gils[gil].interp_ids;
-  for (auto& id : ids) {
-    if (id == interp_id) return;
-    if (id < 0) {
-      id = interp_id;
-      return;
-    }
-  }
-}
-
-void register_gil(uintptr_t base, int64_t interp_id) {
-  const uint32_t n = g.gil_count.load(std::memory_order_acquire);
-  for (uint32_t i = 0; i < n; ++i) {
-    if (g.gils[i].base == base) {
-      note_interpreter(static_cast<int>(i), interp_id);
-      return;
-    }
-  }
-  publish_gil(base, interp_id);
-}
-
-// 3.12+: create_gil() initialises gil->mutex and then gil->switch_mutex, 88
-// bytes further (the same in default and free-threaded layouts).  Two
-// consecutive inits at that distance, with the struct still marked "not
-// created" (locked == -1) and a sane switch interval, are a new GIL: a
-// subinterpreter with its own GIL, created after arming.
-std::atomic<uintptr_t> g_last_mutex_init{0};
-
 int hook_mutex_init(pthread_mutex_t* m, const pthread_mutexattr_t* attr) noexcept {
   const int rc = real_mutex_init(m, attr);
-  if (g.locator.minor >= 12 && g.gil_count.load(std::memory_order_acquire) != 0) {
-    const auto addr = reinterpret_cast<uintptr_t>(m);
-    const uintptr_t prev = g_last_mutex_init.exchange(addr, std::memory_order_relaxed);
-    const uint32_t gap = g.fields.switch_mutex - g.fields.mutex;
-    if (prev && addr == prev + gap) {
-      const uintptr_t base = prev - g.fields.mutex;
-      const uint64_t interval = read_u64(base + g.fields.interval);
-      if (read_i32(base + g.fields.locked) == -1 && interval > 0 && interval < 1000000000ull) {
-        const uintptr_t interp = base - g.locator.own_gil_storage;
-        register_gil(base, static_cast<int64_t>(read_u64(interp + g.locator.interp_id)));
-      }
-    }
-  }
+  note_mutex_init(reinterpret_cast<uintptr_t>(m));
   return rc;
 }
 
@@ -417,62 +321,8 @@ void mark_current_thread_own() { t_state.own = 1; }
 
 uint64_t now_raw_clock() { return now_raw(); }
 
-void note_gil_enabled(int i) {
-  const int32_t enabled = read_i32(g.gils[i].base + g.fields.enabled);
-  if (enabled != g.enabled_emitted[i].load(std::memory_order_relaxed))
-    emit_enabled(i, enabled, now_raw());
-}
-
-void on_thread_exit(void* ring) {
-  auto* r = static_cast<proto::RingControl*>(ring);
-  if (t_state.ring == r) t_state.ring = nullptr;
-  if (r) r->state.store(static_cast<uint32_t>(proto::RingState::Closed), std::memory_order_release);
-}
-
-bool try_arm() {
-  if (g.gil_count.load(std::memory_order_acquire) != 0) {
-    g.want_arm.store(0, std::memory_order_relaxed);
-    return true;
-  }
-  const GilLocator& loc = g.locator;
-  uintptr_t gil = loc.fixed_gil;
-  if (!gil) {
-    const uintptr_t main = static_cast<uintptr_t>(read_u64(loc.interpreters_main));
-    if (!main) return false;
-    gil = static_cast<uintptr_t>(read_u64(main + loc.ceval_gil));
-    if (!gil) return false;  // not created yet: take_gil has not run
-    if (gil != main + loc.own_gil_storage) {
-      // The main interpreter always uses its embedded _gil; anything else
-      // means the layout table is wrong for this build.
-      g.want_arm.store(0, std::memory_order_relaxed);
-      g.header->status.store(static_cast<uint32_t>(proto::Status::NoGilFound),
-                             std::memory_order_release);
-      return false;
-    }
-  }
-  // Arming can race between threads only before the GIL exists, i.e. while
-  // the interpreter is single-threaded; the CAS makes it a one-shot anyway.
-  int expected = 1;
-  if (!g.want_arm.compare_exchange_strong(expected, 0)) return false;
-  publish_gil(gil, 0);
-  register_existing_gils();
-  sample_gil_enabled();
-  g.header->status.store(static_cast<uint32_t>(proto::Status::Armed), std::memory_order_release);
-  g.recording.store(1, std::memory_order_release);
-  return true;
-}
-
-void register_existing_gils() {
-  const GilLocator& loc = g.locator;
-  if (loc.minor < 12 || !loc.interpreters_head) return;
-  // Unlocked walk (HEAD_LOCK is not ours to take): bounded, and only done at
-  // arming, when interpreters are rarely being created or destroyed.
-  uintptr_t interp = static_cast<uintptr_t>(read_u64(loc.interpreters_head));
-  for (int n = 0; interp && n < 64; ++n) {
-    const uintptr_t gil = static_cast<uintptr_t>(read_u64(interp + loc.ceval_gil));
-    if (gil) register_gil(gil, static_cast<int64_t>(read_u64(interp + loc.interp_id)));
-    interp = static_cast<uintptr_t>(read_u64(interp + loc.interp_next));
-  }
+void emit_event(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
+  emit(kind, gil, value, seq, ts);
 }
 
 }  // namespace gilstat::probe

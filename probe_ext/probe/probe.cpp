@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,10 +62,12 @@ bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
   loc->runtime = runtime;
   loc->tstate_thread_id = cpython::tstate_thread_id_offset(minor);
   if (const uint32_t off = cpython::runtime_gil_offset(minor)) {
+    if (off + cpython::kGilDefault.size > loc->runtime_size) return false;
     loc->fixed_gil = runtime + off;
     return true;
   }
   if (minor == 12) {
+    if (cpython::kInterp312.interpreters_main + 8 > loc->runtime_size) return false;
     loc->interpreters_main = runtime + cpython::kInterp312.interpreters_main;
     loc->ceval_gil = cpython::kInterp312.ceval_gil;
     loc->own_gil_storage = cpython::kInterp312.own_gil_storage;
@@ -76,12 +79,17 @@ bool build_locator(uintptr_t runtime, int minor, GilLocator* loc) {
   cpython::DebugOffsetsLayout layout{};
   if (!cpython::debug_offsets_layout(minor, &layout)) return false;
   const char* base = reinterpret_cast<const char*>(runtime);
+  if (loc->runtime_size < layout.struct_size) return false;
   if (std::memcmp(base, cpython::kDebugCookie, sizeof(cpython::kDebugCookie)) != 0) return false;
   auto u64 = [&](uint32_t at) {
     uint64_t v;
     std::memcpy(&v, base + at, sizeof(v));
     return v;
   };
+  // Every value is checked before it becomes an address: a wrong one means
+  // "not armed" with a status, never a fault in the target.
+  const cpython::DebugOffsetsCheck check = cpython::check_debug_offsets(minor, layout, u64);
+  if (!check.ok || check.runtime_size > loc->runtime_size) return false;
   loc->free_threaded = u64(cpython::kDebugFreeThreadedAt) != 0;
   loc->interpreters_main = runtime + u64(layout.interpreters_head) + cpython::kMainAfterHead;
   loc->ceval_gil = static_cast<uint32_t>(u64(layout.interp_ceval_gil));
@@ -98,7 +106,9 @@ void on_fork_child() {
   // original GOT (only this thread exists now, so nobody is inside a hook).
   g.recording.store(0);
   g.want_arm.store(0);
+  g_patcher.reset_lock_after_fork();
   g_patcher.restore();
+  g.restore_pending.store(0);
   g.header = nullptr;
 }
 
@@ -163,12 +173,15 @@ bool discover() {
   void* runtime = dlsym(RTLD_DEFAULT, "_PyRuntime");
   Dl_info info;
   link_map* map = nullptr;
+  ElfW(Sym)* sym = nullptr;
   if (!runtime || !dladdr1(runtime, &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) ||
-      !map) {
+      !map || !dladdr1(runtime, &info, reinterpret_cast<void**>(&sym), RTLD_DL_SYMENT) || !sym ||
+      info.dli_saddr != runtime) {
     set_detail("_PyRuntime not found in the interpreter");
     set_status(proto::Status::NoGilFound);
     return false;
   }
+  g.locator.runtime_size = sym->st_size;
   if (!build_locator(reinterpret_cast<uintptr_t>(runtime), minor, &g.locator)) {
     set_detail("no GIL layout for this build (_Py_DebugOffsets did not validate)");
     set_status(proto::Status::NoGilFound);
@@ -181,7 +194,6 @@ bool discover() {
     set_status(proto::Status::HookFailed);
     return false;
   }
-  pthread_key_create(&g.exit_key, on_thread_exit);
   pthread_atfork(nullptr, nullptr, on_fork_child);
   init_thread_naming(map);
   g_interp_map = map;
@@ -209,7 +221,20 @@ bool install_and_arm() {
   const HookSpec* specs;
   size_t n;
   hooks_table(&specs, &n);
+  // A restore in progress (a stop deferred from inside a hook) finishes
+  // within milliseconds; not getting the lock in 2 s means something is wrong.
+  int waited_ms = 0;
+  while (!g_patcher.try_lock()) {
+    if (++waited_ms > 2000) {
+      set_detail("the GOT is being restored by another thread");
+      set_status(proto::Status::HookFailed);
+      return false;
+    }
+    struct timespec ts{0, 1000000};
+    nanosleep(&ts, nullptr);
+  }
   const int patched = g_patcher.patch(g_interp_map, specs, n);
+  g_patcher.unlock();
   if (patched <= 0 && g_patcher.patched() == 0) {
     set_detail("no pthread GOT slot found in the interpreter object");
     set_status(proto::Status::HookFailed);
@@ -218,7 +243,7 @@ bool install_and_arm() {
   g.header->hooks_installed.store(static_cast<uint32_t>(g_patcher.patched()));
   set_status(proto::Status::HooksInstalled);
   g.want_arm.store(1, std::memory_order_release);
-  try_arm();
+  if (try_arm()) register_existing_gils();
   start_probe_thread();
   return true;
 }
@@ -310,7 +335,7 @@ extern "C" {
 // starts a thread and patches GOT slots; runs no Python code.
 // config: ';'-separated words: "tsc" (use the TSC clock), "heartbeat" (unhook
 // when the CLI's heartbeat stops).  Returns the region's fd (>= 0) for the
-// CLI to open via /proc/PID/fd/N, or -errno / -(100 + Status) on failure;
+// CLI to take, or -errno / proto::start_failure(Status) on failure;
 // -EBUSY when another live gilstat is attached.
 __attribute__((visibility("default"))) int64_t gilstat_probe_start(const char* config) {
   using namespace gilstat::probe;
@@ -328,20 +353,30 @@ __attribute__((visibility("default"))) int64_t gilstat_probe_start(const char* c
   }
   g.header->heartbeat_watch = config_flag(config, "heartbeat") ? 1 : 0;
   g.header->heartbeat.store(0);
-  if (!discover()) return -(100 + static_cast<int64_t>(g.header->status.load()));
+  const auto status = [] { return static_cast<proto::Status>(g.header->status.load()); };
+  if (!discover()) return proto::start_failure(status());
   describe_process();
-  if (!install_and_arm()) return -(100 + static_cast<int64_t>(g.header->status.load()));
+  if (!install_and_arm()) return proto::start_failure(status());
   return g_region_fd;
 }
 
-// Stops recording and restores every patched GOT slot.  The library stays
-// loaded: a thread may still be inside a hook, blocked in the real
-// pthread_cond_timedwait.
+// Stops recording and restores every patched GOT slot (or, when another
+// thread holds the patcher, leaves the restore to the probe thread and
+// returns 0).  The library stays loaded: a thread may still be inside a
+// hook, blocked in the real pthread_cond_timedwait.
 __attribute__((visibility("default"))) int gilstat_probe_stop() {
   using namespace gilstat::probe;
   g.recording.store(0);
   g.want_arm.store(0);
+  if (!g_patcher.try_lock()) {
+    // Another thread is patching or restoring: the probe thread finishes
+    // the restore at its next tick.
+    g.restore_pending.store(1);
+    return 0;
+  }
   const int restored = g_patcher.restore();
+  g.restore_pending.store(0);
+  g_patcher.unlock();
   if (g.header) {
     g.header->hooks_restored.store(static_cast<uint32_t>(restored));
     g.header->status.store(static_cast<uint32_t>(gilstat::proto::Status::Stopped));

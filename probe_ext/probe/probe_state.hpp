@@ -26,6 +26,7 @@ struct GilLocator {
   int minor = 0;
   bool free_threaded = false;
   uintptr_t runtime = 0;           // &_PyRuntime
+  uint64_t runtime_size = 0;       // its symbol's size
   uintptr_t fixed_gil = 0;         // 3.8–3.11: &_PyRuntime.ceval.gil
   uintptr_t interpreters_main = 0; // 3.12+: &_PyRuntime.interpreters.main
   uint32_t ceval_gil = 0;          // 3.12+: offset of interp->ceval.gil
@@ -55,7 +56,9 @@ struct ProbeGlobals {
   // 1 while arming is still possible on the hook path (hooks installed, GIL
   // not found yet).
   std::atomic<int> want_arm{0};
-  pthread_key_t exit_key{};
+  // 1 when a stop could not restore the GOT at once (another thread held
+  // the patcher): the probe thread retries until it has.
+  std::atomic<int> restore_pending{0};
   // Bumped when a new consumer session starts on the same region; threads
   // then forget held/waiting bits from before (they were not tracked while
   // nobody recorded).
@@ -73,20 +76,34 @@ inline constexpr int32_t kEnabledUnseen = INT32_MIN;
 
 extern ProbeGlobals g;
 
+inline uint64_t read_u64(uintptr_t addr) {
+  return __atomic_load_n(reinterpret_cast<const uint64_t*>(addr), __ATOMIC_RELAXED);
+}
+inline int32_t read_i32(uintptr_t addr) {
+  return __atomic_load_n(reinterpret_cast<const int32_t*>(addr), __ATOMIC_RELAXED);
+}
+
 // hooks.cpp
 void hooks_table(const struct HookSpec** specs, size_t* n);
+// An event in the calling thread's ring (claims one on its first event).
+void emit_event(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts);
 bool resolve_real_functions();
 void mark_current_thread_own();
 // Called by the probe's own thread from inside a GIL wait (the hooked
 // pthread_cond_timedwait returns every switch interval): behind busy
 // threads that wait can last seconds, and the watchdog must not wait with it.
 void own_thread_wait_tick();
+
+// gil_discovery.cpp
 // Arms the GIL filter if the interpreter has created its GIL.  Safe on the
 // hook path: plain loads of the interpreter's memory, no calls.
 bool try_arm();
 // 3.12+: registers the GIL of every interpreter that exists now (attach).
+// Not on the hook path: reads other interpreters with safe_read.
 void register_existing_gils();
-void on_thread_exit(void* ring);
+// Our pthread_mutex_init hook, after the real call: 3.12+ create_gil()
+// of a subinterpreter that owns its GIL.
+void note_mutex_init(uintptr_t addr);
 // The clock of the region (TSC or CLOCK_MONOTONIC), raw units.
 uint64_t now_raw_clock();
 
@@ -97,6 +114,10 @@ uint64_t now_raw_clock();
 void note_gil_enabled(int i);
 
 // thread_names.cpp
+// Reads our own memory without faulting (process_vm_readv on ourselves): for
+// addresses derived from data we do not control.  A syscall: not for the
+// GIL hook path.
+bool safe_read(uintptr_t addr, void* out, size_t n);
 // Appends (tid, name) to the region's name log unless it is what the log
 // already says for tid.  Lock-free; any thread may call it.
 void publish_name(uint32_t tid, const char* name, size_t len, proto::NameSource source);
@@ -108,6 +129,11 @@ void forget_published_names();
 void init_thread_naming(const struct link_map* interp);
 // On the probe thread: checks where struct pthread keeps the tid.
 void confirm_tid_offset();
+// On the probe thread: marks Closed the rings whose thread has exited (the
+// CLI drains and frees them), without anything on the hook path: no
+// pthread key (its first setspecific may allocate) and no TLS destructor.
+// Returns the number closed.
+int close_exited_rings();
 // Our pthread_create hook: before the real call, the Thread._bootstrap
 // method a new Python thread will run (0: not a Python thread, or naming is
 // off); after a successful create, names the thread from it.

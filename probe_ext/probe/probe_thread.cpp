@@ -190,7 +190,8 @@ bool g_thread_running = false;
 
 bool keep_running() {
   pthread_mutex_lock(&g_thread_mutex);
-  const bool keep = g.header && g.recording.load() + g.want_arm.load() > 0;
+  const bool keep =
+      g.header && g.recording.load() + g.want_arm.load() + g.restore_pending.load() > 0;
   if (!keep) g_thread_running = false;
   pthread_mutex_unlock(&g_thread_mutex);
   return keep;
@@ -210,14 +211,15 @@ void* probe_thread_main(void*) {
   while (keep_running()) {
     struct timespec ts{0, kTickMs * 1000000L};
     nanosleep(&ts, nullptr);
-    if (should_stop(&g_last_beat)) {
+    if (should_stop(&g_last_beat) || g.restore_pending.load()) {
       gilstat_probe_stop();
-      continue;  // keep_running() now says no
+      continue;  // keep_running() now says no, unless the restore was deferred
     }
     // Free-threaded builds may never take a GIL, so no hook ever arms: arm
     // from here once the interpreter has created it.
-    if (g.want_arm.load()) try_arm();
+    if (g.want_arm.load() && try_arm()) register_existing_gils();
     sample_gil_enabled();
+    close_exited_rings();
     ++ticks_since_read;
     if (!api || !py.is_initialized() || py.is_finalizing()) continue;
     // Read right after a new unnamed thread shows up, else every 2 s (renames).
@@ -256,8 +258,15 @@ void sample_gil_enabled() {
 void own_thread_wait_tick() {
   // Only while hooked: after a stop the GOT no longer leads here anyway,
   // except for the wait that is returning right now.
-  if (g.header && g.recording.load(std::memory_order_acquire) && should_stop(&g_last_beat))
+  if (!g.header || !g.recording.load(std::memory_order_acquire)) return;
+  if (should_stop(&g_last_beat)) {
     gilstat_probe_stop();
+    return;
+  }
+  // Waiting for the GIL behind busy threads can take long; rings of exited
+  // threads must still come free meanwhile (a service starts threads by the
+  // hundred).  This is the probe's own thread, not a thread of the program.
+  close_exited_rings();
 }
 
 bool probe_consumer_alive() {

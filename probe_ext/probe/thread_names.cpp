@@ -25,6 +25,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <cstring>
 
 #include "probe_state.hpp"
@@ -67,12 +69,6 @@ constexpr int kPthreadScanBytes = 1024;
 __thread uint8_t t_naming __attribute__((tls_model("initial-exec")));
 
 constexpr int kPyTpGetattro = 58;  // typeslots.h, the same in every version
-
-bool safe_read(uintptr_t addr, void* out, size_t n) {
-  iovec local{out, n};
-  iovec remote{reinterpret_cast<void*>(addr), n};
-  return addr && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
-}
 
 template <typename Fn>
 bool load(Fn* out, const char* name) {
@@ -144,6 +140,12 @@ void cache_store(uint32_t tid, uint32_t hash) {
 
 }  // namespace
 
+bool safe_read(uintptr_t addr, void* out, size_t n) {
+  iovec local{out, n};
+  iovec remote{reinterpret_cast<void*>(addr), n};
+  return addr && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+}
+
 uint32_t cached_name_hash(uint32_t tid) {
   for (uint32_t k = 0; k < kCacheProbes; ++k) {
     const uint64_t cur = g_cache[cache_slot(tid, k)].load(std::memory_order_relaxed);
@@ -197,6 +199,53 @@ void init_thread_naming(const link_map* interp) {
   g_api = a;
   g_api_ok = ok && method_type && g_text_count > 0;
   if (g_tid_offset.load() < 0) g_tid_candidate = tid_offset_in_self(-4);
+}
+
+int close_exited_rings() {
+  const int tid_offset = g_tid_offset.load(std::memory_order_relaxed);
+  if (!g.header || tid_offset < 0) return 0;
+  // One process_vm_readv for all rings: each live ring's owner's tid as
+  // glibc keeps it in struct pthread.  The kernel zeroes it when the thread
+  // exits; a reused stack holds another tid; an unmapped one faults.
+  constexpr uint32_t kBatch = 64;
+  int closed = 0;
+  for (uint32_t first = 0; first < g.ring_count; first += kBatch) {
+    proto::RingControl* rings[kBatch];
+    iovec remote[kBatch], local[kBatch];
+    int32_t tids[kBatch];
+    uint32_t n = 0;
+    for (uint32_t i = first; i < g.ring_count && i < first + kBatch; ++i) {
+      auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
+      if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active) ||
+          (r->flags & proto::kRingOwnThread) || !r->pthread_id)
+        continue;
+      rings[n] = r;
+      remote[n] = {reinterpret_cast<void*>(r->pthread_id + tid_offset), sizeof(int32_t)};
+      local[n] = {&tids[n], sizeof(int32_t)};
+      ++n;
+    }
+    for (uint32_t done = 0; done < n;) {
+      const ssize_t got = process_vm_readv(getpid(), local + done, n - done, remote + done,
+                                           n - done, 0);
+      if (got < 0 && errno != EFAULT) return closed;  // not allowed here: leave rings alone
+      // Entries up to the first fault were read; that one is gone.
+      const uint32_t read = got > 0 ? static_cast<uint32_t>(got) / sizeof(int32_t) : 0;
+      for (uint32_t k = done; k < done + read; ++k) {
+        if (static_cast<uint32_t>(tids[k]) == rings[k]->tid) continue;
+        rings[k]->state.store(static_cast<uint32_t>(proto::RingState::Closed),
+                              std::memory_order_release);
+        ++closed;
+      }
+      done += read;
+      if (done < n) {
+        rings[done]->state.store(static_cast<uint32_t>(proto::RingState::Closed),
+                                 std::memory_order_release);
+        ++closed;
+        ++done;
+      }
+    }
+  }
+  return closed;
 }
 
 void confirm_tid_offset() {

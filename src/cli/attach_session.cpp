@@ -40,13 +40,13 @@ std::string read_cmdline(pid_t pid) {
   return raw;
 }
 
-// gilstat_probe_start's failure codes: -errno, or -(100 + proto::Status).
+// gilstat_probe_start's failure codes: -errno, or proto::start_failure(Status).
 [[noreturn]] void throw_start_failure(pid_t pid, int64_t rc, const proto::ShmRegion* region) {
   if (rc == -EBUSY)
     throw Error(fmt::format("another gilstat is already attached to process {}", pid),
                 "stop the other `gilstat top`/`record` first; only one may read a process");
-  if (rc <= -100) {
-    const auto status = static_cast<proto::Status>(-rc - 100);
+  if (proto::is_status_failure(rc)) {
+    const auto status = proto::status_of_failure(rc);
     (void)region;
     if (status == proto::Status::UnsupportedVersion)
       throw Error(fmt::format("process {} runs a CPython version gilstat does not support", pid),
