@@ -65,7 +65,8 @@ def test_http_service_record_pid(gilstat, heavy, tmp_path):
     check_named(report, truth, ctx)
     request_rows = [t for t in report["threads"] if "process_request_thread" in t["name"]
                     or (heavy.minor < (3, 10) and t["name"].startswith("Thread-"))]
-    assert len(request_rows) > 100, (len(request_rows), ctx)
+    # ~1,000 in an idle 2 s window; a loaded machine serves fewer (not a gilstat bound).
+    assert len(request_rows) >= 20, (len(request_rows), ctx)
 
 
 def test_thread_pool_service_run(gilstat, heavy):
