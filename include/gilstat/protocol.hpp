@@ -39,7 +39,7 @@ inline constexpr uint32_t kDefaultNameSlots = 4096;  // log entries, power of tw
 inline constexpr size_t kNameLen = 64;
 
 // What one hook saw.  The probe records raw facts; the CLI reconstructs
-// waits, holds and switches from them (research §2.5).
+// waits, holds and switches from them (docs/gil-internals.md).
 enum class EventKind : uint8_t {
   // pthread_mutex_lock(&gil->mutex) entered by a thread that does not hold
   // this GIL: t0, the thread starts wanting the GIL.

@@ -56,7 +56,7 @@ static_assert(std::is_same_v<CreateFn, decltype(&pthread_create)>);
 
 // The real functions, never the saved GOT values: those may be the
 // lazy-binding stub, and calling it would re-resolve the slot and silently
-// remove the hook (research §3).
+// remove the hook (the lazy-binding trap, docs/gil-internals.md).
 using MutexInitFn = int (*)(pthread_mutex_t*, const pthread_mutexattr_t*) noexcept;
 MutexInitFn real_mutex_init;
 MutexFn real_mutex_lock;
@@ -227,7 +227,7 @@ int hook_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct time
   if (t_state.own) own_thread_wait_tick();
   if (i >= 0 && rc == ETIMEDOUT && recording()) {
     // Back under gil->mutex.  take_gil sets the drop request exactly when the
-    // GIL is still locked and nobody switched meanwhile (research §2.2).
+    // GIL is still locked and nobody switched meanwhile (take_gil, docs/gil-internals.md).
     const uintptr_t base = g.gils[i].base;
     if (read_i32(base + g.fields.locked) == 1 &&
         read_u64(base + g.fields.switch_number) == switch_before) {
