@@ -33,6 +33,16 @@ def w():
 ts = [threading.Thread(target=w) for _ in range(3)]
 [t.start() for t in ts]; [t.join() for t in ts]
 """,
+    # A thread per request: thread start (named by the pthread_create hook)
+    # and exit (ring recycled by the probe thread) dominate.
+    "5000 short threads": """
+import threading
+def w():
+    n = 0
+    for _ in range(200): n += 1
+for _ in range(5000):
+    t = threading.Thread(target=w); t.start(); t.join()
+""",
     # Single thread, no contention: the hooks see only uncontended takes.
     "single thread": """
 n = 0

@@ -132,8 +132,8 @@ void confirm_tid_offset();
 // On the probe thread: marks Closed the rings whose thread has exited (the
 // CLI drains and frees them), without anything on the hook path: no
 // pthread key (its first setspecific may allocate) and no TLS destructor.
-// Returns the number closed.
-int close_exited_rings();
+// Returns the number closed; *in_use: the program's rings that were live.
+int close_exited_rings(uint32_t* in_use);
 // Our pthread_create hook: before the real call, the Thread._bootstrap
 // method a new Python thread will run (0: not a Python thread, or naming is
 // off); after a successful create, names the thread from it.

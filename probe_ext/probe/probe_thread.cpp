@@ -203,13 +203,18 @@ void* probe_thread_main(void*) {
   PyApi py{};
   const bool api = load_api(&py);
   Named named[kMaxNamed];
-  constexpr int kTickMs = 20;
-  int ticks_since_read = 0;
+  // 20 ms ticks, 2 ms while more than a quarter of the rings are taken: a
+  // service that starts threads by the thousand per second needs the rings
+  // of ended threads back soon (the CLI frees them at its next drain).
+  constexpr long kTickNs = 20000000L, kBusyTickNs = 2000000L;
+  constexpr uint64_t kRenameCheckNs = 2000000000ull;
+  long tick_ns = kTickNs;
+  uint64_t last_read_ns = now_ns();
   static NameTries tries[proto::kMaxRings];  // ring_count <= kMaxRings (map_region)
   g_last_beat = g.header->heartbeat.load();
   g_beat_seen_ns.store(now_ns());
   while (keep_running()) {
-    struct timespec ts{0, kTickMs * 1000000L};
+    struct timespec ts{0, tick_ns};
     nanosleep(&ts, nullptr);
     if (should_stop(&g_last_beat) || g.restore_pending.load()) {
       gilstat_probe_stop();
@@ -219,12 +224,14 @@ void* probe_thread_main(void*) {
     // from here once the interpreter has created it.
     if (g.want_arm.load() && try_arm()) register_existing_gils();
     sample_gil_enabled();
-    close_exited_rings();
-    ++ticks_since_read;
+    uint32_t in_use = 0;
+    close_exited_rings(&in_use);
+    tick_ns = in_use > g.ring_count / 4 ? kBusyTickNs : kTickNs;
     if (!api || !py.is_initialized() || py.is_finalizing()) continue;
-    // Read right after a new unnamed thread shows up, else every 2 s (renames).
-    if (threads_wanting_names(tries, false) == 0 && ticks_since_read < 100) continue;
-    ticks_since_read = 0;
+    // Read right after a thread nobody named shows up, else every 2 s (renames).
+    const uint64_t now = now_ns();
+    if (threads_wanting_names(tries, false) == 0 && now - last_read_ns < kRenameCheckNs) continue;
+    last_read_ns = now;
     const int state = py.gil_ensure();
     const int n = read_names(py, named);
     py.gil_release(state);
@@ -266,7 +273,8 @@ void own_thread_wait_tick() {
   // Waiting for the GIL behind busy threads can take long; rings of exited
   // threads must still come free meanwhile (a service starts threads by the
   // hundred).  This is the probe's own thread, not a thread of the program.
-  close_exited_rings();
+  uint32_t in_use = 0;
+  close_exited_rings(&in_use);
 }
 
 bool probe_consumer_alive() {

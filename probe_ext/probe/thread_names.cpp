@@ -201,8 +201,9 @@ void init_thread_naming(const link_map* interp) {
   if (g_tid_offset.load() < 0) g_tid_candidate = tid_offset_in_self(-4);
 }
 
-int close_exited_rings() {
+int close_exited_rings(uint32_t* in_use) {
   const int tid_offset = g_tid_offset.load(std::memory_order_relaxed);
+  *in_use = 0;
   if (!g.header || tid_offset < 0) return 0;
   // One process_vm_readv for all rings: each live ring's owner's tid as
   // glibc keeps it in struct pthread.  The kernel zeroes it when the thread
@@ -219,6 +220,7 @@ int close_exited_rings() {
       if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active) ||
           (r->flags & proto::kRingOwnThread) || !r->pthread_id)
         continue;
+      ++*in_use;
       rings[n] = r;
       remote[n] = {reinterpret_cast<void*>(r->pthread_id + tid_offset), sizeof(int32_t)};
       local[n] = {&tids[n], sizeof(int32_t)};
