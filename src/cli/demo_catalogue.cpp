@@ -100,12 +100,13 @@ Verdict release_demo(Session& s, double) {
   v.shown = &rel;
   const double hold_wall = one(hold.truth, "sum").num("wall_s");
   const double rel_wall = one(rel.truth, "sum").num("wall_s");
-  v.checks.push_back({"wall time, GIL released", fmt::format("≤ 0.75 × {} (hold)", secs(hold_wall)),
-                      secs(rel_wall), rel_wall <= 0.75 * hold_wall});
+  v.checks.push_back(
+      timing_bound({"wall time, GIL released", fmt::format("≤ 0.75 × {} (hold)", secs(hold_wall)),
+                    secs(rel_wall), rel_wall <= 0.75 * hold_wall}));
   const double hold_held = worker_held_s(hold), rel_held = worker_held_s(rel);
-  v.checks.push_back({"workers' GIL held, released",
-                      fmt::format("≤ 5 % of {} (hold)", secs(hold_held)), secs(rel_held),
-                      hold_held > 0 && rel_held <= 0.05 * hold_held});
+  v.checks.push_back(timing_bound({"workers' GIL held, released",
+                                   fmt::format("≤ 5 % of {} (hold)", secs(hold_held)),
+                                   secs(rel_held), hold_held > 0 && rel_held <= 0.05 * hold_held}));
   for (const Fact* f : sum_workers(rel)) require_thread(rel.report(), *f, v);
   // Releasing the GIL only allows parallelism; the speed-up needs free cores.
   v.notes.push_back(
@@ -139,18 +140,18 @@ Verdict pool_demo(Session& s, double param) {
     // The worker times PyGILState_Ensure natively; the GIL wait is inside
     // it (Ensure also creates the thread state).  10 % + 2 ms of slack.
     const double truth_wait = f->num("native_wait_s");
-    v.checks.push_back({who + ": waiting",
-                        fmt::format("≈ {} (timed natively) ± 10 %", secs(truth_wait)),
-                        secs(t->wait_total_ns / 1e9),
-                        std::abs(t->wait_total_ns / 1e9 - truth_wait) <= 0.1 * truth_wait + 0.002});
+    v.checks.push_back(timing_bound(
+        {who + ": waiting", fmt::format("≈ {} (timed natively) ± 10 %", secs(truth_wait)),
+         secs(t->wait_total_ns / 1e9),
+         std::abs(t->wait_total_ns / 1e9 - truth_wait) <= 0.1 * truth_wait + 0.002}));
     // A busy Python thread gives the GIL up only when a waiter's timed wait
     // of one switch interval expires: that is the typical callback's wait.
     const double p50 = t->wait_ns.p50 / 1e9;
-    v.checks.push_back({who + ": wait p50",
-                        fmt::format("≈ switch interval {} (½× to 2×)",
-                                    report::format_duration(static_cast<uint64_t>(interval * 1e9))),
-                        report::format_duration(t->wait_ns.p50),
-                        p50 >= 0.5 * interval && p50 <= 2 * interval});
+    v.checks.push_back(timing_bound(
+        {who + ": wait p50",
+         fmt::format("≈ switch interval {} (½× to 2×)",
+                     report::format_duration(static_cast<uint64_t>(interval * 1e9))),
+         report::format_duration(t->wait_ns.p50), p50 >= 0.5 * interval && p50 <= 2 * interval}));
     native_held += t->held_ns / 1e9;
     v.notes.push_back(fmt::format("{}: {:.0f} acquisitions/s; waited {} to hold {}", who,
                                   t->acquisitions / (t->lifetime_ns / 1e9),
@@ -197,9 +198,9 @@ Verdict duty_demo(Session& s, double p) {
     // The native clock reads sit just inside gilstat's acquire and release
     // events: the two must agree to the microseconds per period in between.
     const double native = f->num("native_held_s"), held = t->held_ns / 1e9;
-    v.checks.push_back({f->str("name") + ": GIL held",
-                        fmt::format("≈ {} (timed natively) ± 1 %", secs(native)), secs(held),
-                        std::abs(held - native) <= 0.01 * native});
+    v.checks.push_back(timing_bound({f->str("name") + ": GIL held",
+                                     fmt::format("≈ {} (timed natively) ± 1 %", secs(native)),
+                                     secs(held), std::abs(held - native) <= 0.01 * native}));
     v.notes.push_back(fmt::format("native truth: held {} of {} ({}), {} periods overran",
                                   secs(f->num("native_held_s")), secs(f->num("native_elapsed_s")),
                                   pct(f->num("native_held_s") / f->num("native_elapsed_s")),

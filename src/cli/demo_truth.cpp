@@ -65,19 +65,29 @@ std::vector<const Fact*> all(const std::vector<Fact>& facts, const std::string& 
 std::string pct(double fraction) { return fmt::format("{:.1f} %", fraction * 100); }
 std::string secs(double s) { return fmt::format("{:.3f} s", s); }
 
+Check timing_bound(Check c) {
+  c.timing = true;
+  return c;
+}
+
 Check near_share(std::string what, double expected, double tol_pp, double measured) {
-  return {std::move(what), fmt::format("{:.1f} % ± {:g} pp", expected * 100, tol_pp), pct(measured),
-          std::abs(measured - expected) * 100 <= tol_pp};
+  return timing_bound({std::move(what), fmt::format("{:.1f} % ± {:g} pp", expected * 100, tol_pp),
+                       pct(measured), std::abs(measured - expected) * 100 <= tol_pp});
 }
 Check share_at_least(std::string what, double bound, double measured) {
-  return {std::move(what), "≥ " + pct(bound), pct(measured), measured >= bound};
+  return timing_bound({std::move(what), "≥ " + pct(bound), pct(measured), measured >= bound});
 }
 Check share_at_most(std::string what, double bound, double measured) {
-  return {std::move(what), "≤ " + pct(bound), pct(measured), measured <= bound};
+  return timing_bound({std::move(what), "≤ " + pct(bound), pct(measured), measured <= bound});
 }
 
 bool Verdict::passed() const {
   return std::all_of(checks.begin(), checks.end(), [](const Check& c) { return c.pass; });
+}
+
+bool Verdict::failed_timing_only() const {
+  return !passed() && std::all_of(checks.begin(), checks.end(),
+                                  [](const Check& c) { return c.pass || c.timing; });
 }
 
 const report::ThreadReport* find_thread(const report::Report& r, uint32_t tid, uint32_t gil) {

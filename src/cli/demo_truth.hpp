@@ -39,11 +39,20 @@ std::vector<const Fact*> all(const std::vector<Fact>& facts, const std::string& 
 struct Check {
   std::string what, expected, measured;
   bool pass;
+  // A timing bound (a share of wall time, a duration against a native
+  // timing): a busy machine can push it out, so `demo --check` may rerun a
+  // demo that failed only such bounds.  Everything else is exact and never
+  // rerun.
+  bool timing = false;
 };
+
+// `c` marked as a timing bound.
+Check timing_bound(Check c);
 
 std::string pct(double fraction);
 std::string secs(double s);
 
+// Shares of a thread's lifetime: timing bounds.
 Check near_share(std::string what, double expected, double tol_pp, double measured);
 Check share_at_least(std::string what, double bound, double measured);
 Check share_at_most(std::string what, double bound, double measured);
@@ -58,6 +67,8 @@ struct Verdict {
   std::vector<std::string> notes;  // measured facts without a pass/fail bound
   double starved = 0;              // share of the timed threads' lifetimes spent waiting for a CPU
   bool passed() const;
+  // Failed, and every failed check is a timing bound.
+  bool failed_timing_only() const;
 };
 
 // ---------------------------------------------------------------------------

@@ -78,6 +78,28 @@ TEST(DemoTruth, ShareBoundsPassAndFail) {
   EXPECT_EQ(share_at_least("x", 0.95, 0.5).measured, "50.0 %");
 }
 
+TEST(DemoTruth, OnlyTimingBoundsMayBeRerun) {
+  Verdict v;
+  exact_checks(consistent(), "", v);
+  v.checks.push_back(near_share("x", 0.5, 5, 0.5));
+  EXPECT_TRUE(v.passed());
+  EXPECT_FALSE(v.failed_timing_only());  // nothing failed: nothing to rerun
+
+  v.checks.push_back(share_at_least("y", 0.9, 0.5));
+  v.checks.push_back(timing_bound({"wall time", "≤ 1 s", "2 s", false}));
+  EXPECT_FALSE(v.passed());
+  EXPECT_TRUE(v.failed_timing_only());
+
+  report::Report r = consistent();
+  r.drops = 3;  // an exact check fails as well: no rerun
+  exact_checks(r, "again: ", v);
+  EXPECT_FALSE(v.failed_timing_only());
+
+  Verdict count;
+  count.checks.push_back({"callbacks", "≥ 100", "99", false});  // not marked: exact
+  EXPECT_FALSE(count.failed_timing_only());
+}
+
 TEST(DemoTruth, RequireThreadFailsForAMissingThread) {
   const report::Report r = consistent();
   const auto facts = parse_truth(
@@ -89,6 +111,7 @@ TEST(DemoTruth, RequireThreadFailsForAMissingThread) {
   EXPECT_EQ(require_thread(r, facts[1], v), nullptr);
   ASSERT_EQ(v.checks.size(), 1u);
   EXPECT_FALSE(v.checks[0].pass);
+  EXPECT_FALSE(v.checks[0].timing);
   EXPECT_FALSE(v.passed());
   EXPECT_EQ(find_thread(r, 11, 1), nullptr);  // another GIL's row
 }
@@ -108,6 +131,7 @@ TEST(DemoTruth, ExactChecksPassOnAConsistentReport) {
   exact_checks(consistent(), "", v);
   EXPECT_EQ(v.checks.size(), 3u);
   EXPECT_TRUE(v.passed());
+  for (const auto& c : v.checks) EXPECT_FALSE(c.timing) << c.what;
 }
 
 TEST(DemoTruth, SwitchesMustEqualSwitchNumber) {
