@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,38 @@ WORKLOADS = HERE / "workloads"
 SUPPORTED = ((3, 8), (3, 15))
 
 RUN_TIMEOUT_S = 30  # the workloads take 1.5 s; anything near this is a hang
+
+
+# Retrying. Only a timing bound (a wall-clock share, a latency, a rate) may be retried:
+# a busy machine (a parallel build) can push one out in a single run, while a real
+# measurement error repeats in every run. An exact check (switches == switch_number, no
+# drops, held + wait + released == lifetime) holds however busy the machine is: it is
+# never retried, and every rerun made for a timing bound passes them again.
+
+class TimingBoundRetried(UserWarning):
+    """A timing bound failed in one run and the test ran again (listed in pytest's
+    warnings summary, so a pass that needed a retry is visible)."""
+
+
+def note_timing_retry(attempt, attempts, error):
+    """Says (stdout and the warnings summary) which timing bound failed in `attempt` and
+    why the test runs again."""
+    bound = str(error).split("\n")[0]
+    message = ("timing bound failed on attempt %d of %d, retried: %s (load %s; a busy "
+               "machine can push a wall-clock bound out in one run, a measurement error "
+               "repeats in every run)" % (attempt, attempts, bound,
+                                          " ".join("%.2f" % x for x in os.getloadavg())))
+    print(message)
+    warnings.warn(message, TimingBoundRetried, stacklevel=2)
+
+
+def exact_on_rerun(check, *args, **kwargs):
+    """Runs an exact check on a run made for a retry. A failure fails the test at once:
+    pytest.fail raises no AssertionError, so no retry loop can catch it."""
+    try:
+        check(*args, **kwargs)
+    except AssertionError as e:
+        pytest.fail("exact check failed on a rerun (never retried): %s" % e)
 
 
 def pytest_addoption(parser):
