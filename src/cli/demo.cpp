@@ -20,7 +20,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -31,6 +30,7 @@
 #include "cli/demo_session.hpp"
 #include "cli/demo_truth.hpp"
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 #include "report/render_text.hpp"
 
 namespace gilstat::cli {
@@ -100,9 +100,8 @@ void print_list(std::ostream& out) {
 // "4 CPUs, load average 1.23": timing demos need free cores, so a failure
 // is shown with how busy the machine was.
 std::string machine_load() {
-  double load1 = -1;
-  std::ifstream("/proc/loadavg") >> load1;
-  return fmt::format("{} CPUs, load average {:.2f}", sysconf(_SC_NPROCESSORS_ONLN), load1);
+  return fmt::format("{} CPUs, load average {:.2f}", sysconf(_SC_NPROCESSORS_ONLN),
+                     procfs::loadavg_1min());
 }
 
 // A shared machine can starve a run of CPU for long enough to push a timing
