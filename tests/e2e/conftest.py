@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 WORKLOADS = HERE / "workloads"
 
-# gilstat supports these minor versions (DESIGN.md §1); anything else must be refused.
+# gilstat supports these minor versions (README); anything else must be refused.
 SUPPORTED = ((3, 8), (3, 15))
 
 RUN_TIMEOUT_S = 30  # the workloads take 1.5 s; anything near this is a hang

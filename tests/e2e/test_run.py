@@ -80,7 +80,7 @@ def check_report_shape(report, result, python):
 
 
 def check_invariants(report, result):
-    """What must hold for every report (DESIGN.md §4, issue 2)."""
+    """What must hold for every report (docs/gil-internals.md, "Reconstruction rules")."""
     ctx = result.describe()
     assert report["gils"] and report["threads"], "empty report\n" + ctx
     for g in report["gils"]:
