@@ -50,6 +50,21 @@ def note_timing_retry(attempt, attempts, error):
     warnings.warn(message, TimingBoundRetried, stacklevel=2)
 
 
+# An xfail must be strict: a non-strict one can neither fail nor notice that the gap it
+# documents was fixed. The one exception is removed when thread names work.
+NON_STRICT_XFAIL_ALLOWED = {"test_short_lived_threads_keep_their_names"}
+
+
+def pytest_collection_modifyitems(config, items):
+    loose = [item.nodeid for item in items
+             for mark in item.iter_markers("xfail")
+             if mark.kwargs.get("strict") is not True
+             and item.originalname not in NON_STRICT_XFAIL_ALLOWED]
+    if loose:
+        raise pytest.UsageError("xfail without strict=True (it could never fail): %s"
+                                % ", ".join(sorted(set(loose))))
+
+
 def exact_on_rerun(check, *args, **kwargs):
     """Runs an exact check on a run made for a retry. A failure fails the test at once:
     pytest.fail raises no AssertionError, so no retry loop can catch it."""
