@@ -12,6 +12,26 @@
 #include "common/procfs.hpp"
 
 namespace gilstat::attach {
+namespace {
+
+// Writes all of `bytes` to fd, at `offset` (pwrite) or, with -1, at the file
+// position.  0 when done, the errno otherwise, -1 when the kernel wrote
+// nothing without an error (past the end of a mapping).
+int write_all(int fd, std::span<const std::byte> bytes, off_t offset) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = offset < 0 ? ::write(fd, bytes.data() + done, bytes.size() - done)
+                                 : pwrite(fd, bytes.data() + done, bytes.size() - done,
+                                          offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return -1;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+}  // namespace
 
 TargetMemoryWriter::~TargetMemoryWriter() {
   if (fd_ >= 0) close(fd_);
@@ -25,18 +45,9 @@ void TargetMemoryWriter::write(RemoteAddr addr, std::span<const std::byte> bytes
           fmt::format("cannot open {}: {}", procfs::path(pid_, "mem"), std::strerror(errno)));
     }
   }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = pwrite(fd_, bytes.data() + done, bytes.size() - done,
-                       static_cast<off_t>(addr.value() + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(fmt::format("cannot write {} bytes at {} in process {}: {}", bytes.size(),
-                              to_string(addr), pid_,
-                              n == 0 ? "short write" : std::strerror(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (const int e = write_all(fd_, bytes, static_cast<off_t>(addr.value())))
+    throw Error(fmt::format("cannot write {} bytes at {} in process {}: {}", bytes.size(),
+                            to_string(addr), pid_, e < 0 ? "short write" : std::strerror(e)));
 }
 
 bool write_running_target(pid_t pid, RemoteAddr addr, std::span<const std::byte> bytes) {
@@ -58,18 +69,10 @@ void write_target_fd(pid_t pid, int fd, std::span<const std::byte> bytes) {
   const std::string ours = procfs::path(pid, fmt::format("fd/{}", fd));
   int local = open(ours.c_str(), O_WRONLY | O_CLOEXEC);
   if (local < 0) throw Error(fmt::format("cannot open {}: {}", ours, std::strerror(errno)));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(local, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      close(local);
-      throw Error(fmt::format("cannot write {}: {}", ours, std::strerror(e)));
-    }
-    done += static_cast<size_t>(n);
-  }
+  const int e = write_all(local, bytes, -1);
   close(local);
+  if (e)
+    throw Error(fmt::format("cannot write {}: {}", ours, e < 0 ? "short write" : std::strerror(e)));
 }
 
 }  // namespace gilstat::attach
