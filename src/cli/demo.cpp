@@ -12,8 +12,9 @@
 // the running script as by `record --pid` (demo_attach.cpp): the same checks
 // judge both.
 //
-// Tolerances are those of issue 3 where it gives one; the others are stated
-// next to each check and explained where they are set.
+// The pieces: demo_truth (the checks, pure functions of a report),
+// demo_session (running the scripts), demo_catalogue (each demo and its
+// bounds, explained where they are set); this file prints and drives them.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <unistd.h>
