@@ -13,12 +13,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "attach/injector.hpp"
 #include "attach/ptrace_session.hpp"
+#include "attach/target_write.hpp"
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 #include "elf/file_bytes.hpp"
 
 #ifndef MFD_EXEC
@@ -102,27 +104,13 @@ int remote_memfd(Injector& injector, pid_t pid, std::string_view name,
                               : "");
   }
   injector.close_on_finish(static_cast<int>(fd));
-  const std::string ours = fmt::format("/proc/{}/fd/{}", pid, fd);
-  int local = open(ours.c_str(), O_WRONLY | O_CLOEXEC);
-  if (local < 0) throw Error(fmt::format("cannot open {}: {}", ours, std::strerror(errno)));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = write(local, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = errno;
-      close(local);
-      throw Error(fmt::format("cannot write {}: {}", ours, std::strerror(e)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  close(local);
+  write_target_fd(pid, static_cast<int>(fd), bytes);
   return static_cast<int>(fd);
 }
 
 // The target's effective uid and gid from /proc/PID/status.
 bool target_ids(pid_t pid, uid_t* uid, gid_t* gid) {
-  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::istringstream in(procfs::read(pid, "status").value_or(""));
   std::string line;
   bool have_uid = false, have_gid = false;
   while (std::getline(in, line)) {
@@ -149,7 +137,7 @@ bool permits(const struct stat& st, uid_t uid, gid_t gid, mode_t user, mode_t gr
 bool target_can_open(pid_t pid, const std::string& resolved_path) {
   struct stat ours {
   }, theirs{};
-  const std::string root = fmt::format("/proc/{}/root", pid);
+  const std::string root = procfs::path(pid, "root");
   if (stat(resolved_path.c_str(), &ours) != 0 ||
       stat((root + resolved_path).c_str(), &theirs) != 0 || ours.st_dev != theirs.st_dev ||
       ours.st_ino != theirs.st_ino) {
@@ -277,7 +265,7 @@ LoadResult load_library_and_call(pid_t pid, const std::string& library_path,
 
     if (transfer.memfd) {
       const int fd = remote_memfd(injector, pid, "gilstat:" + basename, transfer.bytes->bytes());
-      result.loaded_as = fmt::format("/proc/self/fd/{}", fd);
+      result.loaded_as = procfs::self(fmt::format("fd/{}", fd));
       result.via_memfd = true;
     } else {
       result.loaded_as = transfer.target_path;

@@ -9,12 +9,12 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "attach/process_maps.hpp"
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 
 namespace gilstat::attach {
 
@@ -23,32 +23,6 @@ namespace {
 constexpr int kCapSysPtrace = 19;
 constexpr uint32_t kOldestSupported = 0x03080000;
 constexpr uint32_t kFirstUnsupported = 0x03100000;  // 3.16
-
-std::optional<std::string> read_small_file(const std::string& path, int* error_number = nullptr) {
-  std::ifstream in(path);
-  if (!in) {
-    if (error_number) *error_number = errno;
-    return std::nullopt;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// "Key:\tvalue" lines of /proc/PID/status.
-std::map<std::string, std::string> parse_status(const std::string& text) {
-  std::map<std::string, std::string> fields;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    auto value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    fields[line.substr(0, colon)] = value;
-  }
-  return fields;
-}
 
 template <class T>
 std::optional<T> parse_number(std::string_view text, int base = 10) {
@@ -68,16 +42,16 @@ bool parse_ids(const std::string& text, uint32_t out[3]) {
 }
 
 std::string comm_of(pid_t pid) {
-  auto text = read_small_file(fmt::format("/proc/{}/comm", pid));
+  auto text = procfs::read(pid, "comm");
   if (!text) return "?";
   while (!text->empty() && text->back() == '\n') text->pop_back();
   return *text;
 }
 
 bool has_effective_cap(int cap) {
-  auto text = read_small_file("/proc/self/status");
+  auto text = procfs::read(procfs::self("status"));
   if (!text) return false;
-  auto fields = parse_status(*text);
+  auto fields = procfs::parse_status(*text);
   auto caps = parse_number<uint64_t>(fields["CapEff"], 16);
   return caps && ((*caps >> cap) & 1);
 }
@@ -87,9 +61,9 @@ bool is_ancestor_of(pid_t pid) {
   pid_t walker = pid;
   for (int steps = 0; walker > 1 && steps < 4096; ++steps) {
     if (walker == self) return true;
-    auto text = read_small_file(fmt::format("/proc/{}/status", walker));
+    auto text = procfs::read(walker, "status");
     if (!text) return false;
-    auto fields = parse_status(*text);
+    auto fields = procfs::parse_status(*text);
     auto parent = parse_number<pid_t>(fields["PPid"]);
     if (!parent) return false;
     walker = *parent;
@@ -280,9 +254,9 @@ std::string permission_hint(const PermissionFacts& f) {
 }
 
 void check_not_traced(pid_t pid) {
-  auto text = read_small_file(fmt::format("/proc/{}/status", pid));
+  auto text = procfs::read(pid, "status");
   if (!text) return;  // gone: the next step says so
-  auto status = parse_status(*text);
+  auto status = procfs::parse_status(*text);
   if (auto tracer = parse_number<pid_t>(status["TracerPid"]); tracer && *tracer != 0) {
     throw Error(fmt::format("process {} ({}) is already traced by {} (pid {})", pid,
                             status["Name"], comm_of(*tracer), *tracer),
@@ -295,7 +269,7 @@ PreflightResult preflight(pid_t pid, bool refuse_traced) {
 
   // 1. The process.
   int error_number = 0;
-  auto status_text = read_small_file(fmt::format("/proc/{}/status", pid), &error_number);
+  auto status_text = procfs::read(pid, "status", &error_number);
   if (!status_text) {
     if (error_number == ENOENT || error_number == ESRCH) {
       throw Error(fmt::format("no process with pid {}", pid),
@@ -305,7 +279,7 @@ PreflightResult preflight(pid_t pid, bool refuse_traced) {
     throw Error(fmt::format("cannot read /proc/{}/status: {}", pid, std::strerror(error_number)),
                 {}, error_number == EACCES ? kExitPermission : kExitRuntime);
   }
-  auto status = parse_status(*status_text);
+  auto status = procfs::parse_status(*status_text);
   const std::string comm = status["Name"];
   if (auto tgid = parse_number<pid_t>(status["Tgid"]); tgid && *tgid != pid) {
     throw Error(fmt::format("{} is a thread of process {} ({}), not a process", pid, *tgid, comm),
@@ -319,7 +293,7 @@ PreflightResult preflight(pid_t pid, bool refuse_traced) {
   //    for real: opening /proc/PID/mem runs the kernel's own ptrace-attach
   //    check (Yama and LSMs included) without touching the target.
   PermissionFacts facts;
-  if (auto scope = read_small_file("/proc/sys/kernel/yama/ptrace_scope")) {
+  if (auto scope = procfs::read("/proc/sys/kernel/yama/ptrace_scope")) {
     facts.ptrace_scope = parse_number<int>(*scope);
   }
   facts.cap_sys_ptrace = has_effective_cap(kCapSysPtrace);
@@ -334,7 +308,7 @@ PreflightResult preflight(pid_t pid, bool refuse_traced) {
     throw Error(fmt::format("not permitted to attach to process {} ({}): {}", pid, comm, *problem),
                 permission_hint(facts), kExitPermission);
   }
-  if (int fd = open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+  if (int fd = procfs::open_mem(pid, O_RDONLY); fd >= 0) {
     close(fd);
   } else if (errno == EACCES || errno == EPERM) {
     throw Error(fmt::format("not permitted to attach to process {} ({}): the kernel refuses "

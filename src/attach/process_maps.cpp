@@ -7,11 +7,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 
 namespace gilstat::attach {
 
@@ -93,17 +93,15 @@ std::string_view MapEntry::basename() const {
 }
 
 ProcessMaps ProcessMaps::read(pid_t pid) {
-  const std::string file = fmt::format("/proc/{}/maps", pid);
-  std::ifstream in(file);
-  if (!in) {
-    int e = errno;
+  const std::string file = procfs::path(pid, "maps");
+  int e = 0;
+  const auto text = procfs::read(file, &e);
+  if (!text) {
     if (e == ENOENT) throw Error(fmt::format("no process with pid {}", pid));
     throw Error(fmt::format("cannot read {}: {}", file, std::strerror(e)), {},
                 e == EACCES || e == EPERM ? kExitPermission : kExitRuntime);
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse(text.str());
+  return parse(*text);
 }
 
 ProcessMaps ProcessMaps::parse(std::string_view text) {
@@ -165,10 +163,10 @@ std::optional<uint64_t> load_bias(const std::vector<const MapEntry*>& mappings,
 
 std::vector<std::string> candidate_local_paths(pid_t pid, const MapEntry& entry) {
   std::vector<std::string> paths;
-  paths.push_back(
-      fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, entry.start.value(), entry.end.value()));
+  paths.push_back(procfs::path(
+      pid, fmt::format("map_files/{:x}-{:x}", entry.start.value(), entry.end.value())));
   if (!entry.deleted) {
-    paths.push_back(fmt::format("/proc/{}/root{}", pid, entry.path));
+    paths.push_back(procfs::path(pid, "root") + entry.path);
     paths.push_back(entry.path);
   }
   return paths;

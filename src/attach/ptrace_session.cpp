@@ -54,7 +54,7 @@ std::string describe_fault(const siginfo_t& info, const user_regs_struct& regs) 
 }  // namespace
 
 PtraceSession::PtraceSession(pid_t pid, pid_t tid, Clock::time_point deadline)
-    : pid_(pid), tid_(tid == 0 ? pid : tid) {
+    : pid_(pid), tid_(tid == 0 ? pid : tid), memory_writer_(pid) {
   // A non-positive pid would make kill()/tgkill() in redeliver() address a
   // whole process group or every process.
   if (pid_ <= 0 || tid_ <= 0) {
@@ -81,7 +81,6 @@ PtraceSession::PtraceSession(pid_t pid, pid_t tid, Clock::time_point deadline)
     }
     // A thread that never stopped stays seized; the kernel detaches it when
     // this process exits (nothing was changed in it).
-    if (mem_fd_ >= 0) close(mem_fd_);
     throw;
   }
 }
@@ -93,7 +92,6 @@ PtraceSession::~PtraceSession() {
     // Nothing better to do in a destructor: detach() already let go of the
     // thread where it could.
   }
-  if (mem_fd_ >= 0) close(mem_fd_);
 }
 
 void PtraceSession::stop_and_save(Clock::time_point deadline) {
@@ -207,23 +205,7 @@ void PtraceSession::set_clean_fp_state() {
 }
 
 void PtraceSession::write_memory(RemoteAddr addr, std::span<const std::byte> bytes) {
-  if (mem_fd_ < 0) {
-    mem_fd_ = open(fmt::format("/proc/{}/mem", pid_).c_str(), O_RDWR | O_CLOEXEC);
-    if (mem_fd_ < 0) {
-      throw Error(fmt::format("cannot open /proc/{}/mem: {}", pid_, errno_text(errno)));
-    }
-  }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = pwrite(mem_fd_, bytes.data() + done, bytes.size() - done,
-                       static_cast<off_t>(addr.value() + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(fmt::format("cannot write {} bytes at {} in process {}: {}", bytes.size(),
-                              to_string(addr), pid_, n == 0 ? "short write" : errno_text(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
+  memory_writer_.write(addr, bytes);
 }
 
 void PtraceSession::resume(Resume how) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "attach/remote_memory.hpp"
+#include "attach/target_write.hpp"
 
 namespace gilstat::attach {
 
@@ -59,7 +60,8 @@ class PtraceSession {
   // Loads the x87/SSE state a freshly started function expects (FCW 0x37f,
   // MXCSR 0x1f80, empty x87 stack): the thread may have been stopped anywhere.
   void set_clean_fp_state();
-  // Writes through /proc/PID/mem, which lets a tracer write read-only pages.
+  // Writes through /proc/PID/mem (target_write.hpp), which lets a tracer
+  // write read-only pages.
   void write_memory(RemoteAddr addr, std::span<const std::byte> bytes);
 
   // Resumes the thread and waits until it stops with SIGTRAP at
@@ -95,7 +97,7 @@ class PtraceSession {
   bool modified_ = false;
   SavedRegisters saved_;
   std::vector<siginfo_t> deferred_;
-  int mem_fd_ = -1;
+  TargetMemoryWriter memory_writer_;
 };
 
 }  // namespace gilstat::attach

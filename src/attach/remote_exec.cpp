@@ -8,11 +8,12 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <vector>
 
 #include "attach/preflight.hpp"
+#include "attach/target_write.hpp"
+#include "common/procfs.hpp"
 #include "gilstat/cpython_layout.hpp"
 
 namespace gilstat::attach {
@@ -21,41 +22,12 @@ namespace {
 
 constexpr int32_t kPending = 1;
 
-// The only remote writes: all or nothing per call, like RemoteMemory::read.
-bool write_remote(pid_t pid, RemoteAddr addr, std::span<const std::byte> bytes) {
-  iovec local{const_cast<std::byte*>(bytes.data()), bytes.size()};
-  iovec remote{reinterpret_cast<void*>(addr.value()), bytes.size()};
-  const ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
-  if (n == static_cast<ssize_t>(bytes.size())) return true;
-  if (n >= 0 || errno == EFAULT || errno == ESRCH) return false;
-  // EPERM/ENOSYS (seccomp, old kernels): /proc/PID/mem writes through the
-  // same ptrace-access check.
-  const int fd = open(fmt::format("/proc/{}/mem", pid).c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const ssize_t w = pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(addr.value()));
-  close(fd);
-  return w == static_cast<ssize_t>(bytes.size());
-}
-
 template <class T>
 bool write_value(pid_t pid, RemoteAddr addr, const T& value) {
-  return write_remote(pid, addr, std::as_bytes(std::span(&value, 1)));
+  return write_running_target(pid, addr, std::as_bytes(std::span(&value, 1)));
 }
 
 }  // namespace
-
-std::vector<std::string> read_proc_list(pid_t pid, const char* file) {
-  std::ifstream in(fmt::format("/proc/{}/{}", pid, file), std::ios::binary);
-  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> out;
-  for (size_t at = 0; at < raw.size();) {
-    size_t end = raw.find('\0', at);
-    if (end == std::string::npos) end = raw.size();
-    out.push_back(raw.substr(at, end - at));
-    at = end + 1;
-  }
-  return out;
-}
 
 RemoteExecTarget locate_remote_exec(const RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
                                     uint32_t version_hex) {
@@ -116,7 +88,7 @@ RemoteExecTarget locate_remote_exec(const RemoteMemory& memory, pid_t pid, Remot
 }
 
 std::string disabled_reason(pid_t pid) {
-  for (const std::string& entry : read_proc_list(pid, "environ")) {
+  for (const std::string& entry : procfs::nul_list(pid, "environ")) {
     if (entry.starts_with("PYTHON_DISABLE_REMOTE_DEBUG=") &&
         entry.size() > sizeof("PYTHON_DISABLE_REMOTE_DEBUG=") - 1) {
       return "its environment sets PYTHON_DISABLE_REMOTE_DEBUG";
@@ -124,7 +96,7 @@ std::string disabled_reason(pid_t pid) {
   }
   // The option is spelled with hyphens (`-X disable_remote_debug` is an
   // unknown X option that CPython ignores).
-  for (const std::string& arg : read_proc_list(pid, "cmdline")) {
+  for (const std::string& arg : procfs::nul_list(pid, "cmdline")) {
     if (arg == "disable-remote-debug" || arg == "-Xdisable-remote-debug") {
       return "it was started with -X disable-remote-debug";
     }
@@ -154,7 +126,7 @@ void send_remote_exec(const RemoteExecTarget& t, const RemoteMemory& memory,
         fmt::format("cannot write into process {}: {}", t.pid, std::strerror(errno)),
         "use --method ptrace");
   };
-  if (!write_remote(t.pid, t.script_path, path)) throw failed();
+  if (!write_running_target(t.pid, t.script_path, path)) throw failed();
   if (!write_value(t.pid, t.pending_call, kPending)) throw failed();
   auto breaker = memory.read_value<uint64_t>(t.eval_breaker);
   if (!breaker || !write_value(t.pid, t.eval_breaker, *breaker | cpython::kEvalPleaseStopBit)) {

@@ -59,9 +59,6 @@ struct RemoteExecTarget {
 RemoteExecTarget locate_remote_exec(const RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
                                     uint32_t version_hex);
 
-// /proc/PID/environ or /proc/PID/cmdline as a list (empty when unreadable).
-std::vector<std::string> read_proc_list(pid_t pid, const char* file);
-
 // Why remote debugging is off in `pid`, from its environment and command line
 // (PYTHON_DISABLE_REMOTE_DEBUG, -X disable-remote-debug), else the build.
 std::string disabled_reason(pid_t pid);

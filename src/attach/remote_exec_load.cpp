@@ -11,13 +11,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <thread>
 #include <vector>
 
 #include "attach/load_library.hpp"
+#include "common/procfs.hpp"
 #include "elf/file_bytes.hpp"
 
 namespace gilstat::attach {
@@ -54,7 +55,7 @@ std::string py_bytes(std::string_view bytes) {
 // Candidate parents of the staging directory, as the target names them.
 std::vector<std::string> temporary_directories(pid_t pid) {
   std::vector<std::string> out;
-  for (const std::string& entry : read_proc_list(pid, "environ")) {
+  for (const std::string& entry : procfs::nul_list(pid, "environ")) {
     if (entry.starts_with("TMPDIR=/")) out.push_back(entry.substr(7));
   }
   for (const char* d : {"/tmp", "/var/tmp", "/dev/shm"}) out.emplace_back(d);
@@ -78,7 +79,7 @@ bool plain_directory(const std::string& root, const std::string& path) {
 class StagingDirectory {
  public:
   StagingDirectory(pid_t pid, uid_t uid, gid_t gid) : uid_(uid), gid_(gid) {
-    const std::string root = fmt::format("/proc/{}/root", pid);
+    const std::string root = procfs::path(pid, "root");
     std::string tried;
     for (const std::string& parent : temporary_directories(pid)) {
       if (!plain_directory(root, parent)) continue;
@@ -199,8 +200,8 @@ bool wait_for(Predicate done, Clock::time_point deadline) {
 
 // The monotonic offset (seconds) of a time namespace, from
 // /proc/PID/timens_offsets; 0 without time namespaces.
-double monotonic_offset_s(const std::string& pid_dir) {
-  std::ifstream in(pid_dir + "/timens_offsets");
+double monotonic_offset_s(const std::string& timens_offsets) {
+  std::istringstream in(procfs::read(timens_offsets).value_or(""));
   std::string clock;
   long long seconds = 0, nanoseconds = 0;
   while (in >> clock >> seconds >> nanoseconds) {
@@ -214,8 +215,8 @@ double monotonic_offset_s(const std::string& pid_dir) {
 double target_monotonic_s(pid_t pid) {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec + now.tv_nsec / 1e9 + monotonic_offset_s(fmt::format("/proc/{}", pid)) -
-         monotonic_offset_s("/proc/self");
+  return now.tv_sec + now.tv_nsec / 1e9 + monotonic_offset_s(procfs::path(pid, "timens_offsets")) -
+         monotonic_offset_s(procfs::self("timens_offsets"));
 }
 
 // "ok <rc> <name>" or "error <what>".
@@ -227,7 +228,7 @@ RemoteExecResult parse_result(pid_t pid, const std::string& text) {
     auto [next, ec] = std::from_chars(begin, end, r.return_value);
     if (ec == std::errc() && next < end && *next == ' ') {
       r.loaded_as = std::string(next + 1, end);
-      r.via_memfd = r.loaded_as.starts_with("/proc/self/fd/");
+      r.via_memfd = r.loaded_as.starts_with(procfs::self("fd/"));
       return r;
     }
   }

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "common/procfs.hpp"
+
 namespace gilstat::attach {
 
 std::string to_string(RemoteAddr addr) { return fmt::format("{:#x}", addr.value()); }
@@ -65,7 +67,7 @@ bool LiveRemoteMemory::read(RemoteAddr addr, std::span<std::byte> out) const {
 
 bool LiveRemoteMemory::read_proc_mem(RemoteAddr addr, std::span<std::byte> out) const {
   if (mem_fd_ < 0) {
-    mem_fd_ = open(fmt::format("/proc/{}/mem", pid_).c_str(), O_RDONLY | O_CLOEXEC);
+    mem_fd_ = procfs::open_mem(pid_, O_RDONLY);
     if (mem_fd_ < 0) return false;
   }
   size_t done = 0;

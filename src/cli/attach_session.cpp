@@ -11,9 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <thread>
 
 #include "attach/load_library.hpp"
@@ -23,6 +21,7 @@
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
+#include "common/procfs.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -30,15 +29,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 void on_stop_signal(int) { g_stop.store(true); }
-
-std::string read_cmdline(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!raw.empty() && raw.back() == '\0') raw.pop_back();
-  for (char& c : raw)
-    if (c == '\0') c = ' ';
-  return raw;
-}
 
 // gilstat_probe_start's failure codes: -errno, or proto::start_failure(Status).
 [[noreturn]] void throw_start_failure(pid_t pid, int64_t rc, const proto::ShmRegion* region) {
@@ -119,7 +109,7 @@ MethodPlan plan_method(const attach::PreflightResult& target, AttachMethod reque
 
 AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_(choose_clock()) {
   target_ = attach::preflight(pid, method == AttachMethod::kPtrace);
-  command_ = read_cmdline(pid);
+  command_ = procfs::cmdline(pid);
   MethodPlan plan = plan_method(target_, method);
   const std::string probe = probe_library_path();
   // The probe thread unhooks everything if our heartbeat stops (SIGKILL).

@@ -1,10 +1,9 @@
 #include "cli/capture.hpp"
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "common/clock.hpp"
+#include "common/procfs.hpp"
 #include "gilstat/version.hpp"
 
 namespace gilstat::cli {
@@ -36,19 +35,6 @@ uint64_t Capture::poll() {
   return n;
 }
 
-namespace {
-// The target's own command line, for the metadata written before finish()
-// is told what was run.
-std::string proc_cmdline(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!s.empty() && s.back() == '\0') s.pop_back();
-  for (char& c : s)
-    if (c == '\0') c = ' ';
-  return s;
-}
-}  // namespace
-
 void Capture::write_clock_sample() {
   const proto::Header& h = region_.header();
   writer_->clock({read_clock(h.clock_kind), monotonic_ns(), h.drops_no_ring.load()});
@@ -62,7 +48,8 @@ void Capture::sync_recording_meta() {
   describe(UINT64_MAX, {}, &meta, &gils);
   if (gils.empty()) return;  // not armed yet
   if (!meta_written_) {
-    meta.command = proc_cmdline(meta.pid);
+    // The target's own command line until finish() is told what was run.
+    meta.command = procfs::cmdline(meta.pid);
     writer_->meta(meta);
     write_clock_sample();  // the first calibration pair
     meta_written_ = true;

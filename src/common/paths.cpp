@@ -10,12 +10,13 @@
 #include <cstring>
 
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 
 namespace gilstat {
 
 std::string executable_dir() {
   char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  const ssize_t n = readlink(procfs::self("exe").c_str(), buf, sizeof(buf) - 1);
   if (n <= 0) throw Error("cannot find the gilstat executable (/proc/self/exe)");
   std::string path(buf, n);
   return path.substr(0, path.rfind('/'));

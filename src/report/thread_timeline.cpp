@@ -41,8 +41,9 @@ ThreadTimeline::Span ThreadTimeline::add(EventKind kind, uint64_t ts) {
   if (state_ == State::None && changes_state) first_ts_ = last_ts_ = since_ = ts;
   if (state_ != State::None || changes_state) last_ts_ = std::max(last_ts_, ts);
 
-  // The transitions of research §2.5.  Anything not listed below adds no
-  // time, counts an anomaly and simply enters the state the event implies.
+  // The transitions of docs/gil-internals.md, "Reconstruction rules".
+  // Anything not listed below adds no time, counts an anomaly and simply
+  // enters the state the event implies.
   // A thread's first event is never an anomaly: after an attach a thread is
   // met mid-wait or mid-hold, and its lifetime starts at that event.
   State next = state_;

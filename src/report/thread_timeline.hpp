@@ -1,5 +1,5 @@
 // One thread's view of one GIL, rebuilt from that thread's events in its own
-// ring order (research §2.5): where its time went between its first and its
+// ring order (docs/gil-internals.md, "Reconstruction rules"): where its time went between its first and its
 // last event.  Durations stay in raw clock units here.
 #pragma once
 

@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,57 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 WORKLOADS = HERE / "workloads"
 
-# gilstat supports these minor versions (DESIGN.md §1); anything else must be refused.
+# gilstat supports these minor versions (README); anything else must be refused.
 SUPPORTED = ((3, 8), (3, 15))
 
 RUN_TIMEOUT_S = 30  # the workloads take 1.5 s; anything near this is a hang
+
+
+# Retrying. Only a timing bound (a wall-clock share, a latency, a rate) may be retried:
+# a busy machine (a parallel build) can push one out in a single run, while a real
+# measurement error repeats in every run. An exact check (switches == switch_number, no
+# drops, held + wait + released == lifetime) holds however busy the machine is: it is
+# never retried, and every rerun made for a timing bound passes them again.
+
+class TimingBoundRetried(UserWarning):
+    """A timing bound failed in one run and the test ran again (listed in pytest's
+    warnings summary, so a pass that needed a retry is visible)."""
+
+
+def note_timing_retry(attempt, attempts, error):
+    """Says (stdout and the warnings summary) which timing bound failed in `attempt` and
+    why the test runs again."""
+    bound = str(error).split("\n")[0]
+    message = ("timing bound failed on attempt %d of %d, retried: %s (load %s; a busy "
+               "machine can push a wall-clock bound out in one run, a measurement error "
+               "repeats in every run)" % (attempt, attempts, bound,
+                                          " ".join("%.2f" % x for x in os.getloadavg())))
+    print(message)
+    warnings.warn(message, TimingBoundRetried, stacklevel=2)
+
+
+# An xfail must be strict: a non-strict one can neither fail nor notice that the gap it
+# documents was fixed. The one exception is removed when thread names work.
+NON_STRICT_XFAIL_ALLOWED = {"test_short_lived_threads_keep_their_names"}
+
+
+def pytest_collection_modifyitems(config, items):
+    loose = [item.nodeid for item in items
+             for mark in item.iter_markers("xfail")
+             if mark.kwargs.get("strict") is not True
+             and item.originalname not in NON_STRICT_XFAIL_ALLOWED]
+    if loose:
+        raise pytest.UsageError("xfail without strict=True (it could never fail): %s"
+                                % ", ".join(sorted(set(loose))))
+
+
+def exact_on_rerun(check, *args, **kwargs):
+    """Runs an exact check on a run made for a retry. A failure fails the test at once:
+    pytest.fail raises no AssertionError, so no retry loop can catch it."""
+    try:
+        check(*args, **kwargs)
+    except AssertionError as e:
+        pytest.fail("exact check failed on a rerun (never retried): %s" % e)
 
 
 def pytest_addoption(parser):

@@ -1,5 +1,5 @@
 // Synthetic probe traffic for the aggregator tests: per-thread event streams
-// as the probe's hooks emit them (research §2.4), with per-GIL seq numbers,
+// as the probe's hooks emit them (docs/gil-internals.md, section 4), with per-GIL seq numbers,
 // and delivery orders that mimic the CLI draining the rings.
 #pragma once
 
