@@ -64,19 +64,4 @@ struct TopViewOptions {
 // The screen: every line at most `width` columns, at most `height` lines.
 std::vector<std::string> render_top(const TopInterval& interval, const TopViewOptions& options);
 
-// ---- name fitting (top's own minimal version; to be merged with the text
-// report's helper).  Display columns of a sanitised string: one per code point.
-size_t display_width(const std::string& s);
-// Control characters and malformed UTF-8 become U+FFFD, so a thread name
-// cannot move the cursor or change the terminal's state.
-std::string sanitize(const std::string& s);
-// `name` in at most `width` columns.  A name that fits is kept whole.  A
-// name ending in " (target)" keeps that part, which tells its group apart,
-// and loses characters before it ("Thread-19… (process_request_thread)");
-// other names keep their start and their last digits ("ThreadPoolEx…_12").
-std::string fit_name(const std::string& name, size_t width);
-// The narrowest width fit_name() cuts `name` to without losing the part
-// that tells its group apart.
-size_t min_name_width(const std::string& name);
-
 }  // namespace gilstat::cli

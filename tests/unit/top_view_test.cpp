@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/top_names.hpp"
+
 namespace gilstat::cli {
 namespace {
 
@@ -238,8 +240,9 @@ TEST(TopView, ExitedThreadsInOneRowAndOlderOnesGone) {
   Screen s;
   s.prev = report_of({thread(9, "old", 20)});
   // Recalibrated TSC conversion: the same ticks, a hair more ns.
-  s.now = report_of({thread(9, "old", 20.00001), thread(1, "live", 100), thread(2, "short-a", 30, 5, 3),
-                     thread(3, "short-b", 20, 5, 2), thread(4, "short-c", 10, 0, 1)});
+  s.now =
+      report_of({thread(9, "old", 20.00001), thread(1, "live", 100), thread(2, "short-a", 30, 5, 3),
+                 thread(3, "short-b", 20, 5, 2), thread(4, "short-c", 10, 0, 1)});
   s.fates = {{2, ThreadFate::ExitedInInterval},
              {3, ThreadFate::ExitedInInterval},
              {4, ThreadFate::ExitedInInterval},
