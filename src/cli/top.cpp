@@ -146,10 +146,13 @@ bool apply_keys(const std::string& keys, TopViewOptions& view) {
 }
 
 int top(const TopOptions& opts) {
-  if (opts.interval <= 0) throw Error("--interval must be positive", {}, kExitUsage);
+  if (opts.interval <= 0)
+    throw Error("--interval must be positive", "e.g. --interval 0.5", kExitUsage);
   TopViewOptions view;
   if (!parse_top_sort(opts.sort, view.sort))
-    throw Error("--sort must be held, wait or acq", {}, kExitUsage);
+    throw Error(fmt::format("--sort must be held, wait or acq, not '{}'", opts.sort),
+                "held: time holding the GIL, wait: time waiting for it, acq: acquisitions",
+                kExitUsage);
   const bool screen = !opts.json && isatty(STDOUT_FILENO);
   view.max_threads = parse_max_threads(opts.max_threads, screen);
   view.key_help = screen;

@@ -1,4 +1,4 @@
-"""`gilstat top --pid` in a real terminal (tmux) on a service in miniature
+"""`gilstat top --pid` when stdout is not a terminal (every interpreter), and in a real terminal (tmux) on a service in miniature
 (workloads/request_threads.py: a thread per request, two busy threads, one that mostly
 waits): the screen fits the terminal and its resizes, the header with the GIL's
 utilisation stays on top, the busiest threads come first, the keys sort and fold.
@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from test_attach import Target, wait_until
+from test_attach import Background, Target, check_clear_error, wait_until
 
 INTERVAL_S = 0.3
 SCREEN_TIMEOUT_S = 10  # first frame: attach, then a few refreshes
@@ -239,3 +239,47 @@ def test_top_fits_the_terminal_and_its_resizes(gilstat_bin, heavy, tmp_path):
             assert rc_file.read_text().strip() == "0", rc_file.read_text()
         truth = target.finish()
     assert truth["requests"] > 0, truth
+
+
+def test_top_plain_blocks_add_up(gilstat_bin, supported_python):
+    """Not a terminal: one block per interval, not cut to a height, no escape sequences;
+    each GIL's HELD% column adds up to its utilisation (up to the rounding of each row)."""
+    with Target(supported_python, "attach_spin.py", "--threads", 3) as target:
+        target.expect("ready")
+        with Background(gilstat_bin, "top", "--pid", target.pid, "--interval", 0.3,
+                        "--duration", 1.5, "--max-threads", "all") as top:
+            code, out, err = top.wait()
+            ctx = top.describe()
+        truth = target.finish()
+    text = out.decode("utf-8", "replace")
+    ctx += "\nstdout:\n" + text[-6000:]
+    assert code == 0, ctx
+    assert "\033" not in text, ctx
+    blocks = []
+    for line in text.splitlines():
+        if line.startswith("gilstat top · "):
+            blocks.append([])
+        if blocks and line.strip():
+            blocks[-1].append(line)
+    assert len(blocks) >= 3, ctx
+    for lines in blocks:
+        assert lines[0].startswith("gilstat top · pid %d · drops" % target.pid), ctx
+        gil = next((GIL_LINE.match(l) for l in lines if GIL_LINE.match(l)), None)
+        assert gil is not None, ctx
+        assert not any(l.startswith(KEYS_LINE) or MORE_LINE.match(l) for l in lines), ctx
+        header = next(l for l in lines if l.startswith("THREAD"))
+        end = header.index("HELD%") + len("HELD%")
+        rows = lines[lines.index(header) + 1:]
+        assert rows, ctx
+        held = sum(float(r[:end].split()[-1]) for r in rows)
+        assert abs(held - float(gil.group(1))) <= 0.05 * len(rows) + 0.051, (lines, ctx)
+    # The names are read by the probe's thread: the last block has them.
+    names = {r.split()[0] for r in blocks[-1][blocks[-1].index(header) + 1:]}
+    assert {t["name"] for t in truth["threads"]} <= names, ctx
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "5x"])
+def test_top_bad_max_threads(gilstat, value):
+    """Checked before attaching: pid 1 is never touched."""
+    r = gilstat("top", "--pid", 1, "--max-threads", value)
+    check_clear_error(r, 2, "--max-threads")
