@@ -286,6 +286,38 @@ TEST(TopView, EveryLineFitsTheWidthAndNamesKeepTheirKind) {
   }
 }
 
+// Subinterpreters with their own GIL: a GIL column, each GIL's header, and
+// one exited row per GIL so that each GIL's rows still add up.
+TEST(TopView, TwoGils) {
+  Screen s;
+  auto a = thread(1, "main", 400, 0, 4);
+  auto b = thread(2, "sub", 300, 0, 3);
+  b.gil = 1;
+  auto c = thread(3, "gone-a", 50, 0, 1);
+  auto d = thread(4, "gone-b", 20, 0, 1);
+  d.gil = 1;
+  s.now = report_of({a, b, c, d});
+  report::GilReport second;
+  second.id = 1;
+  second.hold_ns.total = 320 * 1000000;
+  s.now.gils[0].hold_ns.total = 450 * 1000000;
+  s.now.gils.push_back(second);
+  s.fates = {{3, ThreadFate::ExitedInInterval}, {4, ThreadFate::ExitedInInterval}};
+  const auto lines = s.render({.width = 120, .height = 30});
+  EXPECT_NE(line_starting(lines, "GIL 0  util  45.0 %"), nullptr);
+  EXPECT_NE(line_starting(lines, "GIL 1  util  32.0 %"), nullptr);
+  const std::string* titles = line_starting(lines, "THREAD");
+  ASSERT_NE(titles, nullptr);
+  EXPECT_NE(titles->find(" GIL "), std::string::npos) << *titles;
+  EXPECT_EQ(row_names(lines), (std::vector<std::string>{"main", "sub", "exited ×1", "exited ×1"}));
+  EXPECT_EQ(cells(*line_starting(lines, "sub "), 1)[1], "1");  // the GIL column
+  // exited rows: GIL 0's 50 ms, then GIL 1's 20 ms
+  std::vector<std::string> exited;
+  for (const auto& l : lines)
+    if (l.rfind("exited", 0) == 0) exited.push_back(cells(l, 2)[1] + "/" + cells(l, 2)[2]);
+  EXPECT_EQ(exited, (std::vector<std::string>{"0/5.0", "1/2.0"}));
+}
+
 TEST(TopViewNames, FitName) {
   EXPECT_EQ(fit_name("spin-0", 10), "spin-0");
   EXPECT_EQ(fit_name("Thread-1904 (process_request_thread)", 32),
