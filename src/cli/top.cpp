@@ -174,6 +174,10 @@ int top(const TopOptions& opts) {
     view.height = terminal.height();
     terminal.draw(render_top(frame, view));
   };
+  if (screen)
+    terminal.draw(
+        {fmt::format("gilstat top · pid {} · attached; the first interval ends in {:.2f} s",
+                     opts.pid, opts.interval)});
   while (!stop_requested() && !quit) {
     capture.poll();
     session.region().beat();
