@@ -223,7 +223,7 @@ std::string holder_text(const report::Report& now, const report::GilReport& g) {
                      report::format_duration(report::saturating_ns(g.holder_for_ns)));
 }
 
-// The parts of a GIL's header line, the ones that must stay visible first.
+// A GIL's header: what must stay visible first, then what fits of the rest.
 std::vector<std::string> gil_header(const TopInterval& in, const GilDelta& g,
                                     const std::vector<ThreadDelta>& deltas, size_t width) {
   const double interval_ns = in.interval_s * 1e9;
@@ -243,12 +243,11 @@ std::vector<std::string> gil_header(const TopInterval& in, const GilDelta& g,
                   in.interval_s > 0 ? g.requests / in.interval_s : 0.0),
       fmt::format("hand-off p50 {} p99 {}", report::format_duration(g.now->handoff_ns.p50),
                   report::format_duration(g.now->handoff_ns.p99))};
-  std::vector<std::string> lines = {line};
   for (const auto& e : extra) {
     if (width && display_width(line) + 2 + display_width(e) > width) break;
     line += "  " + e;
   }
-  lines[0] = line;
+  std::vector<std::string> lines = {line};
   // Free-threaded builds: zero rates are no news while the GIL is off.
   if (!g.now->enabled_changes.empty() && g.now->enabled_changes.back().enabled == 0)
     lines.push_back(fmt::format("  GIL {} is disabled (free-threaded build)", g.now->id));
