@@ -1,31 +1,31 @@
-// gilstat top --pid PID [--interval S] [--duration S] [--sort held|wait|acq] [--json]
-//             [--method ptrace|remote-exec|auto]
+// gilstat top --pid PID [--interval S] [--duration S] [--sort held|wait|acq]
+//             [--max-threads N|all] [--json] [--method ptrace|remote-exec|auto]
 //
 // Live view of a running process: per GIL and per thread, over the last
-// interval and since attach.  Interval figures are differences of two
-// cumulative reports (each closes open holds/waits at its own "now"), so
-// they add up exactly.  Full-screen on a terminal (q quits); plain blocks
-// when stdout is not a terminal; one JSON object per interval with --json.
-#include <CLI/CLI.hpp>
+// interval and since attach (the view itself: top_view.hpp).  Full-screen
+// on a terminal, fitted to its size, with keys to sort, fold groups and
+// quit (terminal.hpp); one plain block per interval when stdout is not a
+// terminal; one JSON object per interval with --json.
+#include <dirent.h>
 #include <fmt/core.h>
-#include <poll.h>
-#include <termios.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <sstream>
+#include <unordered_set>
 
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/terminal.hpp"
+#include "cli/top_view.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "report/render_json.hpp"
-#include "report/render_text.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -35,97 +35,54 @@ struct TopOptions {
   double interval = 1.0;
   double duration = 0;
   std::string sort = "held";
+  std::string max_threads;  // N or "all"; empty: fit the screen, or kPlainMaxThreads
   bool json = false;
   std::string method;  // --method
 };
 
-// One thread's figures over the last interval.
-struct ThreadDelta {
-  const report::ThreadReport* now;
-  double held_ns, wait_ns, span_ns;
-  uint64_t acquisitions;
-};
+// Rows per snapshot when stdout is not a terminal, unless --max-threads says.
+constexpr size_t kPlainMaxThreads = 20;
 
-struct GilDelta {
-  const report::GilReport* now;
-  double hold_ns;
-  uint64_t acquisitions, switches, requests;
-};
+size_t parse_max_threads(const std::string& text, bool screen) {
+  if (text.empty()) return screen ? 0 : kPlainMaxThreads;
+  if (text == "all") return 0;
+  size_t used = 0;
+  unsigned long n = 0;
+  try {
+    n = std::stoul(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || n == 0 || text[0] == '-')
+    throw Error(fmt::format("--max-threads must be a positive number or 'all', not '{}'", text),
+                "e.g. --max-threads 50, or --max-threads all", kExitUsage);
+  return n;
+}
 
-uint64_t key(const report::ThreadReport& t) { return uint64_t{t.tid} << 8 | t.gil; }
-
-std::vector<ThreadDelta> thread_deltas(const report::Report& prev, const report::Report& now,
-                                       double interval_ns) {
-  std::map<uint64_t, const report::ThreadReport*> before;
-  for (const auto& t : prev.threads) before[key(t)] = &t;
-  std::vector<ThreadDelta> out;
+// Which threads of `now` still run: /proc/PID/task lists them.  Threads
+// gone at the previous snapshot stay ExitedBefore.  Empty (all alive) when
+// the list cannot be read.
+std::unordered_map<uint32_t, ThreadFate> thread_fates(int pid, const report::Report& now,
+                                                      std::unordered_set<uint32_t>& gone) {
+  std::unordered_map<uint32_t, ThreadFate> fates;
+  std::unordered_set<uint32_t> alive;
+  DIR* dir = opendir(fmt::format("/proc/{}/task", pid).c_str());
+  if (!dir) return fates;
+  while (const dirent* e = readdir(dir))
+    alive.insert(static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)));
+  closedir(dir);
+  std::vector<uint32_t> newly_gone;
   for (const auto& t : now.threads) {
-    const auto it = before.find(key(t));
-    const report::ThreadReport* p = it == before.end() ? nullptr : it->second;
-    out.push_back({&t, t.held_ns - (p ? p->held_ns : 0),
-                   t.wait_total_ns - (p ? p->wait_total_ns : 0),
-                   std::min(interval_ns, t.lifetime_ns - (p ? p->lifetime_ns : 0)),
-                   t.acquisitions - (p ? p->acquisitions : 0)});
+    if (alive.contains(t.tid)) continue;
+    if (gone.contains(t.tid)) {
+      fates[t.tid] = ThreadFate::ExitedBefore;
+    } else {
+      fates[t.tid] = ThreadFate::ExitedInInterval;
+      newly_gone.push_back(t.tid);
+    }
   }
-  return out;
-}
-
-std::vector<GilDelta> gil_deltas(const report::Report& prev, const report::Report& now) {
-  std::vector<GilDelta> out;
-  for (const auto& g : now.gils) {
-    const report::GilReport* p = nullptr;
-    for (const auto& q : prev.gils)
-      if (q.id == g.id) p = &q;
-    out.push_back({&g, double(g.hold_ns.total) - (p ? double(p->hold_ns.total) : 0),
-                   g.acquisitions - (p ? p->acquisitions : 0), g.switches - (p ? p->switches : 0),
-                   g.forced_switch_requests - (p ? p->forced_switch_requests : 0)});
-  }
-  return out;
-}
-
-void sort_threads(std::vector<ThreadDelta>& rows, const std::string& by) {
-  std::stable_sort(rows.begin(), rows.end(), [&](const ThreadDelta& a, const ThreadDelta& b) {
-    if (by == "wait") return a.wait_ns > b.wait_ns;
-    if (by == "acq") return a.acquisitions > b.acquisitions;
-    return a.held_ns > b.held_ns;
-  });
-}
-
-double pct(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0.0; }
-
-std::string render_table(const report::Report& now, const std::vector<GilDelta>& gils,
-                         std::vector<ThreadDelta> threads, const TopOptions& opts,
-                         double interval_s, size_t max_rows) {
-  std::ostringstream out;
-  out << fmt::format("gilstat top · pid {} · Python {} · {:.1f} s since attach · drops {}\n",
-                     now.pid, now.python_version, now.duration_s, now.drops);
-  for (const auto& g : gils) {
-    out << fmt::format(
-        "GIL {}  util {:5.1f} % (total {:5.1f} %)  switches/s {:7.0f}  forced-switch req/s {:6.0f}"
-        "  hand-off p50 {} p99 {}\n",
-        g.now->id, pct(g.hold_ns, interval_s * 1e9), 100.0 * g.now->utilization,
-        g.switches / interval_s, g.requests / interval_s,
-        report::format_duration(g.now->handoff_ns.p50),
-        report::format_duration(g.now->handoff_ns.p99));
-    // Free-threaded builds: zero rates are no news while the GIL is off.
-    if (!g.now->enabled_changes.empty() && g.now->enabled_changes.back().enabled == 0)
-      out << fmt::format("  GIL {} is disabled (free-threaded build)\n", g.now->id);
-  }
-  out << fmt::format("\n{:<22} {:>8} {:>7} {:>7} {:>9} {:>7} {:>7} {:>10} {:>10}\n", "THREAD",
-                     "TID", "HELD%", "WAIT%", "ACQ/s", "HELD%Σ", "WAIT%Σ", "WAIT p99",
-                     "HOLD max");
-  sort_threads(threads, opts.sort);
-  size_t shown = 0;
-  for (const auto& t : threads) {
-    if (max_rows && shown++ >= max_rows) break;
-    const auto& r = *t.now;
-    out << fmt::format("{:<22.22} {:>8} {:>7.1f} {:>7.1f} {:>9.0f} {:>7.1f} {:>7.1f} {:>10} {:>10}\n",
-                       r.name, r.tid, pct(t.held_ns, t.span_ns), pct(t.wait_ns, t.span_ns),
-                       t.acquisitions / interval_s, pct(r.held_ns, r.lifetime_ns),
-                       pct(r.wait_total_ns, r.lifetime_ns), report::format_duration(r.wait_ns.p99),
-                       report::format_duration(r.hold_ns.max));
-  }
-  return out.str();
+  gone.insert(newly_gone.begin(), newly_gone.end());
+  return fates;
 }
 
 std::string render_interval_json(const report::Report& now, const std::vector<GilDelta>& gils,
@@ -137,9 +94,9 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
     const auto& g = gils[i];
     out << fmt::format(
         "{}{{\"id\": {}, \"utilization\": {:.6f}, \"acquisitions\": {}, \"switches\": {}, "
-        "\"forced_switch_requests\": {}}}",
+        "\"forced_switch_requests\": {}, \"holder_tid\": {}, \"holder_for_s\": {:.9f}}}",
         i ? ", " : "", g.now->id, g.hold_ns / (interval_s * 1e9), g.acquisitions, g.switches,
-        g.requests);
+        g.requests, g.now->holder_tid, g.now->holder_for_ns / 1e9);
   }
   out << "], \"threads\": [";
   for (size_t i = 0; i < threads.size(); ++i) {
@@ -162,79 +119,103 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
   return out.str();
 }
 
-// Raw, non-echoing stdin so a single `q` quits; restored on destruction.
-class RawTerminal {
- public:
-  RawTerminal() {
-    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_) != 0) return;
-    termios raw = saved_;
-    raw.c_lflag &= ~(ICANON | ECHO);
-    raw.c_cc[VMIN] = 0;
-    raw.c_cc[VTIME] = 0;
-    active_ = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+// Applies the keys of the full-screen view; false when one of them quits.
+bool apply_keys(const std::string& keys, TopViewOptions& view) {
+  for (char c : keys) {
+    switch (c) {
+      case 'q':
+      case 'Q':
+        return false;
+      case 'h':
+        view.sort = TopSort::Held;
+        break;
+      case 'w':
+        view.sort = TopSort::Wait;
+        break;
+      case 'a':
+        view.sort = TopSort::Acquisitions;
+        break;
+      case 'g':
+        view.groups = !view.groups;
+        break;
+      default:
+        break;
+    }
   }
-  ~RawTerminal() {
-    if (active_) tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
-  }
-  bool quit_pressed() const {
-    if (!active_) return false;
-    char c;
-    while (read(STDIN_FILENO, &c, 1) == 1)
-      if (c == 'q' || c == 'Q') return true;
-    return false;
-  }
-
- private:
-  termios saved_{};
-  bool active_ = false;
-};
+  return true;
+}
 
 int top(const TopOptions& opts) {
-  if (opts.interval <= 0) throw Error("--interval must be positive", {}, kExitUsage);
-  if (opts.sort != "held" && opts.sort != "wait" && opts.sort != "acq")
-    throw Error("--sort must be held, wait or acq", {}, kExitUsage);
+  if (opts.interval <= 0)
+    throw Error("--interval must be positive", "e.g. --interval 0.5", kExitUsage);
+  TopViewOptions view;
+  if (!parse_top_sort(opts.sort, view.sort))
+    throw Error(fmt::format("--sort must be held, wait or acq, not '{}'", opts.sort),
+                "held: time holding the GIL, wait: time waiting for it, acq: acquisitions",
+                kExitUsage);
   const bool screen = !opts.json && isatty(STDOUT_FILENO);
+  view.max_threads = parse_max_threads(opts.max_threads, screen);
+  view.key_help = screen;
   install_stop_signals();
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
-  RawTerminal terminal;
-  if (screen) std::cout << "\033[?25l";  // hide the cursor while redrawing
+  Terminal terminal(screen);
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);
-  report::Report prev;
-  uint64_t prev_ns = started;
-  bool exited = false, quit = false;
+  // The last two snapshots and the fates of the later one's threads: a key
+  // or a resize redraws them at once.
+  report::Report prev, now;
+  TopInterval frame{&prev, &now, 0, {}};
+  std::unordered_set<uint32_t> gone;
+  bool exited = false, quit = false, drawn = false;
+  auto draw = [&] {
+    view.width = terminal.width();
+    view.height = terminal.height();
+    terminal.draw(render_top(frame, view));
+  };
+  if (screen)
+    terminal.draw(
+        {fmt::format("gilstat top · pid {} · attached; the first interval ends in {:.2f} s",
+                     opts.pid, opts.interval)});
   while (!stop_requested() && !quit) {
     capture.poll();
     session.region().beat();
-    quit = terminal.quit_pressed();
+    const std::string keys = terminal.keys();
+    quit = !apply_keys(keys, view);
+    if (screen && drawn && !quit && (terminal.resized() || !keys.empty())) draw();
     exited = session.target_exited(5);
     const uint64_t now_ns = monotonic_ns();
-    const bool done = exited || quit || stop_requested() ||
+    const bool done = exited || stop_requested() ||
                       (opts.duration > 0 && now_ns - started >= opts.duration * 1e9);
+    if (quit) break;  // nothing more to show
     if (now_ns < next && !done) continue;
-    next += static_cast<uint64_t>(opts.interval * 1e9);
+    // Behind (a starved CLI): the next interval is a whole one, not a catch-up sliver.
+    const auto step = static_cast<uint64_t>(opts.interval * 1e9);
+    next = std::max(next + step, now_ns + step / 2);
     calibration.sample();
     capture.poll();
-    report::Report now = capture.snapshot(read_clock(session.clock()), calibration.ns_per_tick(),
-                                          session.command());
-    const double interval_s = (now_ns - prev_ns) / 1e9;
-    const auto gils = gil_deltas(prev, now);
-    const auto threads = thread_deltas(prev, now, interval_s * 1e9);
-    if (opts.json) {
-      std::cout << render_interval_json(now, gils, threads, interval_s) << std::flush;
-    } else if (screen) {
-      std::cout << "\033[H\033[2J" << render_table(now, gils, threads, opts, interval_s, 40)
-                << "\n(q to quit)" << std::flush;
-    } else {
-      std::cout << render_table(now, gils, threads, opts, interval_s, 0) << "\n" << std::flush;
-    }
+    report::Report latest =
+        capture.snapshot(read_clock(session.clock()), calibration.ns_per_tick(), session.command());
     prev = std::move(now);
-    prev_ns = now_ns;
+    now = std::move(latest);
+    // The window between the two reports' ends: the first one's starts when
+    // the probe armed, a little before `started`.
+    frame.interval_s = now.duration_s - prev.duration_s;
+    frame.fates = thread_fates(opts.pid, now, gone);
+    if (opts.json) {
+      std::cout << render_interval_json(now, gil_deltas(prev, now), thread_deltas(prev, now),
+                                        frame.interval_s)
+                << std::flush;
+    } else if (screen) {
+      draw();
+      drawn = true;
+    } else {
+      for (const auto& line : render_top(frame, view)) std::cout << line << "\n";
+      std::cout << "\n" << std::flush;
+    }
     if (done) break;
   }
-  if (screen) std::cout << "\033[?25h\n";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
   return kExitOk;
 }
@@ -248,6 +229,9 @@ void add_top_command(CLI::App& app, Action& action) {
   cmd->add_option("-i,--interval", opts->interval, "Refresh interval in seconds (default 1)");
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds");
   cmd->add_option("-s,--sort", opts->sort, "Sort threads by held, wait or acq (default held)");
+  cmd->add_option("--max-threads", opts->max_threads,
+                  "Rows before '… N more threads': N or all (default: what fits the terminal; "
+                  "20 when stdout is not one)");
   cmd->add_flag("--json", opts->json, "One JSON object per interval on stdout");
   add_method_option(*cmd, opts->method);
   cmd->callback([opts, &action] { action = [opts] { return top(*opts); }; });

@@ -225,6 +225,12 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     out.seq_gaps = t.seq_gaps;
     out.seq_stale = t.seq_stale;
     out.anomalies = t.anomalies;
+    if (t.open_hold) {
+      out.holder_tid = t.open_holder_tid;
+      out.holder_for_ns = info.window_end > t.open_hold_since
+                              ? static_cast<double>(info.window_end - t.open_hold_since) * f
+                              : 0.0;
+    }
     out.utilization =
         window ? static_cast<double>(t.hold_hist.total()) / static_cast<double>(window) : 0.0;
     const Histogram& waits = gil_waits[id];

@@ -172,6 +172,9 @@ void GilStream::close(uint64_t window_end) {
   while (pending_ > 0 && skip_gap()) drain();
   if (holding_) {
     const uint64_t end = window_end > hold_since_ ? window_end : hold_since_;
+    t_.open_hold = true;
+    t_.open_holder_tid = holder_tid_;
+    t_.open_hold_since = hold_since_;
     if (window_.overlaps(hold_since_, end)) {
       t_.hold_hist.add(window_.clip(hold_since_, end));
       if (hold_since_ < window_.lo) ++t_.acquisitions;

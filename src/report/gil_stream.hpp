@@ -29,6 +29,11 @@ struct GilTimes {
   // forced switch).  Per GIL and per holding thread.
   Histogram drop_latency_hist;
   std::map<uint32_t, Histogram> drop_latency_by_tid;
+  // The hold still running at window_end (closed there by finish()): who,
+  // and since when.  A live view shows it as the current holder.
+  bool open_hold = false;
+  uint32_t open_holder_tid = 0;
+  uint64_t open_hold_since = 0;
 
   // Acquisitions whose tstate differs from the previous acquisition's; the
   // first one is compared with the holder at arming time, which is only

@@ -51,6 +51,11 @@ struct GilReport {
   uint64_t seq_gaps = 0;   // seq numbers never seen (events lost before ordering)
   uint64_t seq_stale = 0;  // events arriving after their seq was skipped, or duplicates
   uint64_t anomalies = 0;  // GIL-level transitions that should not happen
+  // The thread holding the GIL at the window's end (0: none seen holding
+  // it, i.e. free, or not yet acquired since the attach) and for how long
+  // it had held it then: a live view's current holder.
+  uint32_t holder_tid = 0;
+  double holder_for_ns = 0;
   DurationStats wait_ns;
   DurationStats hold_ns;
   DurationStats handoff_ns;

@@ -559,7 +559,10 @@ def test_top_pid_json_exact(topped, supported_python):
         check_switches(the_gil(since, ctx), "interval %d\n%s" % (i, ctx), live=True)
         # A snapshot drains the events, then reads the clock: nothing is after its end.
         check_window_bounds(since, "interval %d\n%s" % (i, ctx))
-    # Per-interval figures are differences of successive since_attach snapshots.
+    # Per-interval figures are differences of successive since_attach snapshots, and
+    # so are the intervals: the first one starts when the probe armed.
+    assert math.isclose(sum(i["interval_s"] for i in intervals), last["duration_s"],
+                        abs_tol=1e-5 * len(intervals)), ctx
     gil = the_gil(last, ctx)
     for key in ("acquisitions", "switches", "forced_switch_requests"):
         total = sum(i["gils"][0][key] for i in intervals)
@@ -1066,7 +1069,7 @@ def test_top_in_a_terminal_quits_on_q(gilstat_bin, heavy_python, tmp_path):
                                check=True, timeout=10)
                 shown = wait_until(
                     lambda: all(w in capture() for w in
-                                ("THREAD", "HELD%", "spin-0", "spin-1", "(q to quit)",
+                                ("THREAD", "HELD%", "spin-0", "spin-1", "q quit",
                                  "pid %d" % target.pid)), 10, step=0.1)
                 assert shown is not None, "the table never showed:\n" + screen[0]
                 assert not rc_file.exists(), screen[0]

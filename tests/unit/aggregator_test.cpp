@@ -532,3 +532,33 @@ TEST(Aggregator, GilEnabledChangesBeyondTheLimitAreCountedNotHidden) {
 
 }  // namespace
 }  // namespace gilstat::report
+
+namespace gilstat::report {
+namespace {
+
+// The hold running at the window's end is the live view's current holder:
+// who, and for how long up to the end; nobody once it was released.
+TEST(AggregatorHolder, OpenHoldIsTheCurrentHolder) {
+  EventScript s;
+  s.acquire(kA, 100, kTsA);
+  s.release(kA, 200, kTsA);
+  s.wait_begin(kB, 150);
+  s.acquire(kB, 210, kTsB);
+  Aggregator agg;
+  s.deliver_by_thread(agg);
+  const Report held = agg.finish(info_for(0, 1000, 2.0), {gil_info(kTsA, 0, 2)});
+  ASSERT_EQ(held.gils.size(), 1u);
+  EXPECT_EQ(held.gils[0].holder_tid, kB);
+  EXPECT_DOUBLE_EQ(held.gils[0].holder_for_ns, (1000 - 210) * 2.0);
+
+  EventScript again = s;
+  again.release(kB, 300, kTsB);
+  Aggregator agg2;
+  again.deliver_by_thread(agg2);
+  const Report free = agg2.finish(info_for(0, 1000), {gil_info(kTsA, 0, 2)});
+  EXPECT_EQ(free.gils[0].holder_tid, 0u);
+  EXPECT_EQ(free.gils[0].holder_for_ns, 0.0);
+}
+
+}  // namespace
+}  // namespace gilstat::report
