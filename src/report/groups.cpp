@@ -22,13 +22,15 @@ std::string group_key(std::string_view name) {
   return key;
 }
 
+std::string group_key(const ThreadReport& t) {
+  return t.own ? std::string("gilstat") : group_key(t.name);
+}
+
 namespace {
 
 using Key = std::tuple<bool, std::string, uint32_t>;
 
-Key key_of(const ThreadReport& t) {
-  return {t.own, t.own ? std::string("gilstat") : group_key(t.name), t.gil};
-}
+Key key_of(const ThreadReport& t) { return {t.own, group_key(t), t.gil}; }
 
 // Nearest-rank percentile of sorted values.
 double percentile(const std::vector<double>& sorted, double p) {

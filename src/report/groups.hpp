@@ -22,6 +22,9 @@ inline constexpr size_t kMinGroupSize = 5;
 
 std::string group_key(std::string_view thread_name);
 
+// The key of t's group: group_key of its name, "gilstat" for gilstat's own.
+std::string group_key(const ThreadReport& t);
+
 // Groups `threads` by (group key, GIL).  Every group is returned, also those
 // of one thread; each member appears in exactly one group, and a group's
 // sums are exactly the sums of its members' fields.  Sorted by held time,
