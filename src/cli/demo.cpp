@@ -248,10 +248,9 @@ class Session {
                     "unset PYTHON_GIL (gilstat demo then sets PYTHON_GIL=1), or set PYTHON_GIL=1",
                     kExitNotCPython);
       if (gil_forced && !said_gil_forced_)
-        std::cout << fmt::format(
-                         "gilstat: {} is a free-threaded build: the demos run with "
-                         "PYTHON_GIL=1, so that it has a GIL to measure\n",
-                         python_)
+        std::cout << fmt::format("gilstat: {} is a free-threaded build: the demos run with "
+                                 "PYTHON_GIL=1, so that it has a GIL to measure\n",
+                                 python_)
                   << std::flush;
       said_gil_forced_ = true;
     }
