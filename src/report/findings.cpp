@@ -184,10 +184,10 @@ std::vector<Finding> find_findings(const Report& r) {
 
   // Where a GIL's held time goes, when one kind of thread takes most of it.
   for (const GilReport& g : r.gils) {
+    // Of the GIL's own held time: a report narrowed with --thread shows
+    // only some of its rows.
     const TableRow* t = top_of(g.id);
-    double held = 0;
-    for (const TableRow& row : rows)
-      if (row.sums.gil == g.id) held += row.sums.held_ns;
+    const double held = g.utilization * window_ns;
     if (!t || g.utilization < kIdleUtilization || held <= 0 || t->sums.held_ns < 0.5 * held)
       continue;
     out.push_back({"main_holder", "info",
