@@ -19,6 +19,15 @@ namespace {
 
 constexpr double kWindowNs = 4e9;
 
+DurationStats stats_of(const Histogram& h) {
+  return {h.percentile(0.5),
+          h.percentile(0.9),
+          h.percentile(0.99),
+          h.max(),
+          static_cast<uint64_t>(h.total()),
+          h.count()};
+}
+
 ThreadReport thread(uint32_t tid, std::string name, double life_ns, double held_ns, double wait_ns,
                     uint32_t gil = 0) {
   ThreadReport t;
@@ -34,18 +43,8 @@ ThreadReport thread(uint32_t tid, std::string name, double life_ns, double held_
     t.hold_hist.add(static_cast<uint64_t>(held_ns / static_cast<double>(t.acquisitions)));
     t.wait_hist.add(static_cast<uint64_t>(wait_ns / static_cast<double>(t.acquisitions)));
   }
-  t.hold_ns = {t.hold_hist.percentile(0.5),
-               t.hold_hist.percentile(0.9),
-               t.hold_hist.percentile(0.99),
-               t.hold_hist.max(),
-               static_cast<uint64_t>(t.hold_hist.total()),
-               t.hold_hist.count()};
-  t.wait_ns = {t.wait_hist.percentile(0.5),
-               t.wait_hist.percentile(0.9),
-               t.wait_hist.percentile(0.99),
-               t.wait_hist.max(),
-               static_cast<uint64_t>(t.wait_hist.total()),
-               t.wait_hist.count()};
+  t.hold_ns = stats_of(t.hold_hist);
+  t.wait_ns = stats_of(t.wait_hist);
   return t;
 }
 
@@ -230,6 +229,13 @@ std::vector<Finding> of_kind(const std::vector<Finding>& all, const std::string&
   return out;
 }
 
+// Exactly one finding `id`, saying `says`.
+void expect_one(const std::vector<Finding>& fs, const std::string& id, const std::string& says) {
+  const auto found = of_kind(fs, id);
+  ASSERT_EQ(found.size(), 1u) << id;
+  EXPECT_NE(found[0].text.find(says), std::string::npos) << found[0].text;
+}
+
 TEST(ServiceFindings, AgreeWithTheTable) {
   // 400 request threads of a few ms: half held the GIL 90 % of their lives,
   // half waited 90 % of theirs; as a kind they hold it most.  300 native
@@ -249,12 +255,8 @@ TEST(ServiceFindings, AgreeWithTheTable) {
   // The request threads' row: HELD% 19.0 (400 x 1.9 ms of 4 s), WAIT%LIFE 47.5.
   EXPECT_NE(text.find("Thread-N (process_request_thread) ×400        -   19.0"), std::string::npos)
       << text;
-  const auto holder = of_kind(fs, "main_holder");
-  ASSERT_EQ(holder.size(), 1u);
-  EXPECT_NE(holder[0].text.find("Thread-N (process_request_thread) ×400 held GIL 0 19.0 % of the "
-                                "window"),
-            std::string::npos)
-      << holder[0].text;
+  expect_one(fs, "main_holder",
+             "Thread-N (process_request_thread) ×400 held GIL 0 19.0 % of the window");
 
   const auto starved = of_kind(fs, "starved_thread");
   ASSERT_EQ(starved.size(), 1u);
@@ -299,18 +301,12 @@ TEST(ServiceFindings, HotAndSlowToDropKindsAreFoundAsGroups) {
   r.threads.push_back(thread(1, "MainThread", 4e9, 1e9, 0));
   finish(r);
   const std::vector<Finding> fs = find_findings(r);
-  const auto hot = of_kind(fs, "hot_reacquire");
-  ASSERT_EQ(hot.size(), 1u);  // one finding for the kind, not 200
-  EXPECT_NE(hot[0].text.find("ThreadPoolExecutor-N_N ×200 acquired the GIL 20,000 times a second "
-                             "each (400,000 in all)"),
-            std::string::npos)
-      << hot[0].text;
-  const auto slow = of_kind(fs, "ignores_drop_requests");
-  ASSERT_EQ(slow.size(), 1u);
-  EXPECT_NE(slow[0].text.find("ThreadPoolExecutor-N_N ×200 kept the GIL up to 60.0 ms (2 "
-                              "requests)"),
-            std::string::npos)
-      << slow[0].text;
+  // One finding for the kind, not 200.
+  expect_one(fs, "hot_reacquire",
+             "ThreadPoolExecutor-N_N ×200 acquired the GIL 20,000 times a second each (400,000 "
+             "in all)");
+  expect_one(fs, "ignores_drop_requests",
+             "ThreadPoolExecutor-N_N ×200 kept the GIL up to 60.0 ms (2 requests)");
 }
 
 }  // namespace
