@@ -116,3 +116,30 @@ def test_max_threads_must_be_a_number_or_all(gilstat, supported_python, tmp_path
         assert r.returncode == 2, r.describe()
         assert "gilstat: error: --max-threads" in r.stderr_text and "hint:" in r.stderr_text
         assert b"ran" not in r.stdout, r.describe()  # refused before running anything
+
+
+def test_thread_per_request_service_report(gilstat, heavy, tmp_path):
+    """Heavy tier: a stdlib thread-per-request server under a client in another process
+    (1,000 requests, a thread each): the default report stays under 150 lines, the
+    request threads are folded, the groups add up, and no finding calls the kind that
+    holds the GIL most starved."""
+    path = tmp_path / "service.gst"
+    result = gilstat("run", "--json", "-o", path, "--", heavy.path, workload("http_service.py"),
+                     "--requests", 1000, "--clients", 8)
+    assert result.returncode == 0, result.describe()
+    assert result.program_json()["served"] == 1000, result.describe()
+    report = json.loads(gilstat("report", path, "--json").stdout)
+    assert report["drops"] == 0, result.describe()
+    assert len(report["threads"]) >= 1000, len(report["threads"])
+    folded = sum(g["size"] for g in report["groups"] if g["folded"])
+    assert folded >= 990, [(g["key"], g["size"]) for g in report["groups"]]
+
+    text = gilstat("report", path).stdout.decode()
+    assert len(text.splitlines()) <= 150, text
+    rows = table_rows(text)
+    util = report["gils"][0]["utilization"] * 100
+    assert abs(sum(held for _, held in rows) - util) <= 0.05 * (len(rows) + 1), text
+    top = rows[0][0]  # the busiest row: the kind holding the GIL most
+    for f in report["findings"]:
+        if f["id"] == "starved_thread" and top in f["text"]:
+            assert f["text"].find(top) == f["text"].find(top + " held it most"), (f, text)
