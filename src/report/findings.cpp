@@ -17,20 +17,14 @@ std::string percent(double share) { return fmt::format("{:.0f} %", 100.0 * share
 
 // 45123.4 -> "45,123"
 std::string rate(double per_s) {
-  const std::string digits = fmt::format("{:.0f}", per_s);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
+  return format_count(static_cast<uint64_t>(std::llround(std::max(per_s, 0.0))));
 }
 
 bool is_native(const TableRow& row) { return row.sums.key.rfind("native-", 0) == 0; }
 
-// A row's share of the window, as the table's HELD% column prints it.
-std::string window_share(double ns, double window_ns) {
-  return fmt::format("{:.1f} %", window_ns > 0 ? 100.0 * ns / window_ns : 0.0);
+// A share as the table prints it (HELD% of the window, WAIT%LIFE).
+std::string table_share(double part, double whole) {
+  return fmt::format("{:.1f} %", whole > 0 ? 100.0 * part / whole : 0.0);
 }
 
 double wait_share(const TableRow& row) {
@@ -80,13 +74,13 @@ void starved_rows(const std::vector<const TableRow*>& starved, const TableRow* t
                        i == 0                                        ? ""
                        : (i + 1 == shown && shown == starved.size()) ? " and "
                                                                      : ", ",
-                       row_label(row), percent(wait_share(row)));
+                       row_label(row), table_share(row.sums.wait_total_ns, row.sums.lifetime_ns));
   }
   if (starved.size() > shown) who += fmt::format(" and {} more rows", starved.size() - shown);
   std::string holder;
   if (top)
     holder = fmt::format(", while {} held it most ({} of the window)", row_label(*top),
-                         window_share(top->sums.held_ns, window_ns));
+                         table_share(top->sums.held_ns, window_ns));
   const std::string gil =
       multi_gil ? fmt::format("GIL {}", starved.front()->sums.gil) : std::string("the GIL");
   out.push_back({"starved_thread", "warning",
@@ -195,7 +189,7 @@ std::vector<Finding> find_findings(const Report& r) {
                                "when the GIL is what limits this program, that Python code is "
                                "the one to make faster or to move into native code that "
                                "releases the GIL.",
-                               row_label(*t), g.id, window_share(t->sums.held_ns, window_ns),
+                               row_label(*t), g.id, table_share(t->sums.held_ns, window_ns),
                                percent(t->sums.held_ns / held))});
   }
 

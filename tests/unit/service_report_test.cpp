@@ -263,7 +263,7 @@ TEST(ServiceFindings, AgreeWithTheTable) {
   EXPECT_EQ(starved[0].text.find("Thread-"), starved[0].text.find("Thread-N (process_request_"
                                                                   "thread) ×400 held it most"))
       << "only as the holder: " << starved[0].text;
-  EXPECT_NE(starved[0].text.find("native-N ×300 (80 %)"), std::string::npos) << starved[0].text;
+  EXPECT_NE(starved[0].text.find("native-N ×300 (80.0 %)"), std::string::npos) << starved[0].text;
   EXPECT_NE(starved[0].text.find("while Thread-N (process_request_thread) ×400 held it most "
                                  "(19.0 % of the window)"),
             std::string::npos)
