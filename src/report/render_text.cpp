@@ -271,8 +271,20 @@ Lines gil_section(const Report& r, size_t limit) {
   if (std::find(full.begin(), full.end(), false) != full.end()) {
     out.push_back("");
     out.push_back("Other GILs, one line each (--max-threads all shows them in full):");
-    for (size_t i = 0; i < blocks.size(); ++i)
-      if (!full[i]) out.push_back("  " + compact_gil(r.gils[i]));
+    // More GILs than lines (a damaged recording can name 256): the first
+    // ones, and how many more.
+    const size_t others = static_cast<size_t>(std::count(full.begin(), full.end(), false));
+    const size_t room = limit > out.size() + 1 ? limit - out.size() - 1 : 0;
+    size_t shown = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (full[i]) continue;
+      if (shown == room && shown + 1 < others) {
+        out.push_back(fmt::format("  … {} more GILs", others - shown));
+        break;
+      }
+      out.push_back("  " + compact_gil(r.gils[i]));
+      ++shown;
+    }
   }
   return out;
 }

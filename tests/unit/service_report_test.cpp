@@ -222,6 +222,16 @@ TEST(ServiceReport, AnyRecordingStaysUnderTheLineLimit) {
   EXPECT_GT(lines(text_of(r, many)), 500u);
 }
 
+TEST(ServiceReport, EvenADamagedRecordingWith256GilsStaysShort) {
+  Report r;
+  for (uint32_t i = 0; i < 512; ++i)
+    r.threads.push_back(thread(i + 1, "t-" + std::to_string(i), 1e9, 1e6, 1e6, i % 256));
+  finish(r, 256);
+  const std::string text = text_of(r, report_command());
+  EXPECT_LE(lines(text), kDefaultMaxLines) << text;
+  EXPECT_NE(text.find("more GILs"), std::string::npos) << text;
+}
+
 std::vector<Finding> of_kind(const std::vector<Finding>& all, const std::string& id) {
   std::vector<Finding> out;
   for (const Finding& f : all)
