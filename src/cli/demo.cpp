@@ -30,6 +30,7 @@
 #include "cli/demo_catalogue.hpp"
 #include "cli/demo_session.hpp"
 #include "cli/demo_truth.hpp"
+#include "cli/table_options.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
 #include "report/render_text.hpp"
@@ -67,7 +68,8 @@ void print_verdict(const Verdict& v, std::ostream& out) {
         pct(v.starved));
 }
 
-Verdict run_demo(Session& s, const Demo& d, double param, bool with_report, std::ostream& out) {
+Verdict run_demo(Session& s, const Demo& d, double param, bool with_report, std::ostream& out,
+                 const report::TextOptions& text = {}) {
   const std::string title = d.param.usage.empty() ? d.name : fmt::format("{} {:g}", d.name, param);
   out << fmt::format("== demo {}: {}\n   {}\n", title, d.what, s.mode());
   s.take_used();
@@ -81,7 +83,7 @@ Verdict run_demo(Session& s, const Demo& d, double param, bool with_report, std:
   if (shown) {
     if (with_report) {
       out << "\n";
-      report::render_text(shown->report(), out);
+      report::render_text(shown->report(), out, text);
       out << "\n";
     } else {
       out << fmt::format("   Python {} · {}\n", shown->report().python_version, shown->command);
@@ -189,6 +191,7 @@ struct DemoOptions {
   bool check = false;
   bool list = false;
   bool attach = false;
+  MaxThreadsOption max_threads;
 };
 
 int demo_command(const DemoOptions& o) {
@@ -206,8 +209,9 @@ int demo_command(const DemoOptions& o) {
   }
   const Demo& d = find_demo(o.words[0]);
   const double param = parse_param(d, {o.words.begin() + 1, o.words.end()});
+  const report::TextOptions text = text_options(o.max_threads, STDOUT_FILENO);
   Session s(o.python, o.attach);
-  const Verdict v = run_demo(s, d, param, true, std::cout);
+  const Verdict v = run_demo(s, d, param, true, std::cout, text);
   if (v.skip.empty() && !v.passed()) {
     std::cout << fmt::format(
         "  note: measured on {}; timing numbers need free cores, so "
@@ -233,6 +237,7 @@ void add_demo_command(CLI::App& app, Action& action) {
   demo->add_flag("--list", opts->list, "List the demos");
   demo->add_flag("--attach", opts->attach,
                  "Start the demo without the probe and attach to it as `record --pid` does");
+  add_max_threads_option(*demo, opts->max_threads);
   demo->callback([opts, &action] { action = [opts] { return demo::demo_command(*opts); }; });
 }
 

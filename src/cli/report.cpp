@@ -1,10 +1,12 @@
 // gilstat report FILE [--json] [--thread TID|NAME]... [--since S] [--until S]
+//                     [--max-threads N|all]
 //
 // The report of a saved recording on stdout: the tables, the wait/hold
 // distributions and what they mean.  A recording that was cut off or
 // damaged is reported as far as it goes, with a warning, not refused.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -13,7 +15,9 @@
 
 #include "cli/commands.hpp"
 #include "cli/replay.hpp"
+#include "cli/table_options.hpp"
 #include "common/error.hpp"
+#include "report/groups.hpp"
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
 
@@ -27,6 +31,7 @@ struct ReportOptions {
   double since = 0, until = 0;
   CLI::Option* since_opt = nullptr;
   CLI::Option* until_opt = nullptr;
+  MaxThreadsOption max_threads;
 };
 
 bool matches(const report::ThreadReport& t, const std::string& want) {
@@ -52,9 +57,11 @@ void filter_threads(report::Report& r, const std::vector<std::string>& wanted) {
         kExitUsage);
   }
   r.threads = std::move(kept);
+  r.groups = report::group_threads(r.threads);
 }
 
 int report_file(const ReportOptions& opts) {
+  report::TextOptions text = text_options(opts.max_threads, STDOUT_FILENO);
   WindowSpec window;
   if (opts.since_opt->count()) window.since_s = opts.since;
   if (opts.until_opt->count()) window.until_s = opts.until;
@@ -63,7 +70,6 @@ int report_file(const ReportOptions& opts) {
   if (opts.json) {
     report::render_json(r, std::cout);
   } else {
-    report::TextOptions text;
     text.histograms = true;
     text.thread_histograms = !opts.threads.empty();
     text.findings = true;
@@ -81,6 +87,7 @@ void add_report_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_flag("--json", opts->json, "Print the report as JSON");
   cmd->add_option("--thread", opts->threads, "Only this thread's rows (TID or name; repeatable)");
+  add_max_threads_option(*cmd, opts->max_threads);
   opts->since_opt =
       cmd->add_option("--since", opts->since, "Start S seconds after the recording's start");
   opts->until_opt =

@@ -1,18 +1,20 @@
-// gilstat run [--json] [-o FILE] -- PROGRAM ARGS...
+// gilstat run [--json] [-o FILE] [--max-threads N|all] -- PROGRAM ARGS...
 //
 // Launches PROGRAM with the probe preloaded and prints the report on stderr
 // once it exits.  The program's stdin/stdout/stderr are its own; gilstat
 // exits with the program's exit code (128+N when a signal N killed it).
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
+#include "cli/table_options.hpp"
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
 
@@ -23,9 +25,11 @@ struct RunOptions {
   bool json = false;
   std::string output;
   std::vector<std::string> argv;
+  MaxThreadsOption max_threads;
 };
 
 int run_program(const RunOptions& opts) {
+  const report::TextOptions text = text_options(opts.max_threads, STDERR_FILENO);
   LaunchOptions launch_opts;
   launch_opts.argv = opts.argv;
   launch_opts.output = opts.output;
@@ -37,7 +41,7 @@ int run_program(const RunOptions& opts) {
   if (opts.json)
     report::render_json(r.report, std::cerr);
   else if (r.outcome.note.empty())
-    report::render_text(r.report, std::cerr);
+    report::render_text(r.report, std::cerr, text);
   if (!r.outcome.note.empty())
     std::cerr << "gilstat: " << r.outcome.note << "\nhint: " << r.outcome.hint << "\n";
   if (WIFSIGNALED(r.wait_status))
@@ -54,6 +58,7 @@ void add_run_command(CLI::App& app, Action& action) {
       "run", "Run a program with the probe loaded; print a GIL report on stderr at exit");
   run->add_flag("--json", opts->json, "Print the report as JSON");
   run->add_option("-o,--output", opts->output, "Also save the recording to FILE");
+  add_max_threads_option(*run, opts->max_threads);
   run->add_option("command", opts->argv, "PROGRAM and its arguments (after --)")->required();
   run->positionals_at_end();
   run->callback([opts, &action] { action = [opts] { return run_program(*opts); }; });

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 
+#include "report/groups.hpp"
 #include "report/render_text.hpp"
 
 namespace gilstat::report {
@@ -15,25 +17,37 @@ std::string percent(double share) { return fmt::format("{:.0f} %", 100.0 * share
 
 // 45123.4 -> "45,123"
 std::string rate(double per_s) {
-  const std::string digits = fmt::format("{:.0f}", per_s);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
+  return format_count(static_cast<uint64_t>(std::llround(std::max(per_s, 0.0))));
 }
 
-bool is_native(const ThreadReport& t) { return t.name.rfind("native-", 0) == 0; }
+bool is_native(const TableRow& row) { return row.sums.key.rfind("native-", 0) == 0; }
 
-// Up to kMaxThreadFindings findings for the threads that match, worst first.
-void per_thread(const Report& r, std::vector<Finding>& out, const std::string& id,
-                const std::function<bool(const ThreadReport&)>& match,
-                const std::function<double(const ThreadReport&)>& badness,
-                const std::function<std::string(const ThreadReport&)>& text) {
-  std::vector<const ThreadReport*> hits;
-  for (const ThreadReport& t : r.threads)
-    if (!t.own && match(t)) hits.push_back(&t);
+// A share as the table prints it (HELD% of the window, WAIT%LIFE).
+std::string table_share(double part, double whole) {
+  return fmt::format("{:.1f} %", whole > 0 ? 100.0 * part / whole : 0.0);
+}
+
+double wait_share(const TableRow& row) {
+  return row.sums.lifetime_ns > 0 ? row.sums.wait_total_ns / row.sums.lifetime_ns : 0;
+}
+
+// The busiest row of each GIL that is not gilstat's own: the kind of thread
+// the table shows holding it most.
+std::map<uint32_t, const TableRow*> top_holders(const std::vector<TableRow>& rows) {
+  std::map<uint32_t, const TableRow*> top;
+  for (const TableRow& row : rows)  // busiest first
+    if (!row.sums.own && row.sums.held_ns > 0) top.emplace(row.sums.gil, &row);
+  return top;
+}
+
+// Up to kMaxThreadFindings findings for the rows that match, worst first.
+void per_row(const std::vector<TableRow>& rows, std::vector<Finding>& out, const std::string& id,
+             const std::function<bool(const TableRow&)>& match,
+             const std::function<double(const TableRow&)>& badness,
+             const std::function<std::string(const TableRow&)>& text) {
+  std::vector<const TableRow*> hits;
+  for (const TableRow& row : rows)
+    if (!row.sums.own && match(row)) hits.push_back(&row);
   std::stable_sort(hits.begin(), hits.end(),
                    [&](auto* a, auto* b) { return badness(*a) > badness(*b); });
   for (size_t i = 0; i < hits.size() && i < kMaxThreadFindings; ++i)
@@ -41,7 +55,44 @@ void per_thread(const Report& r, std::vector<Finding>& out, const std::string& i
   if (hits.size() > kMaxThreadFindings)
     out.push_back(
         {id, "warning",
-         fmt::format("… and {} more threads like these.", hits.size() - kMaxThreadFindings)});
+         fmt::format("… and {} more rows like these.", hits.size() - kMaxThreadFindings)});
+}
+
+// Starved rows of one GIL: one finding for all of them (a spin workload has
+// several), never naming the kind that holds the GIL most (that is a busy
+// GIL, said by busy_gil), and saying who does hold it.
+void starved_rows(const std::vector<const TableRow*>& starved, const TableRow* top, bool multi_gil,
+                  double window_ns, std::vector<Finding>& out) {
+  if (starved.empty()) return;
+  std::string who;
+  const size_t shown = std::min(starved.size(), kMaxThreadFindings);
+  bool plural = starved.size() > 1;
+  for (size_t i = 0; i < shown; ++i) {
+    const TableRow& row = *starved[i];
+    plural |= row.folded();
+    who += fmt::format("{}{} ({})",
+                       i == 0                                        ? ""
+                       : (i + 1 == shown && shown == starved.size()) ? " and "
+                                                                     : ", ",
+                       row_label(row), table_share(row.sums.wait_total_ns, row.sums.lifetime_ns));
+  }
+  if (starved.size() > shown) who += fmt::format(" and {} more rows", starved.size() - shown);
+  std::string holder;
+  if (top)
+    holder = fmt::format(", while {} held it most ({} of the window)", row_label(*top),
+                         table_share(top->sums.held_ns, window_ns));
+  const std::string gil =
+      multi_gil ? fmt::format("GIL {}", starved.front()->sums.gil) : std::string("the GIL");
+  out.push_back({"starved_thread", "warning",
+                 plural ? fmt::format("{} spent most of their lives waiting for {} "
+                                      "(WAIT%LIFE){}: they are starved; their progress is set "
+                                      "by the other threads' Python code, not by their own "
+                                      "work.",
+                                      who, gil, holder)
+                        : fmt::format("{} spent most of its life waiting for {} "
+                                      "(WAIT%LIFE){}: it is starved; its progress is set by the "
+                                      "other threads' Python code, not by its own work.",
+                                      who, gil, holder)});
 }
 
 }  // namespace
@@ -116,78 +167,99 @@ std::vector<Finding> find_findings(const Report& r) {
                                  g.id, g.switches, g.switch_number_delta)});
   }
 
-  // Starved threads: one line for all of them (a spin workload has several).
-  {
-    std::vector<const ThreadReport*> starved;
-    for (const ThreadReport& t : r.threads)
-      if (!t.own && t.lifetime_ns > 0 && t.wait_total_ns / t.lifetime_ns >= kStarvedWaitShare)
-        starved.push_back(&t);
-    std::stable_sort(starved.begin(), starved.end(), [](auto* a, auto* b) {
-      return a->wait_total_ns / a->lifetime_ns > b->wait_total_ns / b->lifetime_ns;
-    });
-    std::string who;
-    const size_t shown = std::min(starved.size(), kMaxThreadFindings);
-    for (size_t i = 0; i < shown; ++i) {
-      const ThreadReport& t = *starved[i];
-      who += fmt::format("{}{} ({})",
-                         i == 0                                        ? ""
-                         : (i + 1 == shown && shown == starved.size()) ? " and "
-                                                                       : ", ",
-                         t.name, percent(t.wait_total_ns / t.lifetime_ns));
-    }
-    if (starved.size() > shown) who += fmt::format(" and {} more threads", starved.size() - shown);
-    if (starved.size() == 1)
-      out.push_back({"starved_thread", "warning",
-                     fmt::format("{} spent most of its life waiting for the GIL: it is starved; "
-                                 "its progress is set by the other threads' Python code, not by "
-                                 "its own work.",
-                                 who)});
-    else if (!starved.empty())
-      out.push_back({"starved_thread", "warning",
-                     fmt::format("{} spent most of their lives waiting for the GIL: they are "
-                                 "starved; their progress is set by the other threads' Python "
-                                 "code, not by their own work.",
-                                 who)});
+  // The rest is about kinds of threads as the table shows them: a folded
+  // group (its sums) or one thread.
+  const std::vector<TableRow> rows = table_rows(r.threads);
+  const std::map<uint32_t, const TableRow*> top = top_holders(rows);
+  const auto top_of = [&](uint32_t gil) -> const TableRow* {
+    auto it = top.find(gil);
+    return it == top.end() ? nullptr : it->second;
+  };
+
+  // Where a GIL's held time goes, when one kind of thread takes most of it.
+  for (const GilReport& g : r.gils) {
+    // Of the GIL's own held time: a report narrowed with --thread shows
+    // only some of its rows.
+    const TableRow* t = top_of(g.id);
+    const double held = g.utilization * window_ns;
+    if (!t || g.utilization < kIdleUtilization || held <= 0 || t->sums.held_ns < 0.5 * held)
+      continue;
+    out.push_back({"main_holder", "info",
+                   fmt::format("{} held GIL {} {} of the window ({} of the GIL's held time): "
+                               "when the GIL is what limits this program, that Python code is "
+                               "the one to make faster or to move into native code that "
+                               "releases the GIL.",
+                               row_label(*t), g.id, table_share(t->sums.held_ns, window_ns),
+                               percent(t->sums.held_ns / held))});
   }
 
-  per_thread(
-      r, out, "hot_reacquire",
-      [](const ThreadReport& t) {
-        return t.acquisitions >= kHotMinAcquisitions && t.lifetime_ns > 0 &&
-               t.acquisitions / (t.lifetime_ns / 1e9) >= kHotAcquisitionsPerSecond;
+  {
+    std::map<uint32_t, std::vector<const TableRow*>> starved;
+    for (const TableRow& row : rows) {
+      const TableRow* holder = top_of(row.sums.gil);
+      if (row.sums.own || wait_share(row) < kStarvedWaitShare) continue;
+      if (holder && holder->sums.key == row.sums.key) continue;
+      starved[row.sums.gil].push_back(&row);
+    }
+    for (auto& [gil, list] : starved) {
+      std::stable_sort(list.begin(), list.end(),
+                       [](auto* a, auto* b) { return wait_share(*a) > wait_share(*b); });
+      starved_rows(list, top_of(gil), r.gils.size() > 1, window_ns, out);
+    }
+  }
+
+  const auto per_second = [](const TableRow& row) {
+    return row.sums.lifetime_ns > 0 ? row.sums.acquisitions / (row.sums.lifetime_ns / 1e9) : 0.0;
+  };
+  per_row(
+      rows, out, "hot_reacquire",
+      [&](const TableRow& row) {
+        return row.sums.acquisitions >= kHotMinAcquisitions &&
+               per_second(row) >= kHotAcquisitionsPerSecond;
       },
-      [](const ThreadReport& t) { return t.acquisitions / t.lifetime_ns; },
-      [](const ThreadReport& t) {
-        const double per_s = t.acquisitions / (t.lifetime_ns / 1e9);
-        const auto mean_hold =
-            saturating_ns(t.held_ns / static_cast<double>(std::max<uint64_t>(1, t.acquisitions)));
-        if (is_native(t))
+      per_second,
+      [&](const TableRow& row) {
+        const auto mean_hold = saturating_ns(
+            row.sums.held_ns / static_cast<double>(std::max<uint64_t>(1, row.sums.acquisitions)));
+        const std::string who =
+            row.folded() ? fmt::format("{} acquired the GIL {} times a second each ({} in all)",
+                                       row_label(row), rate(per_second(row)),
+                                       format_count(row.sums.acquisitions))
+                         : fmt::format("{} acquired the GIL {} times a second", row_label(row),
+                                       rate(per_second(row)));
+        if (is_native(row))
           return fmt::format(
-              "{} (a native thread, no Python name) acquired the GIL {} times a second "
-              "(mean hold {}): native code calling back into Python item by item "
-              "(PyGILState_Ensure/Release in a loop). Every round trip is a GIL hand-off; "
-              "batch the calls.",
-              t.name, rate(per_s), format_duration(mean_hold));
+              "{} (a native thread without a Python name; mean hold {}): native code calling back "
+              "into Python "
+              "item by item (PyGILState_Ensure/Release in a loop). Every round trip is a GIL "
+              "hand-off; batch the calls.",
+              who, format_duration(mean_hold));
         return fmt::format(
-            "{} acquired the GIL {} times a second (mean hold {}): it drops and retakes the "
-            "GIL around many tiny blocking or native calls; each retake may wait for "
-            "another thread. Batch the work per call.",
-            t.name, rate(per_s), format_duration(mean_hold));
+            "{} (mean hold {}): it drops and retakes the GIL around many tiny blocking or "
+            "native calls; each retake may wait for another thread. Batch the work per call.",
+            who, format_duration(mean_hold));
       });
 
-  per_thread(
-      r, out, "ignores_drop_requests",
-      [](const ThreadReport& t) {
-        return t.drop_latency_ns.count > 0 && t.drop_latency_ns.max >= kIgnoredRequestNs;
+  per_row(
+      rows, out, "ignores_drop_requests",
+      [](const TableRow& row) {
+        return row.sums.drop_latency_count > 0 && row.sums.drop_latency_max_ns >= kIgnoredRequestNs;
       },
-      [](const ThreadReport& t) { return static_cast<double>(t.drop_latency_ns.max); },
-      [](const ThreadReport& t) {
+      [](const TableRow& row) { return static_cast<double>(row.sums.drop_latency_max_ns); },
+      [](const TableRow& row) {
+        const std::string how_long =
+            row.folded()
+                ? fmt::format("up to {} ({} requests)",
+                              format_duration(row.sums.drop_latency_max_ns),
+                              format_count(row.sums.drop_latency_count))
+                : fmt::format("up to {} (p50 {})", format_duration(row.sums.drop_latency_max_ns),
+                              format_duration(row.thread().drop_latency_ns.p50));
         return fmt::format(
-            "{} kept the GIL up to {} (p50 {}) after another thread asked for it: it was "
-            "running code that does not reach the interpreter's switch check (one long C "
-            "call holding the GIL: a big regex or sort, a C extension that does not release "
-            "it), or it had no CPU to run on. Every other thread stalls that long.",
-            t.name, format_duration(t.drop_latency_ns.max), format_duration(t.drop_latency_ns.p50));
+            "{} kept the GIL {} after another thread asked for it: it was running code that "
+            "does not reach the interpreter's switch check (one long C call holding the GIL: "
+            "a big regex or sort, a C extension that does not release it), or it had no CPU "
+            "to run on. Every other thread stalls that long.",
+            row_label(row), how_long);
       });
   return out;
 }

@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "report/findings.hpp"
+#include "report/groups.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
@@ -60,8 +61,8 @@ void put_gil(Buf& b, const GilReport& g) {
 
 void put_thread(Buf& b, const ThreadReport& t) {
   auto it = std::back_inserter(b);
-  fmt::format_to(it, R"({{"tid": {}, "name": {}, "own": {}, "gil": {}, )", t.tid,
-                 json_string(t.name), t.own, t.gil);
+  fmt::format_to(it, R"({{"tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )", t.tid,
+                 json_string(t.name), json_string(group_key(t)), t.own, t.gil);
   fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
                  number(t.lifetime_ns / 1e9), number(t.held_ns / 1e9),
                  number(t.wait_total_ns / 1e9), number(t.released_ns / 1e9));
@@ -73,6 +74,26 @@ void put_thread(Buf& b, const ThreadReport& t) {
   fmt::format_to(it, ", ");
   put_stats(b, "drop_latency_ns", t.drop_latency_ns);
   fmt::format_to(it, "}}");
+}
+
+void put_group(Buf& b, const GroupReport& g) {
+  auto it = std::back_inserter(b);
+  fmt::format_to(
+      it, R"({{"key": {}, "gil": {}, "own": {}, "folded": {}, "size": {}, "tids": [{}], )",
+      json_string(g.key), g.gil, g.own, g.folded, g.tids.size(), fmt::join(g.tids, ", "));
+  fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
+                 number(g.lifetime_ns / 1e9), number(g.held_ns / 1e9),
+                 number(g.wait_total_ns / 1e9), number(g.released_ns / 1e9));
+  fmt::format_to(it, R"("acquisitions": {}, "forced_handoffs": {}, "drops": {}, "anomalies": {}, )",
+                 g.acquisitions, g.forced_handoffs, g.drops, g.anomalies);
+  fmt::format_to(it, R"("member_held_s": {{"p50": {}, "p99": {}, "max": {}}}, )",
+                 number(g.member_held_p50_ns / 1e9), number(g.member_held_p99_ns / 1e9),
+                 number(g.member_held_max_ns / 1e9));
+  put_stats(b, "wait_ns", g.wait_ns);
+  fmt::format_to(it, ", ");
+  put_stats(b, "hold_ns", g.hold_ns);
+  fmt::format_to(it, R"(, "drop_requests": {}, "drop_latency_max_ns": {}}})", g.drop_latency_count,
+                 g.drop_latency_max_ns);
 }
 
 void put_recording(Buf& b, const Report& r) {
@@ -164,6 +185,11 @@ void render_json(const Report& r, std::ostream& out) {
   for (size_t i = 0; i < r.threads.size(); ++i) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
     put_thread(b, r.threads[i]);
+  }
+  fmt::format_to(it, "],\n\"groups\": [");
+  for (size_t i = 0; i < r.groups.size(); ++i) {
+    fmt::format_to(it, "{}\n  ", i ? "," : "");
+    put_group(b, r.groups[i]);
   }
   fmt::format_to(it, "]}}\n");
   out.write(b.data(), static_cast<std::streamsize>(b.size()));

@@ -27,11 +27,20 @@
 //            // (0 disabled, 2147483647 for good, n: n transient requests)
 //            "disabled_s": float, "enabled_changes": [{"t_s": float, "enabled": int}],
 //            "enabled_changes_lost": int}],  // changes not kept: disabled_s approximate
-//  "threads": [{"tid": int, "name": str, "own": bool, "gil": int,
+//  "threads": [{"tid": int, "name": str, "group": str, "own": bool, "gil": int,
 //               "lifetime_s": float, "held_s": float, "wait_s": float,
 //               "released_s": float, "acquisitions": int, "forced_handoffs": int,
 //               "drops": int, "anomalies": int, "wait_ns": D, "hold_ns": D,
-//               "drop_latency_ns": D}]}     // as the holder asked to drop
+//               "drop_latency_ns": D}],     // as the holder asked to drop
+//  // Threads of one kind on one GIL (groups.hpp); every thread in one group.
+//  "groups": [{"key": str, "gil": int, "own": bool,
+//              "folded": bool,             // one row in the text table (>= 5 threads)
+//              "size": int, "tids": [int],     // members
+//              "lifetime_s": float, "held_s": float, "wait_s": float, "released_s": float,
+//              "acquisitions": int, "forced_handoffs": int, "drops": int, "anomalies": int,
+//              "member_held_s": {"p50": float, "p99": float, "max": float},
+//              "wait_ns": D, "hold_ns": D,  // all the members' waits / holds
+//              "drop_requests": int, "drop_latency_max_ns": int}]}
 // D = {"p50": int, "p90": int, "p99": int, "max": int, "total": int, "count": int}
 //
 // Strings from the target (command, thread names) are escaped and invalid

@@ -5,72 +5,50 @@
 
 #include <algorithm>
 #include <iterator>
+#include <sstream>
 #include <string_view>
 
 #include "report/findings.hpp"
+#include "report/fit_name.hpp"
+#include "report/thread_table.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
 
 namespace {
 
-// Printable text of at most `width` characters: control characters (an
-// escape sequence in a thread name) become '?', bad UTF-8 becomes U+FFFD, a
-// cut is marked with '…'.  Width counts code points, so "µs" lines up.
-std::string clean(std::string_view s, size_t width = SIZE_MAX) {
+std::string clean(std::string_view s) { return printable(s); }
+
+std::string cell(std::string_view s, size_t width, bool right = true) {
+  return pad(clean(s), width, right);
+}
+
+std::string count(uint64_t n) { return format_count(n); }
+
+// The first width-1 characters and "…" when s is longer (a command line).
+std::string clip(std::string_view s, size_t width) {
   std::string out;
   size_t n = 0;
   for (size_t i = 0; i < s.size();) {
+    const size_t start = i;
     char32_t cp;
     i += utf8_decode(s, i, cp);
-    if (n + 1 == width && i < s.size()) {
-      utf8_append(out, U'…');
-      return out;
-    }
-    if (n == width) return out;
-    utf8_append(out, (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) ? U'?' : cp);
+    if (n + 1 == width && i < s.size()) return out + "…";
+    out.append(s.substr(start, i - start));
     ++n;
   }
   return out;
 }
 
-size_t columns(std::string_view s) {
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a continuation byte
-  }));
-}
-
-// A table cell: fitted to width, padded left (right-aligned) or right.
-std::string cell(std::string_view s, size_t width, bool right = true) {
-  std::string text = clean(s, width);
-  const std::string pad(width - std::min(width, columns(text)), ' ');
-  return right ? pad + text : text + pad;
-}
-
-// 1234567 -> "1,234,567": counts are read at a glance.
-std::string count(uint64_t n) {
-  std::string digits = fmt::format("{}", n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-std::string percent(double part, double whole) {
-  return whole > 0 ? fmt::format("{:.1f}", 100.0 * part / whole) : "-";
-}
-
 std::string python_line(const Report& r) {
-  std::string py = r.python_version.empty() ? "?" : clean(r.python_version, 32);
+  std::string py = r.python_version.empty() ? "?" : clip(clean(r.python_version), 32);
   return fmt::format("Python {}{} ({} libpython)", py, r.free_threaded ? " free-threaded" : "",
                      r.libpython_shared ? "shared" : "static");
 }
 
 void render_header(const Report& r, std::ostream& out) {
-  out << fmt::format("gilstat {} · pid {}{}{}\n", clean(r.gilstat_version, 32), r.pid,
-                     r.command.empty() ? "" : " · ", clean(r.command, 100));
+  out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), r.pid,
+                     r.command.empty() ? "" : " · ", clip(clean(r.command), 100));
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
                      r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",
                      format_duration(saturating_ns(r.duration_s * 1e9)), count(r.drops));
@@ -134,17 +112,39 @@ void render_enabled(const GilReport& g, std::ostream& out) {
   out << fmt::format("  GIL disabled for {} of the window (free-threaded build){}\n", off, when);
 }
 
-void render_gil(const GilReport& g, std::ostream& out) {
-  std::string interps;
-  if (!g.interpreters.empty())
-    interps = fmt::format("  interpreters {}", fmt::join(g.interpreters, ","));
-  // Display clamps to [0, 100] %; a raw value outside is a measurement error
-  // and is printed beside it, never hidden.
+// Display clamps to [0, 100] %; a raw value outside is a measurement error
+// and is printed beside it, never hidden.
+std::string utilization_text(const GilReport& g) {
   std::string util = fmt::format("{:.1f} %", 100.0 * std::clamp(g.utilization, 0.0, 1.0));
   if (g.utilization > 1.0 || g.utilization < 0.0)
     util +=
         fmt::format(" (raw {:.3f}: hold time exceeds the window, check the clock)", g.utilization);
-  out << fmt::format("\nGIL {}{}  utilization {}\n", g.id, interps, util);
+  return util;
+}
+
+// One line for a GIL that a short report has no room to show in full; what
+// would be a warning in full is still said.
+std::string compact_gil(const GilReport& g) {
+  std::string s = fmt::format("GIL {}  utilization {}  acquisitions {}  switches {}", g.id,
+                              utilization_text(g), count(g.acquisitions), count(g.switches));
+  if (g.switch_number_known) {
+    s += g.switch_number_delta >= 0 && g.switches == static_cast<uint64_t>(g.switch_number_delta)
+             ? " = switch_number Δ ✓"
+             : fmt::format(", but switch_number Δ {}  MISMATCH", g.switch_number_delta);
+  }
+  if (g.seq_gaps || g.seq_stale || g.anomalies)
+    s += fmt::format("  WARNING: {} missing, {} late, {} anomalies", count(g.seq_gaps),
+                     count(g.seq_stale), count(g.anomalies));
+  if (g.disabled_ns > 0)
+    s += fmt::format("  disabled {}", format_duration(saturating_ns(g.disabled_ns)));
+  return s;
+}
+
+void render_gil(const GilReport& g, std::ostream& out) {
+  std::string interps;
+  if (!g.interpreters.empty())
+    interps = fmt::format("  interpreters {}", fmt::join(g.interpreters, ","));
+  out << fmt::format("\nGIL {}{}  utilization {}\n", g.id, interps, utilization_text(g));
   render_enabled(g, out);
   render_switch_check(g, out);
   out << fmt::format("  forced-switch requests {}   forced hand-offs {}\n",
@@ -178,7 +178,7 @@ void render_gil(const GilReport& g, std::ostream& out) {
 std::string wrap(std::string_view text, std::string_view first, std::string_view indent,
                  size_t width) {
   std::string out(first);
-  size_t used = columns(first);
+  size_t used = text_columns(first);
   bool line_empty = true;
   for (size_t start = 0; start < text.size();) {
     size_t end = text.find(' ', start);
@@ -186,10 +186,10 @@ std::string wrap(std::string_view text, std::string_view first, std::string_view
     const std::string_view word = text.substr(start, end - start);
     start = end + 1;
     if (word.empty()) continue;
-    if (!line_empty && used + 1 + columns(word) > width) {
+    if (!line_empty && used + 1 + text_columns(word) > width) {
       out += '\n';
       out += indent;
-      used = columns(indent);
+      used = text_columns(indent);
       line_empty = true;
     }
     if (!line_empty) {
@@ -197,7 +197,7 @@ std::string wrap(std::string_view text, std::string_view first, std::string_view
       ++used;
     }
     out += word;
-    used += columns(word);
+    used += text_columns(word);
     line_empty = false;
   }
   return out + '\n';
@@ -215,36 +215,138 @@ std::string bar(uint64_t n, uint64_t max, size_t width) {
   return out;
 }
 
-void render_threads(const Report& r, std::ostream& out, const TextOptions& opt) {
-  const bool multi_gil = r.gils.size() > 1;
-  const auto line = [&](std::string_view name, std::string_view tid, std::string_view gil,
-                        std::string_view held, std::string_view wait, std::string_view rel,
-                        std::string_view held_s, std::string_view wait_s, std::string_view acq,
-                        std::string_view wait_p99, std::string_view hold_max) {
-    out << fmt::format("{} {}{}{}{}{}{}{}{}{}{}\n", cell(name, 20, false), cell(tid, 8),
-                       multi_gil ? cell(gil, 4) : "", cell(held, 7), cell(wait, 7), cell(rel, 7),
-                       cell(held_s, 10), cell(wait_s, 10), cell(acq, 10), cell(wait_p99, 10),
-                       cell(hold_max, 10));
-  };
-  out << '\n';
-  line("THREAD", "TID", "GIL", "HELD%", "WAIT%", "REL%", "HELD s", "WAIT s", "ACQ", "WAIT p99",
-       "HOLD max");
-  const size_t shown =
-      opt.max_threads ? std::min(opt.max_threads, r.threads.size()) : r.threads.size();
-  for (size_t i = 0; i < shown; ++i) {
-    const ThreadReport& t = r.threads[i];
-    line(t.name, fmt::format("{}", t.tid), fmt::format("{}", t.gil),
-         percent(t.held_ns, t.lifetime_ns), percent(t.wait_total_ns, t.lifetime_ns),
-         percent(t.released_ns, t.lifetime_ns), fmt::format("{:.3f}", t.held_ns / 1e9),
-         fmt::format("{:.3f}", t.wait_total_ns / 1e9), count(t.acquisitions),
-         t.wait_ns.count ? format_duration(t.wait_ns.p99) : "-",
-         t.hold_ns.count ? format_duration(t.hold_ns.max) : "-");
+using Lines = std::vector<std::string>;
+
+// What `render` writes, as lines without their '\n'.
+template <typename Render>
+Lines lines_of(Render&& render) {
+  std::ostringstream text;
+  render(text);
+  Lines lines;
+  const std::string s = text.str();
+  for (size_t start = 0; start < s.size();) {
+    size_t end = s.find('\n', start);
+    if (end == std::string::npos) end = s.size();
+    lines.push_back(s.substr(start, end - start));
+    start = end + 1;
   }
-  if (shown < r.threads.size())
-    out << fmt::format("… {} more threads (--json lists all)\n", r.threads.size() - shown);
+  return lines;
+}
+
+void append(Lines& to, const Lines& from) { to.insert(to.end(), from.begin(), from.end()); }
+
+// In a short report, at most this many lines of GIL blocks (up to 16 GILs:
+// the busiest in full, the others one line each) and of findings.
+constexpr size_t kGilLines = 45;
+constexpr size_t kFindingLines = 40;
+// Thread rows a short report keeps before it drops histograms.
+constexpr size_t kFirstRows = 10;
+
+Lines gil_section(const Report& r, size_t limit) {
+  std::vector<Lines> blocks;
+  size_t total = 0;
+  for (const GilReport& g : r.gils) {
+    blocks.push_back(lines_of([&](std::ostream& o) { render_gil(g, o); }));
+    total += blocks.back().size();
+  }
+  std::vector<bool> full(r.gils.size(), true);
+  if (limit > 0 && total > limit) {
+    // Every GIL as one line first (with a heading), then the busiest in full.
+    std::vector<size_t> order(r.gils.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return r.gils[a].utilization > r.gils[b].utilization;
+    });
+    size_t used = 2 + r.gils.size();
+    full.assign(r.gils.size(), false);
+    for (size_t i : order) {
+      if (used - 1 + blocks[i].size() > limit) continue;
+      full[i] = true;
+      used += blocks[i].size() - 1;
+    }
+  }
+  Lines out;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    if (full[i]) append(out, blocks[i]);
+  if (std::find(full.begin(), full.end(), false) != full.end()) {
+    out.push_back("");
+    out.push_back("Other GILs, one line each (--max-threads all shows them in full):");
+    // More GILs than lines (a damaged recording can name 256): the first
+    // ones, and how many more.
+    const size_t others = static_cast<size_t>(std::count(full.begin(), full.end(), false));
+    const size_t room = limit > out.size() + 1 ? limit - out.size() - 1 : 0;
+    size_t shown = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (full[i]) continue;
+      if (shown == room && shown + 1 < others) {
+        out.push_back(fmt::format("  … {} more GILs", others - shown));
+        break;
+      }
+      out.push_back("  " + compact_gil(r.gils[i]));
+      ++shown;
+    }
+  }
+  return out;
+}
+
+// One block of lines per histogram drawn (each starting with a blank line).
+std::vector<Lines> histogram_blocks(const Report& r, const TextOptions& opt) {
+  std::vector<Lines> out;
+  const auto add = [&](const Histogram& h, const std::string& title) {
+    Lines block{""};
+    append(block, lines_of([&](std::ostream& o) { render_histogram(h, title, o); }));
+    out.push_back(std::move(block));
+  };
+  if (!opt.histograms) return out;
+  // The GILs' distributions, or those of the threads a report has been
+  // narrowed to.
+  if (opt.thread_histograms) {
+    for (const ThreadReport& t : r.threads) {
+      add(t.wait_hist, fmt::format("{} ({}) wait", clean(t.name), t.tid));
+      add(t.hold_hist, fmt::format("{} ({}) hold", clean(t.name), t.tid));
+    }
+  } else {
+    for (const GilReport& g : r.gils) {
+      add(g.wait_hist, fmt::format("GIL {} wait", g.id));
+      add(g.hold_hist, fmt::format("GIL {} hold", g.id));
+    }
+  }
+  return out;
+}
+
+Lines findings_section(const Report& r, size_t limit) {
+  const std::vector<Finding> findings = find_findings(r);
+  if (findings.empty()) return {};
+  Lines out{"", "What this means"};
+  for (size_t i = 0; i < findings.size(); ++i) {
+    const Lines one =
+        lines_of([&](std::ostream& o) { o << wrap(clean(findings[i].text), "  • ", "    ", 100); });
+    if (limit > 0 && out.size() + one.size() + 1 > limit) {
+      out.push_back(
+          fmt::format("  … {} more findings (--json lists them all)", findings.size() - i));
+      break;
+    }
+    append(out, one);
+  }
+  return out;
 }
 
 }  // namespace
+
+std::string format_count(uint64_t n) {
+  std::string digits = fmt::format("{}", n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string row_label(const TableRow& row) {
+  if (!row.folded()) return row.thread().name;
+  return fmt::format("{} ×{}", row.sums.key, format_count(row.members.size()));
+}
 
 std::string format_duration(uint64_t ns) {
   if (ns < 1000) return fmt::format("{} ns", ns);
@@ -317,34 +419,52 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
     out << "\nNo GIL activity was recorded.\n";
     return;
   }
-  for (const GilReport& g : r.gils) render_gil(g, out);
-  render_threads(r, out, opt);
-  if (opt.histograms) {
-    // The GILs' distributions, or those of the threads a report has been
-    // narrowed to.
-    if (opt.thread_histograms) {
-      for (const ThreadReport& t : r.threads) {
-        out << '\n';
-        render_histogram(t.wait_hist, fmt::format("{} ({}) wait", clean(t.name, 40), t.tid), out);
-        out << '\n';
-        render_histogram(t.hold_hist, fmt::format("{} ({}) hold", clean(t.name, 40), t.tid), out);
-      }
+  const bool short_report = opt.max_lines > 0;
+  const Lines header = lines_of([&](std::ostream& o) { render_header(r, o); });
+  const Lines gils = gil_section(r, short_report ? kGilLines : 0);
+  const Lines findings =
+      opt.findings ? findings_section(r, short_report ? kFindingLines : 0) : Lines{};
+  const std::vector<Lines> histograms = histogram_blocks(r, opt);
+  const std::vector<TableRow> rows = table_rows(r.threads);
+  TableLayout table{opt.max_threads == 0 ? rows.size() : opt.max_threads, opt.max_threads == 0,
+                    opt.width};
+  size_t drawn = histograms.size();
+  if (short_report) {
+    // The room left after what is always shown goes to the first rows,
+    // then to the histograms, then to the other rows.
+    const size_t fixed = header.size() + gils.size() + findings.size() + 1;  // + blank line
+    const size_t room = opt.max_lines > fixed ? opt.max_lines - fixed : 0;
+    const auto lines = [&](size_t n) { return thread_table_lines(rows, n, table.members); };
+    const size_t max_rows = std::min(table.rows, rows.size());
+    table.rows = std::min(max_rows, kFirstRows);
+    while (table.rows > 0 && lines(table.rows) > room) --table.rows;
+    size_t left = room - std::min(room, lines(table.rows));
+    size_t all = 0;
+    for (const Lines& h : histograms) all += h.size();
+    if (all > left) {
+      left = left >= 2 ? left - 2 : 0;  // the line saying what was left out
+      for (drawn = 0; drawn < histograms.size() && histograms[drawn].size() <= left; ++drawn)
+        left -= histograms[drawn].size();
     } else {
-      for (const GilReport& g : r.gils) {
-        out << '\n';
-        render_histogram(g.wait_hist, fmt::format("GIL {} wait", g.id), out);
-        out << '\n';
-        render_histogram(g.hold_hist, fmt::format("GIL {} hold", g.id), out);
-      }
+      left -= all;
+    }
+    while (table.rows < max_rows && lines(table.rows + 1) - lines(table.rows) <= left) {
+      left -= lines(table.rows + 1) - lines(table.rows);
+      ++table.rows;
     }
   }
-  if (opt.findings) {
-    const std::vector<Finding> findings = find_findings(r);
-    if (!findings.empty()) {
-      out << "\nWhat this means\n";
-      for (const Finding& f : findings) out << wrap(clean(f.text), "  • ", "    ", 100);
-    }
+  Lines body = gils;
+  body.push_back("");
+  append(body, thread_table(r, rows, table));
+  for (size_t i = 0; i < drawn; ++i) append(body, histograms[i]);
+  if (drawn < histograms.size()) {
+    body.push_back("");
+    body.push_back(fmt::format(
+        "({} of {} histograms left out to keep this report short: --max-threads all draws them)",
+        histograms.size() - drawn, histograms.size()));
   }
+  append(body, findings);
+  for (const std::string& line : body) out << line << '\n';
 }
 
 }  // namespace gilstat::report

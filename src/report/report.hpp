@@ -104,7 +104,7 @@ struct ThreadReport {
 struct GroupReport {
   std::string key;  // the members' name with each run of digits as "N"
   uint32_t gil = 0;
-  bool own = false;  // gilstat's own thread
+  bool own = false;            // gilstat's own thread
   std::vector<uint32_t> tids;  // members, in the order of Report::threads
   double lifetime_ns = 0;      // Σ members' lifetimes
   double held_ns = 0;
@@ -118,6 +118,17 @@ struct GroupReport {
   double member_held_p50_ns = 0;
   double member_held_p99_ns = 0;
   double member_held_max_ns = 0;
+  // Every wait and hold of the members as one distribution: max, total and
+  // count exact, percentiles from the merged histograms (a group of one
+  // has its thread's stats).
+  DurationStats wait_ns;
+  DurationStats hold_ns;
+  // Forced-switch requests the members received while holding, and the
+  // longest of them (request -> release).
+  uint64_t drop_latency_count = 0;
+  uint64_t drop_latency_max_ns = 0;
+  // Shown as one row by the text table (at least kMinGroupSize members).
+  bool folded = false;
 };
 
 // Where a report's numbers come from, when it is read from a file.

@@ -58,4 +58,14 @@ void utf8_append(std::string& out, char32_t cp) {
   }
 }
 
+std::string printable(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp;
+    i += utf8_decode(s, i, cp);
+    utf8_append(out, (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) ? U'?' : cp);
+  }
+  return out;
+}
+
 }  // namespace gilstat::report

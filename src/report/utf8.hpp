@@ -17,4 +17,8 @@ size_t utf8_decode(std::string_view s, size_t i, char32_t& cp);
 
 void utf8_append(std::string& out, char32_t cp);
 
+// Text safe for a terminal: control characters (an escape sequence in a
+// thread name) become '?', bad UTF-8 becomes U+FFFD.
+std::string printable(std::string_view s);
+
 }  // namespace gilstat::report

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""`gilstat report --json` on the checked-in recording vs the checked-in JSON.
+"""`gilstat report --json` on the checked-in recording vs the checked-in JSON, and the
+text report (to a pipe: names never cut) vs the checked-in text, whose HELD% column must
+add up to the GIL's utilisation.
 
 usage: check_golden.py GILSTAT GOLDEN_DIR      (regenerating: GOLDEN_DIR/README.md)
 """
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -48,9 +51,39 @@ def diff(want, got, path="$"):
     return None if want == got else "%s: want %r, got %r" % (path, want, got)
 
 
+def check_text(gilstat, golden):
+    """The first problem with the text report, or None."""
+    p = subprocess.run([gilstat, "report", os.path.join(golden, "spin.gst")],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return "exit %d: %s" % (p.returncode, p.stderr)
+    with open(os.path.join(golden, "spin.report.txt")) as f:
+        want = f.read()
+    if p.stdout != want:
+        for i, (a, b) in enumerate(zip(want.splitlines(), p.stdout.splitlines())):
+            if a != b:
+                return "line %d: want %r, got %r" % (i + 1, a, b)
+        return "want %d lines, got %d" % (len(want.splitlines()), len(p.stdout.splitlines()))
+    lines = want.splitlines()
+    util = float(re.search(r"utilization ([\d.]+) %", want).group(1))
+    start = next(i for i, line in enumerate(lines) if line.startswith("THREAD "))
+    end = lines[start].index("HELD%") + len("HELD%")  # the column is right-aligned
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        rows.append(float(line[end - 7:end]))
+    # Each row is rounded to 0.1, so the sum may be off by 0.05 per row.
+    if abs(sum(rows) - util) > 0.05 * (len(rows) + 1):
+        return "HELD%% column sums to %.1f, utilisation is %.1f" % (sum(rows), util)
+    return None
+
+
 def main():
     gilstat, golden = sys.argv[1], sys.argv[2]
-    failed = False
+    d = check_text(gilstat, golden)
+    print("%s spin.report.txt%s" % ("FAIL" if d else "ok  ", ": " + d if d else ""))
+    failed = bool(d)
     for name, args in CASES:
         p = subprocess.run([gilstat, "report", os.path.join(golden, "spin.gst"), "--json", *args],
                            capture_output=True, text=True, timeout=60)

@@ -30,7 +30,8 @@ ThreadReport row(uint32_t tid, const char* name, double held, double wait, uint3
 
 TEST(GroupThreads, SumsAreTheMembersAndEveryThreadIsInOneGroup) {
   std::vector<ThreadReport> threads;
-  for (uint32_t i = 0; i < 7; ++i) threads.push_back(row(100 + i, ("Thread-" + std::to_string(i)).c_str(), 10.0 * i, 1));
+  for (uint32_t i = 0; i < 7; ++i)
+    threads.push_back(row(100 + i, ("Thread-" + std::to_string(i)).c_str(), 10.0 * i, 1));
   threads.push_back(row(5, "MainThread", 500, 0));
   threads.push_back(row(6, "Thread-99", 1, 1, /*gil=*/1));  // same key, other GIL
   ThreadReport own = row(7, "gilstat", 2, 2);

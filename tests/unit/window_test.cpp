@@ -204,7 +204,7 @@ TEST(Findings, EachDiagnosisAppearsWhenItsNumbersDo) {
       EXPECT_NE(f.text.find("40,000 times a second"), std::string::npos) << f.text;
     }
     if (f.id == "starved_thread") {
-      EXPECT_NE(f.text.find("worker (60 %)"), std::string::npos) << f.text;
+      EXPECT_NE(f.text.find("worker (60.0 %)"), std::string::npos) << f.text;
     }
   }
 
