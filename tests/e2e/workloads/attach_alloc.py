@@ -3,8 +3,12 @@ threads are inside malloc/free as often as possible.
 
 Threads: `alloc-<i>` build and drop lists, dicts, bytes and JSON documents (CPython's
 own allocator and, for the large objects, libc's malloc/free with their mmap/munmap);
-`cmalloc` calls libc's malloc/free directly through ctypes (small and large blocks);
-`oscalls` makes os calls that allocate in libc (listdir, getcwd, stat, environ copies).
+`cmalloc` calls libc's malloc/free directly through ctypes (small and large blocks;
+ctypes.PyDLL keeps the GIL over the call, as C extensions allocating do);
+`oscalls` makes os calls (getcwd, realpath's lstat calls, uname, environ copies) and
+no call that opens a file: the test counts the target's fds.
+Each os call releases and retakes the GIL: a few per iteration keep the GIL switch
+rate that of a busy service, not more than gilstat's rings take without drops.
 The main thread takes commands on stdin, as attach_spin.py does.
 
 Prints "ready" (flushed) once every thread is working. Then, one command a line:
@@ -26,7 +30,7 @@ ALLOCATORS = 3
 
 
 def main():
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
@@ -63,9 +67,9 @@ def main():
         k = 0
         while not stop[0]:
             k += 1
-            os.listdir("/proc/self")
             os.getcwd()
-            os.stat("/")
+            os.path.realpath("/usr/lib/../bin/./")
+            os.uname()
             dict(os.environ)
             counts[name] = k
 
