@@ -283,7 +283,7 @@ Borrowed borrow_at_safe_point(pid_t pid, pid_t preferred, bool only_preferred,
         session = std::make_unique<PtraceSession>(pid, tid, deadline);
       } catch (const Error& e) {
         if (tid == preferred || e.exit_code() != kExitRuntime) throw;
-        continue;  // that thread ended meanwhile
+        continue;  // that thread ended meanwhile (nothing was changed in it)
       }
       ++b.stops;
       const StackWalk walk = unwinder.unwind(session->tid());
