@@ -915,6 +915,50 @@ def test_error_another_tracer(gilstat, heavy_python, tmp_path):
     assert all(t["iterations"] > 0 for t in truth["threads"]), truth
 
 
+def blocking_init_library(gilstat_bin):
+    """The test library whose constructor blocks (built with the attach tests)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(gilstat_bin))),
+                        "tests", "attach", "libgilstat_blocking_init_lib.so")
+    if not os.path.isfile(path):
+        pytest.skip("%s is not built (the attach tests build it)" % path)
+    return path
+
+
+BUSY = "the target is busy in the dynamic loader or allocator; try again"
+
+
+def test_error_target_busy_in_the_loader(gilstat, gilstat_bin, heavy, tmp_path):
+    """A target whose only thread is inside dlopen (holding the loader's lock): record and
+    top refuse to make it dlopen the probe, exit 1 with the busy error, leave it
+    untouched; once its dlopen is over, attaching works."""
+    fifo = str(tmp_path / "release")
+    os.mkfifo(fifo)
+    with Target(heavy, "attach_dlopen_blocked.py", blocking_init_library(gilstat_bin),
+                env={"GILSTAT_TEST_BLOCK_FIFO": fifo}) as target:
+        target.expect("ready")
+        with GotReader(target.pid, all_slots=True) as got:
+            before = got.read()
+            # record and top (attach --check injects nothing)
+            for args in attach_commands(target.pid, tmp_path)[:2]:
+                started = time.monotonic()
+                result = gilstat(*args)
+                took = time.monotonic() - started
+                _, hint = check_clear_error(result, 1, BUSY)
+                assert "ld-linux" in hint and "untouched" in hint, result.describe()
+                assert_untouched(target, got, before)
+                # The search gives up at 1.5 s (3/4 of the 2 s attach timeout).
+                assert took < 10, "%s took %.1f s\n%s" % (args[0], took, result.describe())
+            with open(fifo, "w") as f:
+                f.write("x")
+            target.expect("loaded")
+            result = gilstat("record", "--pid", target.pid, "-o", tmp_path / "ok.gilstat",
+                             "--duration", 0.2)
+            assert result.returncode == 0, result.describe() + "\n" + target.describe()
+            assert wait_restored(got, before, 1.0) is not None, "\n".join(
+                got.differences(before, got.read()))
+        target.finish()
+
+
 def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy_python, tmp_path):
     """record --pid on a target that exits: gilstat says so, saves what it saw, exits 0."""
     path = tmp_path / "exits.gilstat"
