@@ -379,6 +379,60 @@ TEST(StopPoint, StopsInsideGlibcMallocAreRefused) {
   EXPECT_GT(syscall_under_allocator, 0) << "no stop caught malloc/free in mmap/munmap";
 }
 
+// The e2e allocating service (threads in malloc/free all the time): how
+// often a stop is refused, and that every search finds a safe thread within a
+// few stops, as load_library_and_call does: failing closed must not make
+// attaching flaky.
+TEST(StopPoint, AnAllocatingServiceHasSafeStopsAtOnce) {
+  GILSTAT_REQUIRE_PTRACE();
+  GILSTAT_REQUIRE_EXECUTABLE(test::kDebianPython311);
+  // Its stdin: a pipe nobody writes to (end of stdin would stop it).
+  Child child({test::kDebianPython311, "-c",
+               "import os, runpy, sys\n"
+               "r, w = os.pipe()\n"
+               "sys.stdin = os.fdopen(r)\n"
+               "runpy.run_path('" GILSTAT_E2E_WORKLOADS
+               "/attach_alloc.py', run_name='__main__')\n"});
+  ASSERT_EQ(child.read_line(10s), "ready");
+  const ProcessMaps maps = ProcessMaps::read(child.pid());
+  LiveRemoteMemory memory(child.pid());
+  const UnsafeCode unsafe = UnsafeCode::of_process(child.pid(), maps);
+  StackUnwinder unwinder(maps, memory);
+  std::vector<pid_t> tids;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(child.pid()) + "/task")) {
+    tids.push_back(std::atoi(e.path().filename().c_str()));
+  }
+  ASSERT_EQ(tids.size(), 6u);  // main, alloc-0..2, cmalloc, oscalls
+  // The main thread (idle in a read of stdin) last: the search starts with the
+  // busy ones.
+  std::sort(tids.begin(), tids.end(), [&](pid_t a, pid_t b) {
+    return (a == child.pid()) < (b == child.pid()) ||
+           ((a == child.pid()) == (b == child.pid()) && a < b);
+  });
+  int stops = 0, refused = 0, complete = 0, worst_search = 0;
+  for (int round = 0; round < 100; ++round) {
+    int search = 0;  // stops until a safe one
+    for (const pid_t tid : tids) {
+      PtraceSession session(child.pid(), tid, Clock::now() + 2s);
+      const StackWalk walk = unwinder.unwind(tid);
+      ++stops;
+      complete += walk.complete;
+      const bool safe = judge_stop_point(unsafe, maps, memory, session.saved().gp, walk).safe;
+      refused += !safe;
+      if (search >= 0) search = safe ? -(search + 1) : search + 1;
+    }
+    worst_search = std::max(worst_search, search < 0 ? -search : 7);
+    std::this_thread::sleep_for(2ms);
+  }
+  std::printf(
+      "[ alloc    ] %d stops of 6 threads: %d refused, %d complete unwinds; a search "
+      "needed at most %d stop(s)\n",
+      stops, refused, complete, worst_search);
+  EXPECT_EQ(complete, stops);
+  EXPECT_LE(worst_search, 6) << "a round where no thread was at a safe stop";
+}
+
 class DlopenBlocked : public ::testing::Test {
  protected:
   void SetUp() override {
