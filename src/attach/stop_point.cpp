@@ -20,6 +20,7 @@ constexpr size_t kMaxUnwoundFrames = 2048;
 // The scan reads the stack in chunks; a stack larger than this cap is unsafe.
 constexpr uint64_t kMaxScannedStack = 64ull << 20;
 constexpr uint64_t kScanChunk = 256ull << 10;
+constexpr uint64_t kPage = 4096;
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
 
@@ -169,9 +170,14 @@ bool UnsafeCode::in_libc(RemoteAddr pc) const {
 }
 
 bool follows_call(const RemoteMemory& memory, RemoteAddr return_address) {
+  // The 8 bytes before it; only those in its own page when the page before
+  // is not mapped (code at the start of a mapping).  Zeros stand in for the
+  // rest: they match no call.
   std::array<std::byte, 8> before{};
-  if (return_address.value() < before.size() ||
-      !memory.read(return_address - before.size(), before)) {
+  const size_t in_page = std::min<uint64_t>(before.size(), return_address.value() % kPage);
+  if (!memory.read(return_address - before.size(), before) &&
+      (in_page < 2 || !memory.read(return_address - in_page,
+                                   std::span(before).subspan(before.size() - in_page)))) {
     return false;
   }
   auto byte = [&](size_t back) { return static_cast<uint8_t>(before[before.size() - back]); };
@@ -188,8 +194,6 @@ bool follows_call(const RemoteMemory& memory, RemoteAddr return_address) {
 }
 
 namespace {
-
-constexpr uint64_t kPage = 4096;
 
 // The unwinder whose unwind() is running on this thread: libunwind's
 // accessors get the _UPT context as their argument, not ours.
@@ -283,6 +287,21 @@ StackWalk StackUnwinder::unwind(pid_t tid) {
     walk.frames.push_back(frame);
     if (walk.frames.size() >= kMaxUnwoundFrames) {
       walk.why_incomplete = "more frames than the unwinder follows";
+      break;
+    }
+    // Without call frame information for this frame libunwind would guess
+    // the caller from rbp, and takes rbp == 0 for the end of the stack: what
+    // lies further out is left to the scan.  (unw_get_proc_info reports a
+    // missing FDE as success with the one-byte range [ip, ip + 1).)
+    auto known = has_unwind_info_.find(ip);
+    if (known == has_unwind_info_.end()) {
+      unw_proc_info_t info{};
+      const bool found = unw_get_proc_info(&cursor, &info) == 0 && info.end_ip > info.start_ip + 1;
+      known = has_unwind_info_.emplace(ip, found).first;
+    }
+    if (!known->second) {
+      walk.why_incomplete = fmt::format("no unwind information for frame {} at {}",
+                                        walk.frames.size() - 1, to_string(frame.pc));
       break;
     }
     step = unw_step(&cursor);

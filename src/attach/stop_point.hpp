@@ -113,6 +113,7 @@ class StackUnwinder {
   void* space_ = nullptr;                                     // unw_addr_space_t
   std::map<uint64_t, std::vector<std::byte>> lasting_pages_;  // read-only mappings
   std::map<uint64_t, std::vector<std::byte>> stop_pages_;     // the rest, for one stop
+  std::map<uint64_t, bool> has_unwind_info_;                  // by pc: code does not change
 };
 
 // Whether the bytes just before `return_address` are a call instruction

@@ -36,6 +36,14 @@ __attribute__((noinline)) void gilstat_test_allocator_like(int fd) {
   }
   asm volatile("" ::: "memory");  // no tail call: keep this frame
 }
+
+// Calls `stub(fd, gilstat_test_allocator_like)`: `stub` is generated code
+// without unwind information, so this frame is only found by the scan.
+__attribute__((noinline)) void gilstat_test_unsafe_caller(int fd,
+                                                          void (*stub)(int, void (*)(int))) {
+  stub(fd, gilstat_test_allocator_like);
+  asm volatile("" ::: "memory");
+}
 }
 
 namespace gilstat::attach {
@@ -87,6 +95,10 @@ TEST(StopPoint, FollowsCallRecognisesCallInstructions) {
   EXPECT_FALSE(follows_call(memory, RemoteAddr(0x5008)));  // jmp *%rax
   EXPECT_FALSE(follows_call(memory, RemoteAddr(0x6008)));  // no call
   EXPECT_FALSE(follows_call(memory, RemoteAddr(0x9008)));  // unreadable
+  // At the start of a mapping whose previous page is not mapped.
+  memory.add_region(RemoteAddr(0x10000), bytes({0x55, 0x31, 0xed, 0xff, 0xd6, 0x5d, 0xc3}));
+  EXPECT_TRUE(follows_call(memory, RemoteAddr(0x10005)));
+  EXPECT_FALSE(follows_call(memory, RemoteAddr(0x10001)));
 }
 
 class MadeUpStack : public ::testing::Test {
@@ -316,6 +328,56 @@ TEST(StopPoint, AnOuterFrameOnARealStackIsFound) {
   EXPECT_NE(v.where.find("allocator-like (frame "), std::string::npos) << v.where;
   EXPECT_EQ(v.where.find("(frame 0)"), std::string::npos) << v.where;
   EXPECT_TRUE(judge_stop_point(nothing, maps, memory, session.saved().gp, walk).safe);
+  close(fds[1]);
+}
+
+// A frame without unwind information (generated code, rbp cleared, as JIT
+// code may leave it) between the blocked syscall and the unsafe frame: the
+// unwind stops there instead of taking rbp == 0 for the end of the stack, and
+// the scan of the rest of the stack finds the unsafe caller.
+TEST(StopPoint, AFrameWithoutUnwindInformationLeavesTheRestToTheScan) {
+  GILSTAT_REQUIRE_PTRACE();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[1]);
+    // push rbp; xor ebp, ebp; call *%rsi; pop rbp; ret
+    static const unsigned char kStub[] = {0x55, 0x31, 0xed, 0xff, 0xd6, 0x5d, 0xc3};
+    void* page =
+        mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) _exit(2);
+    std::memcpy(page, kStub, sizeof(kStub));
+    gilstat_test_unsafe_caller(fds[0], reinterpret_cast<void (*)(int, void (*)(int))>(page));
+    _exit(0);
+  }
+  Reap reap{pid};
+  ASSERT_GT(pid, 0);
+  close(fds[0]);
+  ASSERT_TRUE(test::wait_for_syscall(pid, SYS_read, 5s));
+  const ProcessMaps maps = ProcessMaps::read(pid);
+  LiveRemoteMemory memory(pid);
+  auto object =
+      open_mapped_object(pid, maps, std::filesystem::read_symlink("/proc/self/exe").string());
+  ASSERT_TRUE(object);
+  auto sym = object->elf.find_symbol("gilstat_test_unsafe_caller");
+  ASSERT_TRUE(sym);
+  std::vector<UnsafeCode::Range> libc;
+  for (const MapEntry& e : maps.entries()) {
+    if (e.executable && is_glibc_libc(e.basename())) libc.push_back({e.start, e.end, "libc"});
+  }
+  const RemoteAddr start = object->address_of(*sym);
+  const UnsafeCode unsafe =
+      UnsafeCode::from_ranges({{start, start + sym->size, "unsafe-caller"}}, libc);
+
+  PtraceSession session(pid, 0, Clock::now() + 2s);
+  const StackWalk walk = StackUnwinder(maps, memory).unwind(pid);
+  EXPECT_FALSE(walk.complete);
+  EXPECT_NE(walk.why_incomplete.find("no unwind information for frame 2"), std::string::npos)
+      << walk.why_incomplete;
+  const StopVerdict v = judge_stop_point(unsafe, maps, memory, session.saved().gp, walk);
+  EXPECT_FALSE(v.safe);
+  EXPECT_NE(v.where.find("unsafe-caller (a return address at"), std::string::npos) << v.where;
   close(fds[1]);
 }
 
