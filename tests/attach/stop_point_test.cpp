@@ -19,6 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "attach/load_library.hpp"
@@ -287,98 +289,95 @@ TEST(StopPoint, CPythonStacksUnwindCompletely) {
   if (tried == 0) GTEST_SKIP() << "no CPython installed at the expected paths";
 }
 
-// A real outer frame: gilstat_test_allocator_like (declared unsafe for this
-// test) blocked in read(); the innermost frame is a syscall in libc.
-TEST(StopPoint, AnOuterFrameOnARealStackIsFound) {
-  GILSTAT_REQUIRE_PTRACE();
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[1]);
-    gilstat_test_allocator_like(fds[0]);
-    _exit(0);
+// A forked copy of this test binary blocked in read() on a pipe under
+// `body(fd)`, with one of its own functions declared unsafe (as malloc is).
+class BlockedInRead : public ::testing::Test {
+ protected:
+  void start(void (*body)(int), const char* unsafe_function, const char* label) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(fds[1]);
+      body(fds[0]);
+      _exit(0);
+    }
+    close(fds[0]);
+    write_fd_ = fds[1];
+    ASSERT_GT(pid_, 0);
+    ASSERT_TRUE(test::wait_for_syscall(pid_, SYS_read, 5s));
+    maps_ = ProcessMaps::read(pid_);
+    memory_ = std::make_unique<LiveRemoteMemory>(pid_);
+    auto object =
+        open_mapped_object(pid_, *maps_, std::filesystem::read_symlink("/proc/self/exe").string());
+    ASSERT_TRUE(object);
+    auto sym = object->elf.find_symbol(unsafe_function);
+    ASSERT_TRUE(sym);
+    std::vector<UnsafeCode::Range> libc;
+    for (const MapEntry& e : maps_->entries()) {
+      if (e.executable && is_glibc_libc(e.basename())) libc.push_back({e.start, e.end, "libc"});
+    }
+    const RemoteAddr start = object->address_of(*sym);
+    unsafe_ = UnsafeCode::from_ranges({{start, start + sym->size, label}}, libc);
+    nothing_ = UnsafeCode::from_ranges({}, libc);
   }
-  Reap reap{pid};
-  ASSERT_GT(pid, 0);
-  close(fds[0]);
-  ASSERT_TRUE(test::wait_for_syscall(pid, SYS_read, 5s));
-  const ProcessMaps maps = ProcessMaps::read(pid);
-  LiveRemoteMemory memory(pid);
-  std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  auto object = open_mapped_object(pid, maps, exe);
-  ASSERT_TRUE(object);
-  auto sym = object->elf.find_symbol("gilstat_test_allocator_like");
-  ASSERT_TRUE(sym);
-  std::vector<UnsafeCode::Range> libc;
-  for (const MapEntry& e : maps.entries()) {
-    if (e.executable && is_glibc_libc(e.basename())) libc.push_back({e.start, e.end, "libc"});
+  void TearDown() override {
+    if (write_fd_ >= 0) close(write_fd_);
+    Reap{pid_};
   }
-  const RemoteAddr start = object->address_of(*sym);
-  const UnsafeCode unsafe =
-      UnsafeCode::from_ranges({{start, start + sym->size, "allocator-like"}}, libc);
-  const UnsafeCode nothing = UnsafeCode::from_ranges({}, libc);
+  StopVerdict judge(const UnsafeCode& unsafe, const PtraceSession& session,
+                    const StackWalk& walk) const {
+    return judge_stop_point(unsafe, *maps_, *memory_, session.saved().gp, walk);
+  }
 
-  PtraceSession session(pid, 0, Clock::now() + 2s);
-  const StackWalk walk = StackUnwinder(maps, memory).unwind(pid);
+  pid_t pid_ = -1;
+  int write_fd_ = -1;
+  std::optional<ProcessMaps> maps_;
+  std::unique_ptr<LiveRemoteMemory> memory_;
+  std::optional<UnsafeCode> unsafe_, nothing_;
+};
+
+// A real outer frame: gilstat_test_allocator_like blocked in read(); the
+// innermost frame is a syscall in libc.
+TEST_F(BlockedInRead, AnOuterFrameOnARealStackIsFound) {
+  GILSTAT_REQUIRE_PTRACE();
+  ASSERT_NO_FATAL_FAILURE(
+      start(gilstat_test_allocator_like, "gilstat_test_allocator_like", "allocator-like"));
+  PtraceSession session(pid_, 0, Clock::now() + 2s);
+  const StackWalk walk = StackUnwinder(*maps_, *memory_).unwind(pid_);
   EXPECT_TRUE(walk.complete) << walk.why_incomplete;
   EXPECT_EQ(static_cast<long>(session.saved().gp.orig_rax), SYS_read);
-  const StopVerdict v = judge_stop_point(unsafe, maps, memory, session.saved().gp, walk);
+  const StopVerdict v = judge(*unsafe_, session, walk);
   EXPECT_FALSE(v.safe);
   EXPECT_NE(v.where.find("allocator-like (frame "), std::string::npos) << v.where;
   EXPECT_EQ(v.where.find("(frame 0)"), std::string::npos) << v.where;
-  EXPECT_TRUE(judge_stop_point(nothing, maps, memory, session.saved().gp, walk).safe);
-  close(fds[1]);
+  EXPECT_TRUE(judge(*nothing_, session, walk).safe);
 }
 
 // A frame without unwind information (generated code, rbp cleared, as JIT
 // code may leave it) between the blocked syscall and the unsafe frame: the
 // unwind stops there instead of taking rbp == 0 for the end of the stack, and
 // the scan of the rest of the stack finds the unsafe caller.
-TEST(StopPoint, AFrameWithoutUnwindInformationLeavesTheRestToTheScan) {
+TEST_F(BlockedInRead, AFrameWithoutUnwindInformationLeavesTheRestToTheScan) {
   GILSTAT_REQUIRE_PTRACE();
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[1]);
+  auto body = [](int fd) {
     // push rbp; xor ebp, ebp; call *%rsi; pop rbp; ret
     static const unsigned char kStub[] = {0x55, 0x31, 0xed, 0xff, 0xd6, 0x5d, 0xc3};
     void* page =
         mmap(nullptr, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) _exit(2);
     std::memcpy(page, kStub, sizeof(kStub));
-    gilstat_test_unsafe_caller(fds[0], reinterpret_cast<void (*)(int, void (*)(int))>(page));
-    _exit(0);
-  }
-  Reap reap{pid};
-  ASSERT_GT(pid, 0);
-  close(fds[0]);
-  ASSERT_TRUE(test::wait_for_syscall(pid, SYS_read, 5s));
-  const ProcessMaps maps = ProcessMaps::read(pid);
-  LiveRemoteMemory memory(pid);
-  auto object =
-      open_mapped_object(pid, maps, std::filesystem::read_symlink("/proc/self/exe").string());
-  ASSERT_TRUE(object);
-  auto sym = object->elf.find_symbol("gilstat_test_unsafe_caller");
-  ASSERT_TRUE(sym);
-  std::vector<UnsafeCode::Range> libc;
-  for (const MapEntry& e : maps.entries()) {
-    if (e.executable && is_glibc_libc(e.basename())) libc.push_back({e.start, e.end, "libc"});
-  }
-  const RemoteAddr start = object->address_of(*sym);
-  const UnsafeCode unsafe =
-      UnsafeCode::from_ranges({{start, start + sym->size, "unsafe-caller"}}, libc);
-
-  PtraceSession session(pid, 0, Clock::now() + 2s);
-  const StackWalk walk = StackUnwinder(maps, memory).unwind(pid);
+    gilstat_test_unsafe_caller(fd, reinterpret_cast<void (*)(int, void (*)(int))>(page));
+  };
+  ASSERT_NO_FATAL_FAILURE(start(body, "gilstat_test_unsafe_caller", "unsafe-caller"));
+  PtraceSession session(pid_, 0, Clock::now() + 2s);
+  const StackWalk walk = StackUnwinder(*maps_, *memory_).unwind(pid_);
   EXPECT_FALSE(walk.complete);
   EXPECT_NE(walk.why_incomplete.find("no unwind information for frame 2"), std::string::npos)
       << walk.why_incomplete;
-  const StopVerdict v = judge_stop_point(unsafe, maps, memory, session.saved().gp, walk);
+  const StopVerdict v = judge(*unsafe_, session, walk);
   EXPECT_FALSE(v.safe);
   EXPECT_NE(v.where.find("unsafe-caller (a return address at"), std::string::npos) << v.where;
-  close(fds[1]);
 }
 
 // glibc's own malloc/free making mmap/munmap calls (64 MiB blocks): many stops land in those
