@@ -13,11 +13,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
 #include "attach/injector.hpp"
 #include "attach/ptrace_session.hpp"
+#include "attach/stop_point.hpp"
 #include "attach/target_write.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
@@ -31,25 +35,17 @@ namespace gilstat::attach {
 
 namespace {
 
-// A stop inside the dynamic loader (which may hold its lock) or inside libc
-// outside a syscall (malloc may hold an arena lock) is a bad place to call
-// dlopen from: let the thread run a little and stop it again.
-constexpr int kMaxRestops = 20;
-constexpr auto kRestopPause = std::chrono::microseconds(500);
+// Looking for a safe stop point (stop_point.hpp): the pause between rounds of
+// stops grows from the first to the last; the search may use this share of the
+// timeout, the rest is kept for the injection.
+constexpr auto kFirstPause = std::chrono::microseconds(200);
+constexpr auto kMaxPause = std::chrono::milliseconds(5);
+constexpr int kSearchShareOfTimeout = 3;  // of 4
+// Threads other than the preferred one tried per round (services may run
+// thousands): the next round takes the next ones.
+constexpr size_t kOtherThreadsPerRound = 8;
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
-
-bool is_glibc_libc(std::string_view base) {
-  return starts_with(base, "libc.so") || (starts_with(base, "libc-") && base.ends_with(".so"));
-}
-
-bool is_musl(std::string_view base) {
-  return starts_with(base, "ld-musl-") || starts_with(base, "libc.musl-");
-}
-
-bool is_glibc_loader(std::string_view base) {
-  return starts_with(base, "ld-linux") || starts_with(base, "ld-2.") || starts_with(base, "ld.so");
-}
 
 std::string symbol_label(const elf::Symbol& sym) {
   if (sym.version.empty()) return std::string(sym.name);
@@ -159,18 +155,6 @@ bool target_can_open(pid_t pid, const std::string& resolved_path) {
   return true;
 }
 
-bool safe_stop_point(const ProcessMaps& maps, const user_regs_struct& regs) {
-  const MapEntry* m = maps.find(RemoteAddr(regs.rip));
-  if (!m || !m->is_file()) return true;
-  const std::string_view base = m->basename();
-  const bool in_syscall = static_cast<int64_t>(regs.orig_rax) >= 0;
-  // The loader may hold its lock even while in a syscall (open, mmap).
-  if (is_glibc_loader(base)) return false;
-  // musl's libc is also its loader; either may hold a malloc lock.
-  if ((is_glibc_libc(base) || is_musl(base)) && !in_syscall) return false;
-  return true;
-}
-
 TargetLoader resolve_loader(pid_t pid, const ProcessMaps& maps, const RemoteMemory& memory) {
   auto libc_path = maps.find_object([](std::string_view b) { return is_glibc_libc(b); });
   auto musl_path = maps.find_object([](std::string_view b) { return is_musl(b); });
@@ -234,6 +218,80 @@ TargetLoader resolve_loader(pid_t pid, const ProcessMaps& maps, const RemoteMemo
   return loader;
 }
 
+namespace {
+
+// The threads of `pid` other than `skip` that could stop at once (not in
+// uninterruptible sleep, stopped, or exiting: seizing those could leave them
+// waiting for us).
+std::vector<pid_t> other_threads(pid_t pid, pid_t skip) {
+  std::vector<pid_t> tids;
+  for (const pid_t tid : procfs::task_ids(pid)) {
+    if (tid == skip) continue;
+    const auto state = procfs::task_state(pid, tid);
+    if (state == 'R' || state == 'S') tids.push_back(tid);
+  }
+  return tids;
+}
+
+struct Borrowed {
+  std::unique_ptr<PtraceSession> session;
+  int stops = 0;
+};
+
+// Stops threads of `pid` (the preferred one first, then the others) at
+// growing intervals until one is at a safe stop point; every refused stop
+// leaves its thread exactly as it was.  Throws gilstat::Error ("busy") when
+// none was safe before `search_deadline`.
+Borrowed borrow_at_safe_point(pid_t pid, pid_t preferred, bool only_preferred,
+                              const ProcessMaps& maps, const RemoteMemory& memory,
+                              Clock::time_point search_deadline, Clock::time_point deadline) {
+  const UnsafeCode unsafe = UnsafeCode::of_process(pid, maps);
+  StackUnwinder unwinder(maps, memory);
+  const auto started = Clock::now();
+  Borrowed b;
+  std::vector<pid_t> others;
+  size_t next_other = 0;
+  std::string last_refusal;
+  auto pause = kFirstPause;
+  for (int round = 0;; ++round) {
+    std::vector<pid_t> candidates{preferred};
+    if (round == 1 && !only_preferred) others = other_threads(pid, preferred);
+    for (size_t i = 0; round > 0 && i < std::min(kOtherThreadsPerRound, others.size()); ++i) {
+      candidates.push_back(others[next_other++ % others.size()]);
+    }
+    for (const pid_t tid : candidates) {
+      std::unique_ptr<PtraceSession> session;
+      try {
+        session = std::make_unique<PtraceSession>(pid, tid, deadline);
+      } catch (const Error& e) {
+        if (tid == preferred || e.exit_code() != kExitRuntime) throw;
+        continue;  // that thread ended meanwhile (nothing was changed in it)
+      }
+      ++b.stops;
+      const StackWalk walk = unwinder.unwind(session->tid());
+      const StopVerdict verdict = judge_stop_point(unsafe, maps, memory, session->saved().gp, walk);
+      if (verdict.safe) {
+        b.session = std::move(session);
+        return b;
+      }
+      last_refusal = fmt::format("thread {} in {}", tid, verdict.where);
+      // ~PtraceSession: the thread goes on untouched.
+    }
+    if (Clock::now() + pause >= search_deadline) break;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, kMaxPause);
+  }
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  throw Error(
+      "the target is busy in the dynamic loader or allocator; try again",
+      fmt::format("{} stops of {} thread(s) over {} ms were all unsafe (the last: {}); "
+                  "process {} was left untouched",
+                  b.stops, only_preferred ? 1 : others.size() + 1, waited, last_refusal, pid));
+}
+
+}  // namespace
+
 LoadResult load_library_and_call(pid_t pid, const std::string& library_path,
                                  const std::string& symbol, const std::string& argument,
                                  std::chrono::milliseconds timeout, const LoadOptions& options) {
@@ -251,13 +309,14 @@ LoadResult load_library_and_call(pid_t pid, const std::string& library_path,
   const size_t data_size =
       transfer.target_path.size() + symbol.size() + argument.size() + basename.size() + 256;
 
-  PtraceSession session(pid, options.tid, deadline);
+  const auto search_deadline = start + (deadline - start) * kSearchShareOfTimeout / 4;
+  Borrowed borrowed =
+      borrow_at_safe_point(pid, options.tid == 0 ? pid : options.tid, options.tid != 0, maps,
+                           memory, search_deadline, deadline);
+  PtraceSession& session = *borrowed.session;
+  result.borrowed_tid = session.tid();
+  result.stops = borrowed.stops;
   const auto stopped_at = Clock::now();
-  for (int i = 0; i < kMaxRestops && !safe_stop_point(maps, session.saved().gp) &&
-                  Clock::now() + std::chrono::milliseconds(50) < deadline;
-       ++i) {
-    session.restop(kRestopPause, deadline);
-  }
 
   {
     Injector injector(session, loader.syscall_instruction, data_size, deadline);

@@ -34,7 +34,9 @@ enum class LibraryTransfer {
 };
 
 struct LoadOptions {
-  pid_t tid = 0;  // thread to borrow; 0: the main thread
+  // Thread to borrow; 0: the main thread, or another thread of the process
+  // when the main thread does not reach a safe stop point (stop_point.hpp).
+  pid_t tid = 0;
   LibraryTransfer transfer = LibraryTransfer::kAuto;
 };
 
@@ -48,6 +50,8 @@ struct LoadResult {
   std::chrono::microseconds elapsed{};   // whole operation, from reading maps to detach
   std::chrono::microseconds stopped{};   // how long the borrowed thread was stopped
   std::vector<int> redelivered_signals;  // signals that arrived during the call
+  pid_t borrowed_tid = 0;                // the thread that made the calls
+  int stops = 0;                         // stops until one was safe (1: the first stop was)
 };
 
 // Whether process `pid` can open `resolved_path` (absolute, symlinks resolved,
@@ -75,16 +79,13 @@ struct TargetLoader {
 // musl from its ld-musl object.  Throws gilstat::Error.
 TargetLoader resolve_loader(pid_t pid, const ProcessMaps& maps, const RemoteMemory& memory);
 
-// Whether a thread stopped with these registers may call dlopen: not while
-// inside the dynamic loader (it may hold the loader lock), nor inside the C
-// library outside a syscall (it may hold a malloc arena lock).  A blocked
-// syscall in libc (sleep, futex wait, read) is fine.  load_library_and_call
-// lets the thread run on briefly (up to 20 times) until this holds.
-bool safe_stop_point(const ProcessMaps& maps, const user_regs_struct& regs);
-
 // Loads `library_path` (a path in our mount namespace) into process `pid`,
 // looks up `symbol` and calls it with `argument`.  The borrowed thread is
 // stopped for the duration and restored exactly; other threads keep running.
+// Nothing is called from a thread whose stack is inside the loader or the
+// allocator (stop_point.hpp): threads are stopped again at growing intervals
+// for up to 3/4 of `timeout`, then the call fails with "the target is busy in
+// the dynamic loader or allocator; try again" and the process untouched.
 // Loading the same path again returns the existing handle (dlopen's own
 // reference counting); through a memfd every load is a new copy, so callers
 // that want reuse look for "/memfd:gilstat:<name>" in the target's maps first.

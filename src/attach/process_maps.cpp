@@ -147,6 +147,18 @@ std::optional<std::string> ProcessMaps::find_object(
   return std::nullopt;
 }
 
+bool is_glibc_libc(std::string_view base) {
+  return base.starts_with("libc.so") || (base.starts_with("libc-") && base.ends_with(".so"));
+}
+
+bool is_musl(std::string_view base) {
+  return base.starts_with("ld-musl-") || base.starts_with("libc.musl-");
+}
+
+bool is_glibc_loader(std::string_view base) {
+  return base.starts_with("ld-linux") || base.starts_with("ld-2.") || base.starts_with("ld.so");
+}
+
 std::optional<uint64_t> load_bias(const std::vector<const MapEntry*>& mappings,
                                   const elf::ElfFile& elf) {
   // Any PT_LOAD identifies the bias: it is mapped from the page holding

@@ -59,6 +59,11 @@ class ProcessMaps {
   std::vector<MapEntry> entries_;
 };
 
+// What a mapped object is, by its basename.
+bool is_glibc_libc(std::string_view base);    // libc.so.6, libc-2.31.so
+bool is_musl(std::string_view base);          // musl's libc, which is also its loader
+bool is_glibc_loader(std::string_view base);  // ld-linux-x86-64.so.2, ld-2.31.so
+
 // Load bias (runtime address minus ELF vaddr) of an object, from its mappings:
 // the mapping of the first PT_LOAD's page starts at bias + that page's vaddr.
 std::optional<uint64_t> load_bias(const std::vector<const MapEntry*>& mappings,

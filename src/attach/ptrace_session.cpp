@@ -280,19 +280,6 @@ void PtraceSession::stop_after_timeout() {
   }
 }
 
-void PtraceSession::restop(std::chrono::microseconds pause, Clock::time_point deadline) {
-  if (state_ != State::kStopped) throw Error("restop: thread is not stopped");
-  if (modified_) {
-    set_registers(saved_.gp);
-    iovec iov{saved_.fp.data(), saved_.fp.size()};
-    ptrace(PTRACE_SETREGSET, tid_, reinterpret_cast<void*>(uintptr_t{saved_.fp_regset}), &iov);
-    modified_ = false;
-  }
-  resume(Resume::kContinue);
-  std::this_thread::sleep_for(pause);
-  stop_and_save(deadline);
-}
-
 void PtraceSession::detach() {
   if (state_ == State::kDetached || state_ == State::kGone) return;
   if (state_ == State::kRunning) {

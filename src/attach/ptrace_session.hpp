@@ -71,10 +71,6 @@ class PtraceSession {
   // clean up and detach.
   user_regs_struct run_until(RemoteAddr expected_rip, Resume how, Clock::time_point deadline);
 
-  // Lets the (unmodified) thread run for `pause`, stops it again and re-saves
-  // its registers: moves it off a bad stop point (e.g. inside the loader).
-  void restop(std::chrono::microseconds pause, Clock::time_point deadline);
-
   // Restores the saved registers, detaches, re-delivers the recorded signals.
   // Throws gilstat::Error when the thread cannot be restored.
   void detach();

@@ -6,7 +6,6 @@
 // on a terminal, fitted to its size, with keys to sort, fold groups and
 // quit (terminal.hpp); one plain block per interval when stdout is not a
 // terminal; one JSON object per interval with --json.
-#include <dirent.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
+#include "common/procfs.hpp"
 #include "common/error.hpp"
 #include "report/render_json.hpp"
 
@@ -65,12 +65,9 @@ size_t parse_max_threads(const std::string& text, bool screen) {
 std::unordered_map<uint32_t, ThreadFate> thread_fates(int pid, const report::Report& now,
                                                       std::unordered_set<uint32_t>& gone) {
   std::unordered_map<uint32_t, ThreadFate> fates;
-  std::unordered_set<uint32_t> alive;
-  DIR* dir = opendir(fmt::format("/proc/{}/task", pid).c_str());
-  if (!dir) return fates;
-  while (const dirent* e = readdir(dir))
-    alive.insert(static_cast<uint32_t>(std::strtoul(e->d_name, nullptr, 10)));
-  closedir(dir);
+  const std::vector<pid_t> tids = procfs::task_ids(pid);
+  if (tids.empty()) return fates;
+  const std::unordered_set<uint32_t> alive(tids.begin(), tids.end());
   std::vector<uint32_t> newly_gone;
   for (const auto& t : now.threads) {
     if (alive.contains(t.tid)) continue;

@@ -1,5 +1,6 @@
 #include "common/procfs.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <unistd.h>
@@ -73,6 +74,28 @@ std::map<std::string, std::string> parse_status(const std::string& text) {
 }
 
 int open_mem(pid_t pid, int flags) { return open(path(pid, "mem").c_str(), flags | O_CLOEXEC); }
+
+std::vector<pid_t> task_ids(pid_t pid) {
+  std::vector<pid_t> tids;
+  DIR* dir = opendir(path(pid, "task").c_str());
+  if (!dir) return tids;
+  while (const dirent* e = readdir(dir)) {
+    char* end = nullptr;
+    const long tid = std::strtol(e->d_name, &end, 10);
+    if (end != e->d_name && *end == '\0' && tid > 0) tids.push_back(static_cast<pid_t>(tid));
+  }
+  closedir(dir);
+  return tids;
+}
+
+std::optional<char> task_state(pid_t pid, pid_t tid) {
+  const auto stat = read(pid, "task/" + std::to_string(tid) + "/stat");
+  if (!stat) return std::nullopt;
+  // "tid (comm) S ...": comm may hold anything, even ") ", so the last ')'.
+  const size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return std::nullopt;
+  return (*stat)[paren + 2];
+}
 
 double loadavg_1min() {
   double load1 = -1;

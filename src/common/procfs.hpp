@@ -43,6 +43,13 @@ std::map<std::string, std::string> parse_status(const std::string& text);
 // on failure.
 int open_mem(pid_t pid, int flags);
 
+// The tids in /proc/PID/task (empty when it cannot be read: the process is
+// gone, or not ours to see).
+std::vector<pid_t> task_ids(pid_t pid);
+// The state letter of /proc/PID/task/TID/stat (R, S, D, T, t, Z, X, ...),
+// or nullopt when unreadable.
+std::optional<char> task_state(pid_t pid, pid_t tid);
+
 // The 1-minute load average, -1 when unknown.
 double loadavg_1min();
 

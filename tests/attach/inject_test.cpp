@@ -456,28 +456,6 @@ TEST(Inject, VectorRegistersAndControlWordsAreRestoredExactly) {
   munmap(flag, 4096);
 }
 
-TEST(SafeStopPoint, LoaderAndLibcInternalsAreUnsafe) {
-  const ProcessMaps maps = ProcessMaps::parse(
-      "7f0000000000-7f0000100000 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
-      "7f0000100000-7f0000200000 r-xp 00000000 08:01 2 "
-      "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n"
-      "7f0000200000-7f0000300000 r-xp 00000000 08:01 3 /usr/lib/libpython3.12.so.1.0\n"
-      "7f0000300000-7f0000400000 r-xp 00000000 08:01 4 /lib/ld-musl-x86_64.so.1\n");
-  auto at = [](uint64_t rip, int64_t orig_rax) {
-    user_regs_struct regs{};
-    regs.rip = rip;
-    regs.orig_rax = static_cast<uint64_t>(orig_rax);
-    return regs;
-  };
-  EXPECT_TRUE(safe_stop_point(maps, at(0x7f0000000100, 230)));  // libc, in clock_nanosleep
-  EXPECT_FALSE(safe_stop_point(maps, at(0x7f0000000100, -1)));  // libc, user code (malloc?)
-  EXPECT_FALSE(safe_stop_point(maps, at(0x7f0000100100, 9)));   // ld.so, even in a syscall
-  EXPECT_TRUE(safe_stop_point(maps, at(0x7f0000200100, -1)));   // the interpreter loop
-  EXPECT_TRUE(safe_stop_point(maps, at(0x7f0000300100, 202)));  // musl, in futex wait
-  EXPECT_FALSE(safe_stop_point(maps, at(0x7f0000300100, -1)));  // musl, user code
-  EXPECT_TRUE(safe_stop_point(maps, at(0x10000, -1)));          // unmapped / JIT: no opinion
-}
-
 // The lower layers directly: a remote getpid() and the private page layout.
 TEST(Injector, RemoteSyscallAndCall) {
   GILSTAT_REQUIRE_PTRACE();
