@@ -20,6 +20,7 @@
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/table_options.hpp"
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
@@ -35,7 +36,7 @@ struct TopOptions {
   double interval = 1.0;
   double duration = 0;
   std::string sort = "held";
-  std::string max_threads;  // N or "all"; empty: fit the screen, or kPlainMaxThreads
+  MaxThreadsOption max_threads;  // empty: fit the screen, or kPlainMaxThreads
   bool json = false;
   std::string method;  // --method
 };
@@ -43,20 +44,11 @@ struct TopOptions {
 // Rows per snapshot when stdout is not a terminal, unless --max-threads says.
 constexpr size_t kPlainMaxThreads = 20;
 
-size_t parse_max_threads(const std::string& text, bool screen) {
-  if (text.empty()) return screen ? 0 : kPlainMaxThreads;
-  if (text == "all") return 0;
-  size_t used = 0;
-  unsigned long n = 0;
-  try {
-    n = std::stoul(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || n == 0 || text[0] == '-')
-    throw Error(fmt::format("--max-threads must be a positive number or 'all', not '{}'", text),
-                "e.g. --max-threads 50, or --max-threads all", kExitUsage);
-  return n;
+// Rows to show: what fits the screen (0) or kPlainMaxThreads unless
+// --max-threads says (0 also for "all").
+size_t rows_to_show(const MaxThreadsOption& option, bool screen) {
+  if (option.text.empty()) return screen ? 0 : kPlainMaxThreads;
+  return parse_max_threads(option);
 }
 
 // Which threads of `now` still run: /proc/PID/task lists them.  Threads
@@ -151,7 +143,7 @@ int top(const TopOptions& opts) {
                 "held: time holding the GIL, wait: time waiting for it, acq: acquisitions",
                 kExitUsage);
   const bool screen = !opts.json && isatty(STDOUT_FILENO);
-  view.max_threads = parse_max_threads(opts.max_threads, screen);
+  view.max_threads = rows_to_show(opts.max_threads, screen);
   view.key_help = screen;
   install_stop_signals();
   AttachSession session(opts.pid, parse_attach_method(opts.method));
@@ -226,7 +218,7 @@ void add_top_command(CLI::App& app, Action& action) {
   cmd->add_option("-i,--interval", opts->interval, "Refresh interval in seconds (default 1)");
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds");
   cmd->add_option("-s,--sort", opts->sort, "Sort threads by held, wait or acq (default held)");
-  cmd->add_option("--max-threads", opts->max_threads,
+  cmd->add_option("--max-threads", opts->max_threads.text,
                   "Rows before '… N more threads': N or all (default: what fits the terminal; "
                   "20 when stdout is not one)");
   cmd->add_flag("--json", opts->json, "One JSON object per interval on stdout");

@@ -7,9 +7,10 @@
 #include <map>
 #include <tuple>
 
-#include "cli/top_names.hpp"
+#include "report/fit_name.hpp"
 #include "report/groups.hpp"
 #include "report/render_text.hpp"
+#include "report/utf8.hpp"
 
 namespace gilstat::cli {
 
@@ -89,12 +90,12 @@ std::string thousands(uint64_t n) {
 }
 
 std::string pad_left(const std::string& s, size_t width) {
-  const size_t w = display_width(s);
+  const size_t w = report::text_columns(s);
   return w >= width ? s : std::string(width - w, ' ') + s;
 }
 
 std::string pad_right(const std::string& s, size_t width) {
-  const size_t w = display_width(s);
+  const size_t w = report::text_columns(s);
   return w >= width ? s : s + std::string(width - w, ' ');
 }
 
@@ -167,7 +168,7 @@ std::vector<Row> build_rows(const TopInterval& in, const std::vector<ThreadDelta
       return;
     }
     Row r;
-    r.label = sanitize(d.now->name);
+    r.label = report::printable(d.now->name);
     r.tid = std::to_string(d.now->tid);
     r.gil = d.now->gil;
     r.add(d);
@@ -189,7 +190,7 @@ std::vector<Row> build_rows(const TopInterval& in, const std::vector<ThreadDelta
       continue;
     }
     Row g;
-    g.label = sanitize(std::get<1>(key));
+    g.label = report::printable(std::get<1>(key));
     g.folded = true;
     g.count = members.size();
     g.gil = std::get<2>(key);
@@ -218,7 +219,7 @@ std::string holder_text(const report::Report& now, const report::GilReport& g) {
   if (g.holder_tid == 0) return g.acquisitions ? "free" : "holder not seen yet";
   std::string name = fmt::format("native-{}", g.holder_tid);
   for (const auto& t : now.threads)
-    if (t.tid == g.holder_tid && t.gil == g.id) name = sanitize(t.name);
+    if (t.tid == g.holder_tid && t.gil == g.id) name = report::printable(t.name);
   return fmt::format("held by {} for {}", name,
                      report::format_duration(report::saturating_ns(g.holder_for_ns)));
 }
@@ -244,7 +245,7 @@ std::vector<std::string> gil_header(const TopInterval& in, const GilDelta& g,
       fmt::format("hand-off p50 {} p99 {}", report::format_duration(g.now->handoff_ns.p50),
                   report::format_duration(g.now->handoff_ns.p99))};
   for (const auto& e : extra) {
-    if (width && display_width(line) + 2 + display_width(e) > width) break;
+    if (width && report::text_columns(line) + 2 + report::text_columns(e) > width) break;
     line += "  " + e;
   }
   std::vector<std::string> lines = {line};
@@ -269,7 +270,7 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
 
   std::vector<std::string> head = {fmt::format(
       "gilstat top · pid {} · drops {} · Python {} · {:.1f} s since attach · interval {:.2f} s",
-      now.pid, now.drops, sanitize(now.python_version), now.duration_s, in.interval_s)};
+      now.pid, now.drops, report::printable(now.python_version), now.duration_s, in.interval_s)};
   for (const auto& g : gils)
     for (auto& l : gil_header(in, g, deltas, opt.width)) head.push_back(std::move(l));
   head.push_back("");
@@ -303,13 +304,13 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
                               {"HELD%", 6},    {"WAIT%", 6},
                               {"ACQ/s", 8},    {"WAIT p99Σ", 9},
                               {"HOLD maxΣ", 9}};
-  size_t natural = display_width("THREAD"), needed = natural;
+  size_t natural = report::text_columns("THREAD"), needed = natural;
   for (size_t i = 0; i < fit; ++i) {
-    natural = std::max(natural, display_width(rows[i].title()));
-    const size_t suffix = display_width(rows[i].title()) - display_width(rows[i].label);
-    needed = std::max(needed, std::min<size_t>(min_name_width(rows[i].label) + suffix, 40));
+    natural = std::max(natural, report::text_columns(rows[i].title()));
+    const size_t suffix = report::text_columns(rows[i].title()) - report::text_columns(rows[i].label);
+    needed = std::max(needed, std::min<size_t>(report::min_name_width(rows[i].label) + suffix, 40));
   }
-  for (const auto& e : exited) natural = std::max(natural, display_width(e.title()));
+  for (const auto& e : exited) natural = std::max(natural, report::text_columns(e.title()));
   auto numbers_width = [&] {
     size_t w = 0;
     for (const auto& c : cols)
@@ -328,9 +329,9 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
 
   auto line_for = [&](const Row& r) {
     std::string label = r.label;
-    const size_t suffix = display_width(r.title()) - display_width(r.label);
-    if (display_width(r.title()) > name_w)
-      label = fit_name(r.label, name_w > suffix ? name_w - suffix : 0);
+    const size_t suffix = report::text_columns(r.title()) - report::text_columns(r.label);
+    if (report::text_columns(r.title()) > name_w)
+      label = report::fit_name(r.label, name_w > suffix ? name_w - suffix : 0);
     std::string name = r.folded ? label + " ×" + thousands(r.count) : label;
     const auto [p99, max] = since_attach(r);
     const std::vector<std::string> cells = {
@@ -371,7 +372,7 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
         fmt::format("sort: {} · groups {} · keys: h held, w wait, a acq, g groups, q quit",
                     top_sort_name(opt.sort), opt.groups ? "on" : "off"));
   if (opt.height && lines.size() > opt.height) lines.resize(opt.height);
-  for (auto& l : lines) l = clip_to_width(l, opt.width);
+  for (auto& l : lines) l = report::clip_columns(l, opt.width);
   return lines;
 }
 

@@ -99,6 +99,12 @@ std::string pad(std::string_view text, size_t width, bool right) {
   return right ? spaces + std::string(text) : std::string(text) + spaces;
 }
 
+std::string clip_columns(std::string_view text, size_t width) {
+  const std::u32string t = decode(text);
+  if (!width || t.size() <= width) return std::string(text);
+  return encode(t.substr(0, width));
+}
+
 std::string fit_name(std::string_view name, size_t width) {
   const std::u32string n = decode(name);
   if (n.size() <= width) return std::string(name);

@@ -28,6 +28,10 @@ size_t text_columns(std::string_view text);
 // shifts the rest of the line rather than lose digits.
 std::string pad(std::string_view text, size_t width, bool right);
 
+// The first `width` columns of `text` (all of it for width 0): the last
+// resort of a screen that must not wrap.
+std::string clip_columns(std::string_view text, size_t width);
+
 // `name` in at most `width` columns, cut as described above; unchanged when
 // it fits.  Below min_name_width(name) the cut has to take from the kept
 // parts too (the middle of the whole name): callers that can choose the

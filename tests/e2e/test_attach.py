@@ -7,9 +7,9 @@ Exact checks come first (switches == CPython's switch_number delta, held + wait 
 released == lifetime, GOT slots equal to their values before the attach); bounds that
 depend on the machine being free (utilization, shares, latency) get a few tries.
 
-The heavy tests (100 attach/detach cycles, the errors, the terminal) run for two
-interpreters only, pyenv's shared-libpython 3.12 and Debian's static 3.11; the others
-skip them with the reason. Every target is killed and reaped in a `finally`.
+The heavy tests (100 attach/detach cycles, the errors, the terminal) take the `heavy`
+fixture: the heavy tier's three interpreters run them, the others skip them with the
+reason. Every target is killed and reaped in a `finally`.
 """
 import contextlib
 import json
@@ -376,18 +376,6 @@ def check_clear_error(result, code, *words):
     return errors[0], hints[0]
 
 
-@pytest.fixture(scope="session")
-def heavy_python(supported_python):
-    """The interpreters that run the heavy tests: one shared-libpython (pyenv 3.12) and
-    one static (Debian's python3.11)."""
-    if supported_python.minor == (3, 12) and supported_python.shared:
-        return supported_python
-    if supported_python.minor == (3, 11) and not supported_python.shared:
-        return supported_python
-    pytest.skip("heavy attach test: covered by the pyenv 3.12 (shared libpython) and "
-                "Debian 3.11 (static) runs")
-
-
 # ---------------------------------------------------------------------------------------
 # 1. spinners: record --pid, top --pid --json, and the same workload under `gilstat run`
 
@@ -643,8 +631,8 @@ def attach_detach_cycles(gilstat, target, path, duration, check_rss=True):
             CYCLES, "\n".join(problems))
 
 
-def test_hundred_attach_detach_cycles(gilstat, heavy_python, tmp_path):
-    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
+def test_hundred_attach_detach_cycles(gilstat, heavy, tmp_path):
+    with Target(heavy, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         attach_detach_cycles(gilstat, target, tmp_path / "cycle.gilstat", 0.05)
         truth = target.finish()
@@ -839,7 +827,7 @@ def assert_untouched(target, got=None, before=None, tracer=0):
         assert not problems, "GOT changed:\n%s\n%s" % ("\n".join(problems), target.describe())
 
 
-def test_error_no_such_process(gilstat, heavy_python, tmp_path):
+def test_error_no_such_process(gilstat, heavy, tmp_path):
     with open("/proc/sys/kernel/pid_max") as f:
         pid = int(f.read()) - 1
     while os.path.exists("/proc/%d" % pid):
@@ -850,7 +838,7 @@ def test_error_no_such_process(gilstat, heavy_python, tmp_path):
         assert not result.stdout, result.describe()
 
 
-def test_error_not_cpython(gilstat, heavy_python, tmp_path):
+def test_error_not_cpython(gilstat, heavy, tmp_path):
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         for args in attach_commands(proc.pid, tmp_path):
@@ -919,8 +907,8 @@ def traced_by_helper(pid):
     assert wait_until(lambda: tracer_pid(pid) == 0, 2.0) is not None
 
 
-def test_error_another_tracer(gilstat, heavy_python, tmp_path):
-    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
+def test_error_another_tracer(gilstat, heavy, tmp_path):
+    with Target(heavy, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
@@ -981,10 +969,10 @@ def test_error_target_busy_in_the_loader(gilstat, gilstat_bin, heavy, tmp_path):
         target.finish()
 
 
-def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy_python, tmp_path):
+def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy, tmp_path):
     """record --pid on a target that exits: gilstat says so, saves what it saw, exits 0."""
     path = tmp_path / "exits.gilstat"
-    with Target(heavy_python, "attach_spin.py", "--threads", 2,
+    with Target(heavy, "attach_spin.py", "--threads", 2,
                 "--seconds", 1.0) as target:
         target.expect("ready")
         with Background(gilstat_bin, "record", "--pid", target.pid, "-o", path,
@@ -998,11 +986,11 @@ def test_target_exits_while_recorded(gilstat, gilstat_bin, heavy_python, tmp_pat
     assert "process %d exited" % truth["pid"] in err, ctx
     assert noticed < 2.0, "gilstat took %.2f s to notice the exit\n%s" % (noticed, ctx)
     report = load_report(gilstat, path)
-    check_exact(report, truth, heavy_python, ctx + "\n" + json.dumps(report)[:4000])
+    check_exact(report, truth, heavy, ctx + "\n" + json.dumps(report)[:4000])
 
 
-def test_target_exits_while_topped(gilstat_bin, heavy_python):
-    with Target(heavy_python, "attach_spin.py", "--threads", 2,
+def test_target_exits_while_topped(gilstat_bin, heavy):
+    with Target(heavy, "attach_spin.py", "--threads", 2,
                 "--seconds", 1.0) as target:
         target.expect("ready")
         with Background(gilstat_bin, "top", "--pid", target.pid, "--json", "--interval", 0.25,
@@ -1015,11 +1003,11 @@ def test_target_exits_while_topped(gilstat_bin, heavy_python):
     assert "process %d exited" % truth["pid"] in err, ctx
     lines = out.decode().splitlines()
     assert lines, ctx
-    check_exact(json.loads(lines[-1])["since_attach"], truth, heavy_python, ctx)
+    check_exact(json.loads(lines[-1])["since_attach"], truth, heavy, ctx)
 
 
-def test_error_second_concurrent_attach(gilstat, gilstat_bin, heavy_python, tmp_path):
-    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
+def test_error_second_concurrent_attach(gilstat, gilstat_bin, heavy, tmp_path):
+    with Target(heavy, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()
@@ -1039,7 +1027,7 @@ def test_error_second_concurrent_attach(gilstat, gilstat_bin, heavy_python, tmp_
             report = load_report(gilstat, first_path)
         truth = target.finish()
     # The refused attaches did not disturb the first one.
-    check_exact(report, truth, heavy_python, ctx + "\n" + json.dumps(report)[:4000])
+    check_exact(report, truth, heavy, ctx + "\n" + json.dumps(report)[:4000])
     assert report["duration_s"] >= 2.9, ctx
 
 
@@ -1058,7 +1046,7 @@ def unprivileged_prefix():
     return None
 
 
-def test_error_permission_denied(gilstat_bin, heavy_python, tmp_path):
+def test_error_permission_denied(gilstat_bin, heavy, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root, to run gilstat as another user against a root-owned target")
     prefix = unprivileged_prefix()
@@ -1083,7 +1071,7 @@ def test_error_permission_denied(gilstat_bin, heavy_python, tmp_path):
         writable = os.path.join(install, "out")  # for record's -o
         os.makedirs(writable)
         os.chmod(writable, 0o777)
-        with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
+        with Target(heavy, "attach_spin.py", "--threads", 2) as target:
             target.expect("ready")
             with GotReader(target.pid, all_slots=True) as got:
                 before = got.read()
@@ -1106,14 +1094,14 @@ def test_error_permission_denied(gilstat_bin, heavy_python, tmp_path):
 # 6. top in a real terminal (tmux): the table, `q` quits, the terminal is restored
 
 
-def test_top_in_a_terminal_quits_on_q(gilstat_bin, heavy_python, tmp_path):
+def test_top_in_a_terminal_quits_on_q(gilstat_bin, heavy, tmp_path):
     tmux = shutil.which("tmux")
     if tmux is None:
         pytest.skip("tmux is not installed (scripts/install-deps installs it)")
     rc_file, before_file, after_file = (tmp_path / "rc", tmp_path / "stty.before",
                                         tmp_path / "stty.after")
     server = [tmux, "-L", "gilstat-test-%d" % os.getpid(), "-f", "/dev/null"]
-    with Target(heavy_python, "attach_spin.py", "--threads", 2) as target:
+    with Target(heavy, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         with GotReader(target.pid, all_slots=True) as got:
             before = got.read()

@@ -9,6 +9,7 @@ import sys
 import time
 
 from test_attach import Target, load_report
+from test_many_threads import held_by_name
 from test_run import check_invariants, run_workload
 
 CLIENT = sys.executable  # the client runs under pytest's own interpreter: not measured
@@ -19,18 +20,7 @@ NAMED_SHARE = 0.99
 def check_named(report, truth, ctx):
     """>= 99 % of the held time of the program's named threads is in rows with their
     names (found by tid)."""
-    by_tid = {t["tid"]: t for t in report["threads"]}
-    named = total = 0.0
-    wrong = []
-    for t in truth["threads"]:
-        row = by_tid.get(t["native_id"])
-        if row is None:
-            continue
-        total += row["held_s"]
-        if row["name"] == t["name"]:
-            named += row["held_s"]
-        else:
-            wrong.append((t["name"], row["name"]))
+    named, total, wrong = held_by_name(report, truth)
     assert total > 0, ctx
     assert named >= NAMED_SHARE * total, (
         "%.2f %% of the request threads' held time is in rows with their names; "
