@@ -6,6 +6,7 @@ Exactness tier: runs on every interpreter.
 import math
 
 from conftest import workload
+from test_report_table import check_groups
 from test_run import check_invariants, run_workload
 
 THREADS = 500
@@ -44,6 +45,7 @@ def test_short_lived_threads_keep_their_names(gilstat, supported_python):
     assert named >= 0.99 * total, (
         "only %.2f %% of the held time of %d threads is in rows with their names; "
         "named otherwise: %s\n%s" % (100 * named / total, THREADS, wrong[:10], result.describe()))
+    check_groups(report, result.describe())
     # Every thread that took the GIL has a row.
     rows = {r["tid"] for r in report["threads"]}
     missing = [t for t in truth["threads"] if t["native_id"] not in rows]
