@@ -37,9 +37,34 @@ uint64_t Histogram::bucket_hi(size_t index) {
   return bucket_lo(index) + ((uint64_t{1} << shift) - 1);
 }
 
+void Histogram::add_sparse(size_t index, uint64_t n) {
+  auto it = std::lower_bound(sparse_.begin(), sparse_.end(), index,
+                             [](const Entry& e, size_t i) { return e.index < i; });
+  if (it != sparse_.end() && it->index == index) {
+    it->count += n;
+    return;
+  }
+  if (sparse_.size() < kSparseMax) {
+    sparse_.insert(it, Entry{static_cast<uint32_t>(index), n});
+    return;
+  }
+  dense_.assign(kBucketCount, 0);
+  for (const Entry& e : sparse_) dense_[e.index] = e.count;
+  sparse_.clear();
+  sparse_.shrink_to_fit();
+  dense_[index] += n;
+}
+
+uint64_t Histogram::count_at(size_t index) const {
+  if (!dense_.empty()) return index < kBucketCount ? dense_[index] : 0;
+  for (const Entry& e : sparse_)
+    if (e.index == index) return e.count;
+  return 0;
+}
+
 void Histogram::merge(const Histogram& other) {
   if (other.count_ == 0) return;
-  for (size_t i = 0; i < kBucketCount; ++i) counts_[i] += other.counts_[i];
+  other.for_each_bucket([this](size_t i, uint64_t n) { add_to_bucket(i, n); });
   count_ += other.count_;
   total_ += other.total_;
   min_ = std::min(min_, other.min_);
@@ -55,17 +80,22 @@ uint64_t Histogram::percentile(double q) const {
   if (rank == 1) return min_;
   if (rank == count_) return max_;
   uint64_t seen = 0;
-  for (size_t i = 0; i < kBucketCount; ++i) {
-    seen += counts_[i];
-    if (seen >= rank) return std::clamp(bucket_mid(i), min_, max_);
-  }
-  return max_;  // unreachable while counts_ sums to count_
+  uint64_t found = max_;  // stays so only if the buckets did not sum to count_
+  bool done = false;
+  for_each_bucket([&](size_t i, uint64_t n) {
+    if (done) return;
+    seen += n;
+    if (seen >= rank) {
+      found = std::clamp(bucket_mid(i), min_, max_);
+      done = true;
+    }
+  });
+  return found;
 }
 
 std::vector<Histogram::Bucket> Histogram::buckets() const {
   std::vector<Bucket> out;
-  for (size_t i = 0; i < kBucketCount; ++i)
-    if (counts_[i]) out.push_back({bucket_lo(i), bucket_hi(i), counts_[i]});
+  for_each_bucket([&](size_t i, uint64_t n) { out.push_back({bucket_lo(i), bucket_hi(i), n}); });
   return out;
 }
 
@@ -74,11 +104,10 @@ Histogram Histogram::scaled(double factor) const {
   Histogram out;
   const uint64_t lo = to_u64(static_cast<long double>(min_) * factor);
   const uint64_t hi = to_u64(static_cast<long double>(max_) * factor);
-  for (size_t i = 0; i < kBucketCount; ++i) {
-    if (!counts_[i]) continue;
+  for_each_bucket([&](size_t i, uint64_t n) {
     const uint64_t v = to_u64(static_cast<long double>(bucket_mid(i)) * factor);
-    out.add(std::clamp(v, lo, hi), counts_[i]);
-  }
+    out.add(std::clamp(v, lo, hi), n);
+  });
   out.min_ = lo;
   out.max_ = hi;
   out.total_ = static_cast<unsigned __int128>(

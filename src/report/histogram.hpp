@@ -4,12 +4,14 @@
 // [2^e, 2^(e+1)) is split into kSubBuckets/2 equal buckets, so a bucket is at
 // most 2^e * 2/kSubBuckets wide.  percentile() answers with the middle of the
 // bucket, hence a relative error of at most 1/kSubBuckets (1.6 %).  Memory is
-// fixed (kBucketCount counters, ~15 KiB) whatever the number of values; count,
-// total, min and max are kept exactly beside the buckets.
+// bounded whatever the number of values: up to kSparseMax buckets are kept as
+// (index, count) pairs, beyond that all kBucketCount counters (~15 KiB).  A
+// service starts thousands of threads that take the GIL a few times each, so
+// most histograms stay small.  Count, total, min and max are kept exactly
+// beside the buckets.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -44,7 +46,7 @@ class Histogram {
 
   void add(uint64_t value, uint64_t n = 1) {
     if (n == 0) return;
-    counts_[bucket_index(value)] += n;
+    add_to_bucket(bucket_index(value), n);
     count_ += n;
     total_ += static_cast<unsigned __int128>(value) * n;
     min_ = std::min(min_, value);
@@ -62,7 +64,7 @@ class Histogram {
   // [min, max].  q outside [0, 1] is clamped; an empty histogram gives 0.
   uint64_t percentile(double q) const;
 
-  uint64_t count_at(size_t index) const { return counts_[index]; }
+  uint64_t count_at(size_t index) const;
   // The non-empty buckets in increasing order (for drawing).
   std::vector<Bucket> buckets() const;
 
@@ -71,7 +73,32 @@ class Histogram {
   Histogram scaled(double factor) const;
 
  private:
-  std::array<uint64_t, kBucketCount> counts_{};
+  static constexpr size_t kSparseMax = 16;
+  struct Entry {
+    uint32_t index;
+    uint64_t count;
+  };
+  void add_to_bucket(size_t index, uint64_t n) {
+    if (!dense_.empty()) {
+      dense_[index] += n;
+      return;
+    }
+    add_sparse(index, n);
+  }
+  void add_sparse(size_t index, uint64_t n);
+  // Calls fn(index, count) for every non-empty bucket, in increasing index.
+  template <typename Fn>
+  void for_each_bucket(Fn fn) const {
+    if (dense_.empty()) {
+      for (const Entry& e : sparse_) fn(size_t{e.index}, e.count);
+      return;
+    }
+    for (size_t i = 0; i < kBucketCount; ++i)
+      if (dense_[i]) fn(i, dense_[i]);
+  }
+
+  std::vector<Entry> sparse_;    // sorted by index; used while dense_ is empty
+  std::vector<uint64_t> dense_;  // kBucketCount counters once sparse_ would outgrow kSparseMax
   uint64_t count_ = 0;
   unsigned __int128 total_ = 0;
   uint64_t min_ = UINT64_MAX;
