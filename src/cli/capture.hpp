@@ -20,9 +20,12 @@ class Capture {
  public:
   Capture(proto::ShmRegion& region, proto::RecordingWriter* writer);
   // Drains events and picks up new thread names.  Returns events drained.
+  // Throws proto::RegionCorrupt when the region cannot be right: the caller
+  // ends the session, and finish() still closes what was recorded.
   uint64_t poll();
   // Last drain, then the report; writes the metadata records to the
-  // recording.  window_end is in raw clock units.
+  // recording.  window_end is in raw clock units.  After a RegionCorrupt the
+  // region is not read again: the metadata is the last seen before it.
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
   // The report so far, as if the window ended at `now` (live views).
   report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
@@ -33,9 +36,13 @@ class Capture {
   void sync_names();
   void sync_recording_meta();
   void write_clock_sample();
-  // The region's header as recording metadata.
+  // The region's header as recording metadata (the last good one once the
+  // region is corrupt).
   void describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
                 std::vector<proto::RecGil>* gils) const;
+  void describe_live(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
+                     std::vector<proto::RecGil>* gils) const;  // throws RegionCorrupt
+  uint64_t drops_no_ring() const;
 
   proto::ShmRegion& region_;
   proto::RecordingWriter* writer_;
@@ -46,6 +53,10 @@ class Capture {
   int polls_ = 0;
   bool meta_written_ = false;
   std::map<uint32_t, proto::RecGil> written_gils_;
+  // The header as last read while the region was sound.
+  mutable proto::RecMeta last_meta_;
+  mutable std::vector<proto::RecGil> last_gils_;
+  mutable uint64_t last_drops_no_ring_ = 0;
 };
 
 // Replays the metadata of a recording (live or saved) into a report.

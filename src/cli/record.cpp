@@ -69,6 +69,7 @@ int record_pid(const RecordOptions& opts) {
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
   print_saved(opts.output, status());
+  if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption());
   return kExitOk;
 }
 
@@ -91,6 +92,11 @@ int record_program(const RecordOptions& opts) {
   };
   const LaunchResult r = launch(launch_opts);
   if (tty) std::cerr << "\r\033[K";
+  if (r.region_corrupt) {  // what was read before is saved
+    print_saved(opts.output, r.final_status);
+    print_outcome(r.outcome);
+    return kExitRuntime;
+  }
   if (!r.outcome.error.empty()) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;

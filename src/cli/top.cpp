@@ -200,6 +200,13 @@ int top(const TopOptions& opts) {
   Capture capture(session.region(), nullptr);
   RawTerminal terminal;
   if (screen) std::cout << "\033[?25l";  // hide the cursor while redrawing
+  // Shown again however top ends (a corrupt region ends it with an error).
+  struct ShowCursor {
+    bool on;
+    ~ShowCursor() {
+      if (on) std::cout << "\033[?25h\n" << std::flush;
+    }
+  } show_cursor{screen};
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);
   report::Report prev;
@@ -234,7 +241,6 @@ int top(const TopOptions& opts) {
     prev_ns = now_ns;
     if (done) break;
   }
-  if (screen) std::cout << "\033[?25h\n";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
   return kExitOk;
 }

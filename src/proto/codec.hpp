@@ -1,6 +1,7 @@
 // Byte-level building blocks of the recording format (recording.hpp):
 // LEB128 varints, zigzag, CRC-32C, a growable output buffer and a cursor
-// over untrusted input.  The cursor never throws and never reads outside its
+// over untrusted input (recordings, and the shared region's header:
+// shm_region.cpp).  The cursor never throws and never reads outside its
 // span: a failed read sets a sticky error and yields 0, so a parser checks
 // ok() once at the end of a record instead of after every field.
 #pragma once
@@ -89,6 +90,13 @@ class ByteCursor {
     uint32_t v = 0;
     for (int i = 0; i < 4; ++i) v |= uint32_t{p_[i]} << (8 * i);
     p_ += 4;
+    return v;
+  }
+  uint64_t le64() {
+    if (remaining() < 8) return fail(), 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t{p_[i]} << (8 * i);
+    p_ += 8;
     return v;
   }
   double f64() {
