@@ -31,6 +31,9 @@ class Capture {
   report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
   uint64_t events() const { return events_; }
   uint64_t drops() const { return drops_; }
+  // Events lost because every ring was in use (the last value read while the
+  // region was sound).
+  uint64_t drops_no_ring() const;
 
  private:
   void sync_names();
@@ -42,7 +45,6 @@ class Capture {
                 std::vector<proto::RecGil>* gils) const;
   void describe_live(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
                      std::vector<proto::RecGil>* gils) const;  // throws RegionCorrupt
-  uint64_t drops_no_ring() const;
 
   proto::ShmRegion& region_;
   proto::RecordingWriter* writer_;

@@ -52,7 +52,7 @@ int record_pid(const RecordOptions& opts) {
   uint64_t next_tick = started;
   auto status = [&] {
     return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
-                      capture.drops() + session.region().header().drops_no_ring.load(),
+                      capture.drops() + capture.drops_no_ring(),
                       writer.bytes()};
   };
   const bool exited = record_attached(session, capture, [&] {

@@ -89,7 +89,7 @@ def record_while(gilstat_bin, gilstat, target, tmp_path, attack, seconds=20, aft
 def test_record_pid_attacked(gilstat_bin, gilstat, heavy, tmp_path, attack, expect):
     with hostile(heavy) as target:
         code, err, path, answer = record_while(gilstat_bin, gilstat, target, tmp_path,
-                                               attack, seconds=4 if attack == "spray" else 20)
+                                               attack, seconds=6 if attack == "spray" else 20)
         ctx = "answer: %s\nstderr:\n%s\n%s" % (answer, err, target.describe())
         check_ended_cleanly(code, err, ctx, corrupt=expect or None)
         if expect:

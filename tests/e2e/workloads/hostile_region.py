@@ -35,8 +35,8 @@ import time
 
 REGION_LINK = "/memfd:gilstat (deleted)"
 NAMES_OFFSET_AT = 32  # Header::names_offset (include/gilstat/protocol.hpp)
-SPRAY_BYTES = 4096
-SPRAY_PAUSE_S = 0.002
+SPRAY_BYTES = 16384
+SPRAY_PAUSE_S = 0.001
 
 
 class Region:
