@@ -14,9 +14,12 @@ import time
 import pytest
 
 from conftest import workload
-from test_attach import READY_TIMEOUT_S, Background, Target, load_report, wait_until
+from gotcheck import GotReader
+from test_attach import (READY_TIMEOUT_S, Background, Target, load_report, wait_restored,
+                         wait_until)
 
 GILSTAT_TIMEOUT_S = 30  # "never hangs": every gilstat here ends well within this
+UNHOOKED_WITHIN_S = 3.0  # told to stop, or its heartbeat timeout (1 s) at the latest
 CORRUPT = "gilstat: error: the target's shared region is corrupt: "
 
 
@@ -87,10 +90,15 @@ def record_while(gilstat_bin, gilstat, target, tmp_path, attack, seconds=20, aft
     ("spray", None),
 ])
 def test_record_pid_attacked(gilstat_bin, gilstat, heavy, tmp_path, attack, expect):
-    with hostile(heavy) as target:
+    """The session ends with the error, the probe unhooks (every GOT slot as before the
+    attach), and the recording of what came before reads back."""
+    with hostile(heavy) as target, GotReader(target.pid, all_slots=True) as got:
+        before = got.read()
         code, err, path, answer = record_while(gilstat_bin, gilstat, target, tmp_path,
                                                attack, seconds=6 if attack == "spray" else 20)
         ctx = "answer: %s\nstderr:\n%s\n%s" % (answer, err, target.describe())
+        if attack == "header-ff":  # spraying may hit the probe's own code paths' data
+            assert wait_restored(got, before, UNHOOKED_WITHIN_S) is not None, ctx
         check_ended_cleanly(code, err, ctx, corrupt=expect or None)
         if expect:
             assert code == 1, ctx
@@ -164,7 +172,8 @@ def test_record_pid_region_fd_replaced(gilstat_bin, gilstat, heavy, tmp_path, ki
     """The probe reuses its region at a later attach, by fd number: a target that put
     something else at that number before the attach (a FIFO, a copy of the region in a
     file or in an unsealed memfd) is refused before anything is mapped or recorded."""
-    with hostile(heavy) as target:
+    with hostile(heavy) as target, GotReader(target.pid, all_slots=True) as got:
+        before = got.read()
         first = tmp_path / "first.gst"
         result = gilstat("record", "--pid", target.pid, "-o", first, "-d", "0.5",
                          timeout=GILSTAT_TIMEOUT_S)
@@ -180,4 +189,6 @@ def test_record_pid_region_fd_replaced(gilstat_bin, gilstat, heavy, tmp_path, ki
         assert "fd %s " % answer.split()[1] in result.stderr_text, ctx
         assert not second.exists(), ctx  # refused before the recording was created
         check_reads_back(gilstat, first, ctx)
+        # The probe the refused attach started unhooks itself: no heartbeat came.
+        assert wait_restored(got, before, UNHOOKED_WITHIN_S) is not None, ctx
         assert target.alive(), ctx
