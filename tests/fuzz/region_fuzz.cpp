@@ -18,14 +18,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <sstream>
 
 #include "cli/capture.hpp"
 #include "common/error.hpp"
 #include "gilstat/ring.hpp"
 #include "proto/shm_region.hpp"
-#include "report/render_json.hpp"
-#include "report/render_text.hpp"
+#include "render_all.hpp"
 
 using namespace gilstat;
 
@@ -63,15 +61,6 @@ void seed_region(void* base) {
   std::memcpy(names[0].name, "MainThread", 10);
   names[0].seq.store(2);
   h->name_head.store(1);
-}
-
-void render(const report::Report& r) {
-  std::ostringstream out;
-  report::render_json(r, out);
-  report::TextOptions text;
-  text.histograms = true;
-  text.findings = true;
-  report::render_text(r, out, text);
 }
 
 }  // namespace
@@ -128,6 +117,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const report::Report r = capture.finish(1'000'000, 1.0, "fuzz");
   // Once found corrupt, the region is never read again.
   if (region->corrupt() && poll()) std::abort();
-  render(r);
+  fuzz::render_all(r);
   return 0;
 }
