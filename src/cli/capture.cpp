@@ -19,7 +19,13 @@ uint64_t Capture::poll() {
         if (writer_) writer_->event(tid, flags, ev);
       },
       [&](uint32_t tid, uint64_t dropped) {
-        aggregator_.add_thread_drops(tid, dropped);
+        // Per thread for as many threads as the aggregator keeps (a target
+        // rewriting its rings' tids must not grow this without bound); the
+        // total counts every drop.
+        if (drop_tids_.size() < report::Aggregator::kDefaultMaxThreads || drop_tids_.count(tid)) {
+          drop_tids_.insert(tid);
+          aggregator_.add_thread_drops(tid, dropped);
+        }
         drops_ += dropped;
         if (writer_) writer_->drops(tid, dropped);
       });
@@ -87,6 +93,7 @@ void Capture::sync_names() {
   for (auto& [tid, name] : region_.new_names()) {
     auto it = names_.find(tid);
     if (it != names_.end() && it->second == name) continue;
+    if (it == names_.end() && names_.size() >= report::Aggregator::kDefaultMaxThreads) continue;
     names_[tid] = name;
     aggregator_.set_thread_name(tid, name);
     if (writer_) writer_->name(tid, name);

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,8 @@ class Capture {
   proto::ShmRegion& region_;
   proto::RecordingWriter* writer_;
   report::Aggregator aggregator_;
-  std::map<uint32_t, std::string> names_;
+  std::map<uint32_t, std::string> names_;  // at most kDefaultMaxThreads
+  std::set<uint32_t> drop_tids_;           // threads with drops: the same bound
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;
