@@ -256,8 +256,7 @@ inline constexpr int kRegionSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 // What is wrong with a region's layout fields (as read once from its
 // header) for a region of file_size bytes, or nullptr when they fit.  All
 // sums are checked: no offset + size can wrap.
-inline const char* layout_problem(const Layout& l, uint64_t ring_stride_field,
-                                  uint64_t file_size) {
+inline const char* layout_problem(const Layout& l, uint64_t ring_stride_field, uint64_t file_size) {
   auto pow2 = [](uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
   if (file_size > kMaxRegionBytes) return "it is larger than gilstat's limit";
   if (l.total_size != file_size) return "its size field differs from its file size";

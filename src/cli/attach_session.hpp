@@ -1,6 +1,7 @@
 // An attached probe: pre-flight, the probe loaded and started (ptrace-dlopen,
 // or PEP 768 remote-exec on 3.14+), its region taken with pidfd_getfd
-// (proto::ShmRegion::open_in_process), and a clean stop.  Shared by `top`, `record --pid` and `demo --attach`.
+// (proto::ShmRegion::open_in_process), and a clean stop.  Shared by `top`,
+// `record --pid` and `demo --attach`.
 #pragma once
 
 #include <sys/types.h>

@@ -218,8 +218,7 @@ LaunchResult launch(const LaunchOptions& opts) {
     if (opts.on_tick && monotonic_ns() >= next_tick_ns) {
       next_tick_ns += 100'000'000;
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
-                    capture.drops() + capture.drops_no_ring(),
-                    writer ? writer->bytes() : 0});
+                    capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0});
     }
     if (wait_child(pid, pidfd, 5, &result.wait_status)) break;
   }
@@ -237,8 +236,7 @@ LaunchResult launch(const LaunchOptions& opts) {
   result.report = capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));
   if (writer) writer->close();
   result.final_status = {(monotonic_ns() - started_ns) / 1e9, capture.events(),
-                         capture.drops() + capture.drops_no_ring(),
-                         writer ? writer->bytes() : 0};
+                         capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0};
   result.exit_code = exit_code_of(result.wait_status);
   if (region.corrupt()) {
     const proto::RegionCorrupt e(region.corruption());

@@ -52,8 +52,7 @@ int record_pid(const RecordOptions& opts) {
   uint64_t next_tick = started;
   auto status = [&] {
     return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
-                      capture.drops() + capture.drops_no_ring(),
-                      writer.bytes()};
+                      capture.drops() + capture.drops_no_ring(), writer.bytes()};
   };
   const bool exited = record_attached(session, capture, [&] {
                         if (stop_requested()) return false;

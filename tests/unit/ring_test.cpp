@@ -127,7 +127,7 @@ TEST(Ring, DrainRefusesACorruptHead) {
 TEST(Ring, DrainIgnoresATailMovedByTheProducer) {
   Ring ring(8);
   for (uint64_t i = 0; i < 3; ++i) ring.push(make_event(i));
-  ring.ctl()->tail.store(2);  // the shared copy scribbled over
+  ring.ctl()->tail.store(2);           // the shared copy scribbled over
   EXPECT_EQ(ring.drain().size(), 3u);  // read from the consumer's own position
   EXPECT_EQ(ring.ctl()->tail.load(), 3u);
 }

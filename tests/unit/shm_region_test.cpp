@@ -151,7 +151,7 @@ TEST(ShmRegion, BoundsTheNameLogAndGilCount) {
   img.header()->name_head.store(UINT64_MAX);  // billions of "new" names: at most 8 read
   EXPECT_TRUE(region.new_names().empty());
   EXPECT_GE(region.names_lost(), UINT64_MAX - 8);  // counted, not read
-  img.header()->name_head.store(3);  // and then backwards
+  img.header()->name_head.store(3);                // and then backwards
   EXPECT_NE(corruption_of([&] { region.new_names(); }).find("moved backwards"), std::string::npos);
 
   Image img2;
