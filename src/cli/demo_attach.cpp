@@ -131,7 +131,7 @@ LaunchResult run_attached(const LaunchOptions& launch_opts) {
   // A free-threaded build with its GIL disabled: said as launch() says it.
   result.outcome.note = gil_disabled_note(session.region().header());
   if (session.region().corrupt()) {
-    const proto::RegionCorrupt e(session.region().corruption());
+    const proto::RegionCorrupt e(session.region().corruption(), true);
     result.outcome = {e.what(), e.hint(), kExitRuntime, {}};
     result.region_corrupt = true;
   }

@@ -239,7 +239,7 @@ LaunchResult launch(const LaunchOptions& opts) {
                          capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0};
   result.exit_code = exit_code_of(result.wait_status);
   if (region.corrupt()) {
-    const proto::RegionCorrupt e(region.corruption());
+    const proto::RegionCorrupt e(region.corruption(), true);
     result.region_corrupt = true;
     result.outcome = {e.what(), e.hint(), kExitRuntime, {}};
     return result;

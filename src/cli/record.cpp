@@ -68,7 +68,7 @@ int record_pid(const RecordOptions& opts) {
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
   print_saved(opts.output, status());
-  if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption());
+  if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption(), true);
   return kExitOk;
 }
 

@@ -31,10 +31,12 @@ static_assert(std::endian::native == std::endian::little);
 // The layout fields are decoded in declaration order: no padding between them.
 static_assert(offsetof(Header, names_offset) == 32 && offsetof(Header, clock_kind) == 56);
 
-RegionCorrupt::RegionCorrupt(const std::string& what)
+RegionCorrupt::RegionCorrupt(const std::string& what, bool in_session)
     : Error("the target's shared region is corrupt: " + what,
-            "something in the target process wrote over gilstat's shared memory or replaced "
-            "it; the measurement ends here (what was recorded before is kept)") {}
+            in_session ? "something in the target process wrote over gilstat's shared memory; "
+                         "the measurement ends here (what was recorded before is kept)"
+                       : "something in the target process damaged or replaced gilstat's shared "
+                         "memory before gilstat read it; nothing was recorded") {}
 
 RegionLayout parse_region_layout(std::string_view header, uint64_t size) {
   if (size < sizeof(Header)) throw RegionCorrupt("it is smaller than its header");
@@ -225,11 +227,11 @@ ShmRegion::~ShmRegion() {
 
 void ShmRegion::fail(const std::string& what) const {
   corrupt_ = what;
-  throw RegionCorrupt(what);
+  throw RegionCorrupt(what, true);
 }
 
 void ShmRegion::check_usable() const {
-  if (!corrupt_.empty()) throw RegionCorrupt(corrupt_);
+  if (!corrupt_.empty()) throw RegionCorrupt(corrupt_, true);
   // Nothing reads these fields again, but a target that changed them is
   // writing where it must not.
   if (std::memcmp(base_, layout_bytes_.data(), kLayoutBytes) != 0)

@@ -28,9 +28,11 @@ struct ThreadName {
 
 // The region cannot be what the probe wrote: something in the target wrote
 // over it (or handed gilstat something else).  One line, exit code 1.
+// `in_session`: found while draining (what was read before is kept), not
+// at open (nothing was read).
 class RegionCorrupt : public Error {
  public:
-  explicit RegionCorrupt(const std::string& what);
+  explicit RegionCorrupt(const std::string& what, bool in_session = false);
 };
 
 // The layout as validated at open: a private copy, never re-read.
