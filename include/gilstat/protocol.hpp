@@ -21,6 +21,8 @@
 // index and count is bounds-checked before use.
 #pragma once
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -37,6 +39,13 @@ inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
 inline constexpr uint32_t kDefaultNameSlots = 4096;  // log entries, power of two
 inline constexpr size_t kNameLen = 64;
+
+// Upper bounds a reader accepts (docs/region.md).  The region's pages are
+// charged to the target's memory cgroup, so a header asking for more than
+// kMaxRegionBytes is refused rather than mapped.
+inline constexpr uint32_t kMaxRingCapacity = 1u << 20;
+inline constexpr uint32_t kMaxNameSlots = 1u << 16;
+inline constexpr uint64_t kMaxRegionBytes = uint64_t{256} << 20;
 
 // What one hook saw.  The probe records raw facts; the CLI reconstructs
 // waits, holds and switches from them (docs/gil-internals.md).
@@ -245,6 +254,42 @@ inline constexpr Layout make_layout(uint32_t rings, uint32_t capacity, uint32_t 
   l.rings_offset = align_up(l.names_offset + sizeof(NameSlot) * names, 4096);
   l.total_size = align_up(l.rings_offset + ring_stride(capacity) * rings, 4096);
   return l;
+}
+
+static_assert(make_layout(kDefaultRings, kDefaultRingCapacity, kDefaultNameSlots).total_size <=
+              kMaxRegionBytes);
+
+// The seals whoever creates the region puts on its memfd once it is sized:
+// its size can never change again, so no side can be made to fault
+// (SIGBUS) on a page the other side truncated away.  A reader that gets
+// exactly these seals back from F_GET_SEALS knows the fd is such a memfd.
+inline constexpr int kRegionSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+// What is wrong with a region's layout fields (as read once from its
+// header) for a region of file_size bytes, or nullptr when they fit.  All
+// sums are checked: no offset + size can wrap.
+inline const char* layout_problem(const Layout& l, uint64_t ring_stride_field, uint64_t file_size) {
+  auto pow2 = [](uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
+  if (file_size > kMaxRegionBytes) return "it is larger than gilstat's limit";
+  if (l.total_size != file_size) return "its size field differs from its file size";
+  if (l.ring_count == 0 || l.ring_count > kMaxRings) return "its ring count is out of range";
+  if (!pow2(l.ring_capacity) || l.ring_capacity > kMaxRingCapacity)
+    return "its ring capacity is not a power of two in range";
+  if (ring_stride_field != ring_stride(l.ring_capacity))
+    return "its ring stride does not match the ring capacity";
+  if (!pow2(l.name_slots) || l.name_slots > kMaxNameSlots)
+    return "its name slot count is not a power of two in range";
+  // Counts are bounded above, so the products cannot overflow.
+  const uint64_t names_bytes = uint64_t{l.name_slots} * sizeof(NameSlot);
+  const uint64_t rings_bytes = uint64_t{l.ring_count} * ring_stride(l.ring_capacity);
+  uint64_t names_end = 0, rings_end = 0;
+  if (l.names_offset < sizeof(Header) || l.names_offset % alignof(NameSlot) != 0 ||
+      __builtin_add_overflow(l.names_offset, names_bytes, &names_end))
+    return "its name log offset is out of range";
+  if (l.rings_offset < names_end || l.rings_offset % alignof(RingControl) != 0 ||
+      __builtin_add_overflow(l.rings_offset, rings_bytes, &rings_end) || rings_end > file_size)
+    return "its rings do not fit in it";
+  return nullptr;
 }
 
 // Writes a fresh header at the start of a zero-filled region of

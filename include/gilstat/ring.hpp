@@ -24,8 +24,7 @@ inline bool ring_push(RingControl* ctl, uint32_t capacity, const Event& ev) {
   const uint64_t tail = ctl->tail.load(std::memory_order_acquire);
   if (head - tail >= capacity) {
     // Single producer: a plain load + store is enough and avoids a locked RMW.
-    ctl->dropped.store(ctl->dropped.load(std::memory_order_relaxed) + 1,
-                       std::memory_order_relaxed);
+    ctl->dropped.store(ctl->dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return false;
   }
   ring_events(ctl)[head & (capacity - 1)] = ev;
@@ -33,18 +32,25 @@ inline bool ring_push(RingControl* ctl, uint32_t capacity, const Event& ev) {
   return true;
 }
 
+// What ring_drain returns when the ring's head cannot be right.
+inline constexpr uint64_t kRingCorrupt = UINT64_MAX;
+
 // Consumer side: hands every available event to fn, then frees the slots.
-// A head that moved impossibly far (corrupt or hostile region) is clamped to
-// one ring's worth so the consumer never reads out of bounds or loops long.
+// `tail` is the consumer's own copy of the read position: only the consumer
+// moves it, so a producer that scribbles over the shared `tail` cannot make
+// it re-read or skip anything.  A head further ahead than one ring's worth
+// (a corrupt or hostile producer) reads nothing and returns kRingCorrupt;
+// otherwise the number of events handed over.
 template <typename Fn>
-inline uint64_t ring_drain(RingControl* ctl, uint32_t capacity, Fn&& fn) {
-  const uint64_t tail = ctl->tail.load(std::memory_order_relaxed);
-  uint64_t head = ctl->head.load(std::memory_order_acquire);
-  if (head - tail > capacity) head = tail + capacity;
+inline uint64_t ring_drain(RingControl* ctl, uint32_t capacity, uint64_t& tail, Fn&& fn) {
+  const uint64_t head = ctl->head.load(std::memory_order_acquire);
+  if (head - tail > capacity) return kRingCorrupt;
   const Event* events = ring_events(ctl);
   for (uint64_t i = tail; i != head; ++i) fn(events[i & (capacity - 1)]);
+  const uint64_t n = head - tail;
+  tail = head;
   ctl->tail.store(head, std::memory_order_release);
-  return head - tail;
+  return n;
 }
 
 }  // namespace gilstat::proto

@@ -123,15 +123,19 @@ void adopt_region(proto::Header* h) {
 
 bool map_region(int fd) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(proto::Header))) return false;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size < static_cast<off_t>(sizeof(proto::Header)) ||
+      static_cast<uint64_t>(st.st_size) > proto::kMaxRegionBytes)
+    return false;
+  // Sealed at its size by the CLI: nobody can truncate it under the hooks.
+  if (fcntl(fd, F_GET_SEALS) != proto::kRegionSeals) return false;
   void* p = mmap(nullptr, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return false;
   auto* h = static_cast<proto::Header*>(p);
-  const auto& l = *h;
-  const bool ok = l.magic == proto::kMagic && l.version == proto::kProtocolVersion &&
-                  l.ring_count <= proto::kMaxRings && l.ring_capacity && (l.ring_capacity & (l.ring_capacity - 1)) == 0 &&
-                  l.ring_stride == proto::ring_stride(l.ring_capacity) &&
-                  l.rings_offset + uint64_t{l.ring_stride} * l.ring_count <= uint64_t(st.st_size);
+  const proto::Layout l{h->ring_count,   h->ring_capacity, h->name_slots,
+                        h->names_offset, h->rings_offset,  h->total_size};
+  const bool ok = h->magic == proto::kMagic && h->version == proto::kProtocolVersion &&
+                  !proto::layout_problem(l, h->ring_stride, static_cast<uint64_t>(st.st_size));
   if (!ok) {
     munmap(p, st.st_size);
     return false;
@@ -270,16 +274,19 @@ namespace {
 
 int g_region_fd = -1;  // the region this probe created after an attach
 
-// Creates the region an attached CLI will open through /proc/PID/fd/N.  It
+// Creates the region an attached CLI takes with pidfd_getfd.  It
 // lives as long as the process: a later attach reuses it, so threads' ring
 // pointers stay valid and nothing is ever unmapped under a running hook.
 int create_own_region(proto::ClockKind clock) {
   const proto::Layout layout = proto::make_layout(
       proto::kDefaultRings, proto::kDefaultRingCapacity, proto::kDefaultNameSlots);
-  const int fd = memfd_create("gilstat", MFD_CLOEXEC);
+  const int fd = memfd_create("gilstat", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -errno;
   // memfd is born 0777; the GIL traffic of this process is nobody else's.
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0) {
+  // Sealed at its size: the CLI maps it only with these seals (the proof
+  // that nothing in this process can truncate it under its mapping).
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0 ||
+      fcntl(fd, F_ADD_SEALS, proto::kRegionSeals) != 0) {
     const int err = errno;
     close(fd);
     return -err;

@@ -162,7 +162,7 @@ AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_
       proto::ShmRegion::open_in_process(pid, static_cast<int>(rc)));
   // The probe may run with a different clock than we would pick (it was
   // started by an earlier gilstat): follow the region.
-  clock_ = region_->header().clock_kind;
+  clock_ = region_->clock();
   region_->beat();
   pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
@@ -201,7 +201,11 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
   ClockCalibration calibration(session.clock());
   AttachedWindow w;
   for (;;) {
-    capture.poll();
+    try {
+      capture.poll();
+    } catch (const proto::RegionCorrupt&) {
+      break;  // session.region().corrupt() says so; the probe is told to stop below
+    }
     session.region().beat();
     if (!keep_going()) break;
     if ((w.exited = session.target_exited(5))) break;

@@ -1,6 +1,7 @@
 // An attached probe: pre-flight, the probe loaded and started (ptrace-dlopen,
-// or PEP 768 remote-exec on 3.14+), its region opened through /proc/PID/fd/N,
-// and a clean stop.  Shared by `top`, `record --pid` and `demo --attach`.
+// or PEP 768 remote-exec on 3.14+), its region taken with pidfd_getfd
+// (proto::ShmRegion::open_in_process), and a clean stop.  Shared by `top`,
+// `record --pid` and `demo --attach`.
 #pragma once
 
 #include <sys/types.h>
@@ -88,9 +89,10 @@ struct AttachedWindow {
   bool exited = false;  // the target exited; otherwise keep_going ended it
 };
 
-// Drains `capture` (keeping the heartbeat alive) until the target exits or
-// `keep_going`, called after every drain (about every 5 ms), returns false;
-// then unhooks the probe and closes the window.  Shared by `record --pid`
+// Drains `capture` (keeping the heartbeat alive) until the target exits,
+// `keep_going`, called after every drain (about every 5 ms), returns false,
+// or the region turns out corrupt (session.region().corrupt()); then unhooks
+// the probe and closes the window.  Shared by `record --pid`
 // and `demo --attach`.
 AttachedWindow record_attached(AttachSession& session, Capture& capture,
                                const std::function<bool()>& keep_going);

@@ -18,7 +18,13 @@ uint64_t Capture::poll() {
         if (writer_) writer_->event(tid, flags, ev);
       },
       [&](uint32_t tid, uint64_t dropped) {
-        aggregator_.add_thread_drops(tid, dropped);
+        // Per thread for as many threads as the aggregator keeps (a target
+        // rewriting its rings' tids must not grow this without bound); the
+        // total counts every drop.
+        if (drop_tids_.size() < report::Aggregator::kDefaultMaxThreads || drop_tids_.count(tid)) {
+          drop_tids_.insert(tid);
+          aggregator_.add_thread_drops(tid, dropped);
+        }
         drops_ += dropped;
         if (writer_) writer_->drops(tid, dropped);
       });
@@ -36,8 +42,12 @@ uint64_t Capture::poll() {
 }
 
 void Capture::write_clock_sample() {
-  const proto::Header& h = region_.header();
-  writer_->clock({read_clock(h.clock_kind), monotonic_ns(), h.drops_no_ring.load()});
+  writer_->clock({read_clock(region_.clock()), monotonic_ns(), drops_no_ring()});
+}
+
+uint64_t Capture::drops_no_ring() const {
+  if (!region_.corrupt()) last_drops_no_ring_ = region_.header().drops_no_ring.load();
+  return last_drops_no_ring_;
 }
 
 // A recording cut off at any point still says what it measured: the
@@ -70,6 +80,7 @@ void Capture::sync_names() {
   for (auto& [tid, name] : region_.new_names()) {
     auto it = names_.find(tid);
     if (it != names_.end() && it->second == name) continue;
+    if (it == names_.end() && names_.size() >= report::Aggregator::kDefaultMaxThreads) continue;
     names_[tid] = name;
     aggregator_.set_thread_name(tid, name);
     if (writer_) writer_->name(tid, name);
@@ -78,9 +89,28 @@ void Capture::sync_names() {
 
 void Capture::describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
                        std::vector<proto::RecGil>* gils) const {
+  if (!region_.corrupt()) {
+    try {
+      describe_live(window_end, command, meta, gils);
+      last_meta_ = *meta;
+      last_gils_ = *gils;
+      return;
+    } catch (const proto::RegionCorrupt&) {
+      // region_.corrupt() says so from now on; the next poll() throws it.
+      gils->clear();
+    }
+  }
+  *meta = last_meta_;
+  meta->command = command;
+  meta->window_start = std::min(meta->window_start, window_end);
+  *gils = last_gils_;
+}
+
+void Capture::describe_live(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
+                            std::vector<proto::RecGil>* gils) const {
   const proto::Header& h = region_.header();
   meta->pid = h.claim_pid.load();
-  meta->clock = h.clock_kind;
+  meta->clock = region_.clock();
   meta->py_version_hex = h.py_version_hex;
   meta->free_threaded = h.free_threaded;
   meta->libpython_shared = h.libpython_shared;
@@ -88,7 +118,7 @@ void Capture::describe(uint64_t window_end, const std::string& command, proto::R
   meta->py_version = std::string(h.py_version, strnlen(h.py_version, sizeof(h.py_version)));
   meta->command = command;
   meta->window_start = window_end;
-  const uint32_t count = std::min<uint32_t>(h.gil_count.load(), proto::kMaxGils);
+  const uint32_t count = region_.gil_count();  // bounded, or RegionCorrupt
   for (uint32_t i = 0; i < count; ++i) {
     const proto::GilSlot& s = h.gils[i];
     if (!s.valid.load()) continue;
@@ -100,7 +130,8 @@ void Capture::describe(uint64_t window_end, const std::string& command, proto::R
     g.initial_holder = s.initial_holder;
     for (int64_t id : s.interp_ids)
       if (id >= 0) g.interp_ids.push_back(id);
-    meta->window_start = std::min(meta->window_start, s.arm_ts);
+    // A time of arming after the window's end cannot be right: ignored.
+    if (s.arm_ts <= window_end) meta->window_start = std::min(meta->window_start, s.arm_ts);
     gils->push_back(g);
   }
 }
@@ -110,15 +141,20 @@ report::Report Capture::snapshot(uint64_t now, double ns_per_tick,
   proto::RecMeta meta;
   std::vector<proto::RecGil> gils;
   describe(now, command, &meta, &gils);
-  proto::RecEnd end{now, ns_per_tick, region_.header().drops_no_ring.load()};
+  proto::RecEnd end{now, ns_per_tick, drops_no_ring()};
   return build_report(aggregator_, meta, gils, end);
 }
 
 report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
                                const std::string& command) {
-  poll();
-  sync_names();
-  const int32_t pid = region_.header().claim_pid.load();
+  if (!region_.corrupt()) {
+    try {
+      poll();
+    } catch (const proto::RegionCorrupt&) {
+      // region_.corrupt() tells the caller; what was read so far is closed below.
+    }
+  }
+  const int32_t pid = region_.corrupt() ? last_meta_.pid : region_.header().claim_pid.load();
   // The main thread needs no `threading` import to be the main thread.
   if (pid > 0 && !names_.count(static_cast<uint32_t>(pid))) {
     aggregator_.set_thread_name(static_cast<uint32_t>(pid), "MainThread");
@@ -127,7 +163,7 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
   proto::RecMeta meta;
   std::vector<proto::RecGil> gils;
   describe(window_end, command, &meta, &gils);
-  proto::RecEnd end{window_end, ns_per_tick, region_.header().drops_no_ring.load()};
+  proto::RecEnd end{window_end, ns_per_tick, drops_no_ring()};
   if (writer_) {
     writer_->meta(meta);
     for (const auto& g : gils) writer_->gil(g);

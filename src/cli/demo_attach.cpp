@@ -130,6 +130,11 @@ LaunchResult run_attached(const LaunchOptions& launch_opts) {
                   }).report;
   // A free-threaded build with its GIL disabled: said as launch() says it.
   result.outcome.note = gil_disabled_note(session.region().header());
+  if (session.region().corrupt()) {
+    const proto::RegionCorrupt e(session.region().corruption(), true);
+    result.outcome = {e.what(), e.hint(), kExitRuntime, {}};
+    result.region_corrupt = true;
+  }
   result.wait_status = child.reap();
   result.exit_code = exit_code_of(result.wait_status);
   fcntl(child.out(), F_SETFL, 0);

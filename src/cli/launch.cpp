@@ -206,13 +206,19 @@ LaunchResult launch(const LaunchOptions& opts) {
   const uint64_t started_ns = monotonic_ns();
   uint64_t next_tick_ns = started_ns;
   for (;;) {
-    capture.poll();
+    if (!region.corrupt()) {
+      try {
+        capture.poll();
+      } catch (const proto::RegionCorrupt&) {
+        // The program is left alone; the probe is asked to unhook.
+        region.header().stop_request.store(1, std::memory_order_release);
+      }
+    }
     if (out_fd >= 0) read_available(out_fd, &result.stdout_text);
     if (opts.on_tick && monotonic_ns() >= next_tick_ns) {
       next_tick_ns += 100'000'000;
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
-                    capture.drops() + region.header().drops_no_ring.load(),
-                    writer ? writer->bytes() : 0});
+                    capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0});
     }
     if (wait_child(pid, pidfd, 5, &result.wait_status)) break;
   }
@@ -230,9 +236,14 @@ LaunchResult launch(const LaunchOptions& opts) {
   result.report = capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));
   if (writer) writer->close();
   result.final_status = {(monotonic_ns() - started_ns) / 1e9, capture.events(),
-                         capture.drops() + region.header().drops_no_ring.load(),
-                         writer ? writer->bytes() : 0};
+                         capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0};
   result.exit_code = exit_code_of(result.wait_status);
+  if (region.corrupt()) {
+    const proto::RegionCorrupt e(region.corruption(), true);
+    result.region_corrupt = true;
+    result.outcome = {e.what(), e.hint(), kExitRuntime, {}};
+    return result;
+  }
   result.outcome = outcome_of(region.header(), opts.argv[0]);
   return result;
 }

@@ -46,6 +46,9 @@ struct LaunchResult {
   int exit_code = 0;        // the program's, 128+N when killed by signal N
   std::string stdout_text;  // with capture_stdout
   LiveStatus final_status;  // totals at the end
+  // The program wrote over the shared region: outcome says what; the report
+  // and the recording cover what was read before.
+  bool region_corrupt = false;
 };
 
 // Throws gilstat::Error when the program cannot be started at all.

@@ -52,8 +52,7 @@ int record_pid(const RecordOptions& opts) {
   uint64_t next_tick = started;
   auto status = [&] {
     return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
-                      capture.drops() + session.region().header().drops_no_ring.load(),
-                      writer.bytes()};
+                      capture.drops() + capture.drops_no_ring(), writer.bytes()};
   };
   const bool exited = record_attached(session, capture, [&] {
                         if (stop_requested()) return false;
@@ -69,6 +68,7 @@ int record_pid(const RecordOptions& opts) {
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
   print_saved(opts.output, status());
+  if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption(), true);
   return kExitOk;
 }
 
@@ -91,6 +91,11 @@ int record_program(const RecordOptions& opts) {
   };
   const LaunchResult r = launch(launch_opts);
   if (tty) std::cerr << "\r\033[K";
+  if (r.region_corrupt) {  // what was read before is saved
+    print_saved(opts.output, r.final_status);
+    print_outcome(r.outcome);
+    return kExitRuntime;
+  }
   if (!r.outcome.error.empty()) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;

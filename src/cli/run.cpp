@@ -34,6 +34,10 @@ int run_program(const RunOptions& opts) {
   launch_opts.argv = opts.argv;
   launch_opts.output = opts.output;
   const LaunchResult r = launch(launch_opts);
+  if (r.region_corrupt) {  // the program ran on, unmeasured: its exit code stands
+    print_outcome(r.outcome);
+    return r.exit_code;
+  }
   if (!r.outcome.error.empty()) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;

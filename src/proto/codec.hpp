@@ -1,6 +1,7 @@
 // Byte-level building blocks of the recording format (recording.hpp):
 // LEB128 varints, zigzag, CRC-32C, a growable output buffer and a cursor
-// over untrusted input.  The cursor never throws and never reads outside its
+// over untrusted input (recordings, and the shared region's header:
+// shm_region.cpp).  The cursor never throws and never reads outside its
 // span: a failed read sets a sticky error and yields 0, so a parser checks
 // ok() once at the end of a record instead of after every field.
 #pragma once
@@ -84,13 +85,8 @@ class ByteCursor {
     if (p_ == end_) return fail(), 0;
     return *p_++;
   }
-  uint32_t le32() {
-    if (remaining() < 4) return fail(), 0;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{p_[i]} << (8 * i);
-    p_ += 4;
-    return v;
-  }
+  uint32_t le32() { return static_cast<uint32_t>(little_endian(4)); }
+  uint64_t le64() { return little_endian(8); }
   double f64() {
     if (remaining() < 8) return fail(), 0.0;
     double v;
@@ -160,6 +156,15 @@ class ByteCursor {
   }
 
  private:
+  // An unsigned little-endian integer of n <= 8 bytes.
+  uint64_t little_endian(size_t n) {
+    if (remaining() < n) return fail(), 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v |= uint64_t{p_[i]} << (8 * i);
+    p_ += n;
+    return v;
+  }
+
   const uint8_t* p_ = nullptr;
   const uint8_t* end_ = nullptr;
   bool ok_ = true;

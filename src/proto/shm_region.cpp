@@ -1,27 +1,83 @@
 #include "proto/shm_region.hpp"
 
-#include <fmt/core.h>
 #include <fcntl.h>
+#include <fmt/core.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
-#include <new>
 
-#include "common/error.hpp"
 #include "gilstat/ring.hpp"
+#include "proto/codec.hpp"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 namespace gilstat::proto {
 
+// The region is in the byte order of the machine both sides run on; the
+// cursor decodes little-endian.
+static_assert(std::endian::native == std::endian::little);
+// The layout fields are decoded in declaration order: no padding between them.
+static_assert(offsetof(Header, names_offset) == 32 && offsetof(Header, clock_kind) == 56);
+
+RegionCorrupt::RegionCorrupt(const std::string& what, bool in_session)
+    : Error("the target's shared region is corrupt: " + what,
+            in_session ? "something in the target process wrote over gilstat's shared memory; "
+                         "the measurement ends here (what was recorded before is kept)"
+                       : "something in the target process damaged or replaced gilstat's shared "
+                         "memory before gilstat read it; nothing was recorded") {}
+
+RegionLayout parse_region_layout(std::string_view header, uint64_t size) {
+  if (size < sizeof(Header)) throw RegionCorrupt("it is smaller than its header");
+  ByteCursor c(header.substr(0, kLayoutBytes));
+  const uint64_t magic = c.le64();
+  const uint32_t version = c.le32();
+  const uint32_t header_size = c.le32();
+  RegionLayout r;
+  Layout& l = r.layout;
+  l.ring_count = c.le32();
+  l.ring_capacity = c.le32();
+  l.name_slots = c.le32();
+  r.ring_stride = c.le32();
+  l.names_offset = c.le64();
+  l.rings_offset = c.le64();
+  l.total_size = c.le64();
+  const uint32_t clock = c.le32();
+  if (!c.ok()) throw RegionCorrupt("its header is cut short");
+  if (magic != kMagic) throw RegionCorrupt("it does not start with gilstat's magic number");
+  if (version != kProtocolVersion)
+    throw Error(fmt::format("the probe in the target speaks protocol version {}, this gilstat {}",
+                            version, kProtocolVersion),
+                "the target runs a probe from a different gilstat version");
+  if (header_size != sizeof(Header)) throw RegionCorrupt("its header size is wrong");
+  if (clock != static_cast<uint32_t>(ClockKind::Monotonic) &&
+      clock != static_cast<uint32_t>(ClockKind::Tsc))
+    throw RegionCorrupt(fmt::format("its clock kind {} is unknown", clock));
+  r.clock = static_cast<ClockKind>(clock);
+  if (const char* problem = layout_problem(l, r.ring_stride, size)) throw RegionCorrupt(problem);
+  return r;
+}
+
 ShmRegion ShmRegion::create(const Layout& layout, ClockKind clock) {
   // MFD_CLOEXEC: `run` clears it in the child only, right before exec.
-  const int fd = memfd_create("gilstat", MFD_CLOEXEC);
+  const int fd = memfd_create("gilstat", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) throw Error(fmt::format("memfd_create failed: {}", std::strerror(errno)));
   // memfd is born 0777: nobody but us (and the target we hand it to) may read
-  // the GIL traffic of the process.
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0) {
+  // the GIL traffic of the process.  Sealed at its size: the program cannot
+  // truncate it under our mapping.
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(layout.total_size)) != 0 ||
+      fcntl(fd, F_ADD_SEALS, kRegionSeals) != 0) {
     const int err = errno;
     close(fd);
     throw Error(fmt::format("cannot size the shared region: {}", std::strerror(err)));
@@ -35,92 +91,199 @@ ShmRegion ShmRegion::create(const Layout& layout, ClockKind clock) {
   init_header(base, layout, clock);
   // The rest of the region is zero (fresh memfd pages): every ring Free,
   // every name slot empty.
-  return ShmRegion(fd, base, layout.total_size);
+  ShmRegion region(fd, base, layout.total_size, true);
+  region.adopt();
+  return region;
 }
 
-ShmRegion ShmRegion::open_in_process(int pid, int target_fd) {
-  const std::string path = fmt::format("/proc/{}/fd/{}", pid, target_fd);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0)
-    throw Error(fmt::format("cannot open the probe's region {}: {}", path, std::strerror(errno)),
-                "the target may have exited", errno == EACCES ? kExitPermission : kExitRuntime);
+namespace {
+
+// The target's fd `target_fd`, duplicated into this process.
+int take_fd(int pid, int target_fd) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0 && errno == ESRCH)
+    throw Error(fmt::format("process {} exited", pid), "the target exited during the attach");
+  const int fd = pidfd < 0 ? -1 : static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, target_fd, 0));
+  const int err = errno;
+  if (pidfd >= 0) close(pidfd);
+  if (fd >= 0) return fd;
+  if (err == ENOSYS)
+    throw Error(
+        "this kernel cannot hand over the probe's shared region (pidfd_getfd needs "
+        "Linux 5.6 or later)",
+        "attaching to a running process needs Linux 5.6+; `gilstat run` works without it");
+  if (err == EPERM || err == EACCES)
+    throw Error(fmt::format("not allowed to take the probe's region from process {}", pid),
+                "gilstat needs the same ptrace permission as for the attach", kExitPermission);
+  if (err == EBADF)
+    throw RegionCorrupt(fmt::format("its fd {} was closed by the target", target_fd));
+  throw Error(
+      fmt::format("cannot take the probe's region from process {}: {}", pid, std::strerror(err)));
+}
+
+const char* file_kind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISDIR(mode)) return "a directory";
+  return "not a regular file";
+}
+
+// Proves `fd` is a memfd sealed as gilstat seals it (the seals are the
+// proof; the memfd's name is anyone's to choose) and returns its size.
+uint64_t check_sealed_memfd(int fd, int target_fd) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(Header))) {
+  if (fstat(fd, &st) != 0)
+    throw RegionCorrupt(fmt::format("its fd {} cannot be examined", target_fd));
+  if (!S_ISREG(st.st_mode))
+    throw RegionCorrupt(
+        fmt::format("its fd {} is {}, not a memfd", target_fd, file_kind(st.st_mode)));
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC)
+    throw RegionCorrupt(fmt::format("its fd {} is a file, not a memfd", target_fd));
+  const int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0)
+    throw RegionCorrupt(
+        fmt::format("its fd {} is a file that cannot be sealed, not a memfd", target_fd));
+  if (seals != kRegionSeals)
+    throw RegionCorrupt(
+        fmt::format("its fd {} is not sealed at its size (seals {:#x}, expected {:#x})", target_fd,
+                    seals, kRegionSeals));
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < sizeof(Header)) throw RegionCorrupt("it is smaller than its header");
+  if (size > kMaxRegionBytes)
+    throw RegionCorrupt(fmt::format("it is {} MiB, more than gilstat's limit of {} MiB", size >> 20,
+                                    kMaxRegionBytes >> 20));
+  return size;
+}
+
+}  // namespace
+
+ShmRegion ShmRegion::open_in_process(int pid, int target_fd) {
+  const int fd = take_fd(pid, target_fd);
+  uint64_t size = 0;
+  try {
+    size = check_sealed_memfd(fd, target_fd);
+  } catch (...) {
     close(fd);
-    throw Error(fmt::format("{} is not a gilstat region (too small)", path));
+    throw;
   }
-  const size_t size = static_cast<size_t>(st.st_size);
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
     const int err = errno;
     close(fd);
-    throw Error(fmt::format("cannot map {}: {}", path, std::strerror(err)));
+    throw Error(fmt::format("cannot map the probe's region: {}", std::strerror(err)));
   }
-  const auto* h = static_cast<const Header*>(base);
-  const uint64_t rings_end = h->rings_offset + uint64_t{h->ring_stride} * h->ring_count;
-  const bool ok = h->magic == kMagic && h->version == kProtocolVersion &&
-                  h->ring_count <= kMaxRings && h->ring_capacity &&
-                  (h->ring_capacity & (h->ring_capacity - 1)) == 0 &&
-                  h->ring_stride == ring_stride(h->ring_capacity) && rings_end <= size &&
-                  h->names_offset + uint64_t{h->name_slots} * sizeof(NameSlot) <= size;
-  if (!ok) {
-    munmap(base, size);
-    close(fd);
-    throw Error(fmt::format("{} has an unknown layout", path),
-                "the target runs a probe from a different gilstat version");
-  }
-  return ShmRegion(fd, base, size);
+  ShmRegion region(fd, base, size, true);
+  region.adopt();
+  return region;
 }
 
-ShmRegion::ShmRegion(int fd, void* base, size_t size)
-    : fd_(fd), base_(base), size_(size), header_(static_cast<Header*>(base)) {
-  seen_dropped_.assign(header_->ring_count, 0);
+ShmRegion ShmRegion::over_memory(void* base, size_t size) {
+  ShmRegion region(-1, base, size, false);
+  region.adopt();
+  return region;
+}
+
+ShmRegion::ShmRegion(int fd, void* base, size_t size, bool owned)
+    : fd_(fd), base_(base), size_(size), owned_(owned), header_(static_cast<Header*>(base)) {}
+
+void ShmRegion::adopt() {
+  // A private copy: decoded and validated once, then only compared.
+  if (size_ >= kLayoutBytes) layout_bytes_.assign(static_cast<const char*>(base_), kLayoutBytes);
+  layout_ = parse_region_layout(layout_bytes_, size_);
+  const uint32_t count = layout_.layout.ring_count;
+  tails_.resize(count);
+  for (uint32_t i = 0; i < count; ++i) tails_[i] = ring(i)->tail.load(std::memory_order_acquire);
+  seen_dropped_.assign(count, 0);
   // A region reused from an earlier attach: its older names may belong to
   // threads whose tids have been reused since.
   name_next_ = header_->name_start.load(std::memory_order_acquire);
 }
 
 ShmRegion::ShmRegion(ShmRegion&& o) noexcept
-    : fd_(o.fd_), base_(o.base_), size_(o.size_), header_(o.header_),
-      seen_dropped_(std::move(o.seen_dropped_)), name_next_(o.name_next_),
-      names_lost_(o.names_lost_) {
+    : fd_(o.fd_),
+      base_(o.base_),
+      size_(o.size_),
+      owned_(o.owned_),
+      header_(o.header_),
+      layout_(o.layout_),
+      layout_bytes_(std::move(o.layout_bytes_)),
+      tails_(std::move(o.tails_)),
+      seen_dropped_(std::move(o.seen_dropped_)),
+      name_next_(o.name_next_),
+      names_lost_(o.names_lost_),
+      corrupt_(std::move(o.corrupt_)) {
   o.fd_ = -1;
   o.base_ = nullptr;
   o.header_ = nullptr;
 }
 
 ShmRegion::~ShmRegion() {
-  if (base_) munmap(base_, size_);
+  if (base_ && owned_) munmap(base_, size_);
   if (fd_ >= 0) close(fd_);
 }
 
+void ShmRegion::fail(const std::string& what) const {
+  corrupt_ = what;
+  throw RegionCorrupt(what, true);
+}
+
+void ShmRegion::check_usable() const {
+  if (!corrupt_.empty()) throw RegionCorrupt(corrupt_, true);
+  // Nothing reads these fields again, but a target that changed them is
+  // writing where it must not.
+  if (std::memcmp(base_, layout_bytes_.data(), kLayoutBytes) != 0)
+    fail("its header was overwritten");
+}
+
 RingControl* ShmRegion::ring(uint32_t i) const {
-  return reinterpret_cast<RingControl*>(static_cast<char*>(base_) + header_->rings_offset +
-                                        uint64_t{header_->ring_stride} * i);
+  // i < ring_count: inside the mapping (layout_problem checked the sum).
+  return reinterpret_cast<RingControl*>(static_cast<char*>(base_) + layout_.layout.rings_offset +
+                                        layout_.ring_stride * i);
+}
+
+uint32_t ShmRegion::gil_count() const {
+  check_usable();
+  const uint32_t n = header_->gil_count.load(std::memory_order_acquire);
+  if (n > kMaxGils) fail(fmt::format("its GIL count {} is above {}", n, kMaxGils));
+  return n;
 }
 
 uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
-  // The sizes were written by us, but the target can scribble over the
-  // header: re-validate against what we mapped before every use.
-  const uint32_t count = header_->ring_count;
-  const uint32_t capacity = header_->ring_capacity;
-  if (count > seen_dropped_.size() || !capacity || (capacity & (capacity - 1)) ||
-      header_->rings_offset + uint64_t{ring_stride(capacity)} * count > size_)
-    throw Error("the shared region's header is corrupt", "the target process wrote over it");
+  check_usable();
+  const uint32_t capacity = layout_.layout.ring_capacity;
   uint64_t total = 0;
-  for (uint32_t i = 0; i < count; ++i) {
+  for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
     RingControl* r = ring(i);
-    const auto state = static_cast<RingState>(r->state.load(std::memory_order_acquire));
-    if (state != RingState::Active && state != RingState::Closed) continue;
+    const uint32_t state = r->state.load(std::memory_order_acquire);
+    if (state > static_cast<uint32_t>(RingState::Claiming))
+      fail(fmt::format("ring {} has the unknown state {}", i, state));
+    if (state != static_cast<uint32_t>(RingState::Active) &&
+        state != static_cast<uint32_t>(RingState::Closed))
+      continue;
+    if (r->tail.load(std::memory_order_relaxed) != tails_[i])
+      fail(fmt::format("ring {}'s read position was moved by the target", i));
     const uint32_t tid = r->tid;
     const uint32_t flags = r->flags;
-    total += ring_drain(r, capacity, [&](const Event& ev) { on_event(tid, flags, ev); });
+    const uint64_t n = ring_drain(r, capacity, tails_[i], [&](const Event& ev) {
+      if (ev.kind < static_cast<uint8_t>(EventKind::WaitBegin) ||
+          ev.kind > static_cast<uint8_t>(EventKind::GilEnabled))
+        fail(fmt::format("ring {} holds an event of unknown kind {}", i, ev.kind));
+      if (ev.gil >= kMaxGils) fail(fmt::format("ring {} holds an event of GIL {}", i, ev.gil));
+      on_event(tid, flags, ev);
+    });
+    if (n == kRingCorrupt)
+      fail(fmt::format("ring {}'s write position is more than its {} events ahead", i, capacity));
+    total += n;
     const uint64_t dropped = r->dropped.load(std::memory_order_relaxed);
+    if (dropped < seen_dropped_[i]) fail(fmt::format("ring {}'s drop count went backwards", i));
     if (dropped > seen_dropped_[i]) {
       on_drops(tid, dropped - seen_dropped_[i]);
       seen_dropped_[i] = dropped;
     }
-    if (state == RingState::Closed) {
+    if (state == static_cast<uint32_t>(RingState::Closed)) {
       // Its thread has exited and published Closed after its last event
       // (release/acquire), so the drain above saw everything: free it.
       r->state.store(static_cast<uint32_t>(RingState::Free), std::memory_order_release);
@@ -130,22 +293,18 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
 }
 
 std::vector<ThreadName> ShmRegion::new_names() {
+  check_usable();
   std::vector<ThreadName> out;
-  const uint32_t slots = header_->name_slots;
-  if (!slots || (slots & (slots - 1)) ||
-      header_->names_offset + uint64_t{slots} * sizeof(NameSlot) > size_)
-    return out;
-  const auto* log =
-      reinterpret_cast<const NameSlot*>(static_cast<const char*>(base_) + header_->names_offset);
+  const uint32_t slots = layout_.layout.name_slots;
+  const auto* log = reinterpret_cast<const NameSlot*>(static_cast<const char*>(base_) +
+                                                      layout_.layout.names_offset);
   const uint64_t head = header_->name_head.load(std::memory_order_acquire);
-  if (head < name_next_) {  // only a target scribbling over the header does this
-    name_next_ = head;
-    return out;
-  }
+  if (head < name_next_) fail("its thread-name log moved backwards");
   if (head - name_next_ > slots) {
     names_lost_ += head - name_next_ - slots;
     name_next_ = head - slots;
   }
+  // At most `slots` entries: the loop is bounded whatever head says.
   for (; name_next_ < head; ++name_next_) {
     const NameSlot& slot = log[name_next_ & (slots - 1)];
     const uint64_t want = 2 * name_next_ + 2;

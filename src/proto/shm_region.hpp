@@ -1,6 +1,11 @@
 // The CLI's side of the shared region: create it (under `gilstat run`),
-// drain the per-thread rings, read the thread-name table.  Everything read
-// from the region is untrusted and bounds-checked.
+// take it over from an attached target, drain the per-thread rings, read the
+// thread-name log.  Everything in the region is written by the target too,
+// so it is untrusted input (docs/region.md): the layout is validated once,
+// at open, into a private copy through which rings and names are addressed;
+// every value read afterwards is bounded before it is used as an index, a
+// size or a loop count, and one that cannot be right ends the session with
+// RegionCorrupt.
 #pragma once
 
 #include <time.h>
@@ -8,8 +13,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/error.hpp"
 #include "gilstat/protocol.hpp"
 
 namespace gilstat::proto {
@@ -19,28 +26,64 @@ struct ThreadName {
   std::string name;
 };
 
+// The region cannot be what the probe wrote: something in the target wrote
+// over it (or handed gilstat something else).  One line, exit code 1.
+// `in_session`: found while draining (what was read before is kept), not
+// at open (nothing was read).
+class RegionCorrupt : public Error {
+ public:
+  explicit RegionCorrupt(const std::string& what, bool in_session = false);
+};
+
+// The layout as validated at open: a private copy, never re-read.
+struct RegionLayout {
+  Layout layout;  // counts, offsets, total size
+  uint64_t ring_stride = 0;
+  ClockKind clock = ClockKind::Monotonic;
+};
+
+// The header's layout fields (magic ... clock_kind): the bytes a reader
+// decodes once and then only compares.
+inline constexpr size_t kLayoutBytes = offsetof(Header, clock_kind) + sizeof(ClockKind);
+
+// Decodes the layout fields from `header` (a private copy of at least
+// kLayoutBytes) with the recording reader's cursor and validates them for a
+// region of `size` bytes.  Throws RegionCorrupt, or Error for a probe of
+// another protocol version.
+RegionLayout parse_region_layout(std::string_view header, uint64_t size);
+
 class ShmRegion {
  public:
-  // Creates an anonymous memfd region (mode 0600), laid out and initialised.
-  // Throws gilstat::Error on failure.
+  // Creates an anonymous memfd region (mode 0600), laid out, initialised
+  // and sealed at its size.  Throws gilstat::Error on failure.
   static ShmRegion create(const Layout& layout, ClockKind clock);
-  // Maps a region the probe created inside an attached target, through
-  // /proc/PID/fd/N (works across mount namespaces).  Validates the layout
-  // against the file size; throws gilstat::Error when it does not fit.
-  static ShmRegion open_in_process(int pid, int fd);
+  // Takes the region the probe created inside an attached target: its fd
+  // `target_fd` there, duplicated with pidfd_getfd (never by opening
+  // /proc/PID/fd/N), mapped only once it proved to be a memfd sealed as
+  // gilstat seals it, so its size cannot change under us (no SIGBUS).
+  // Throws RegionCorrupt for anything else, Error when it cannot be taken.
+  static ShmRegion open_in_process(int pid, int target_fd);
+  // A region already in memory that this object does not own (tests,
+  // fuzzing).  Validated as open_in_process validates.
+  static ShmRegion over_memory(void* base, size_t size);
   ShmRegion(ShmRegion&&) noexcept;
   ShmRegion& operator=(ShmRegion&&) = delete;
   ~ShmRegion();
 
   int fd() const { return fd_; }
+  // For values only (status, counters, heartbeat): never for an offset,
+  // a size or a count; those come from layout().
   Header& header() { return *header_; }
   const Header& header() const { return *header_; }
+  const RegionLayout& layout() const { return layout_; }
+  ClockKind clock() const { return layout_.clock; }
 
   using EventFn = std::function<void(uint32_t tid, uint32_t flags, const Event&)>;
   using DropsFn = std::function<void(uint32_t tid, uint64_t dropped)>;
   // Hands every pending event to on_event in each ring's order; reports new
   // ring-full drops per thread; frees rings whose thread has exited.
-  // Returns the number of events drained.
+  // Returns the number of events drained.  Throws RegionCorrupt (and every
+  // later call throws it again) once the region cannot be right.
   uint64_t drain(const EventFn& on_event, const DropsFn& on_drops);
 
   // Attach sessions: tells the probe this CLI is alive (it unhooks itself
@@ -48,29 +91,44 @@ class ShmRegion {
   void beat() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    header_->heartbeat_ns.store(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-                                    static_cast<uint64_t>(ts.tv_nsec),
-                                std::memory_order_relaxed);
+    header_->heartbeat_ns.store(
+        static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec),
+        std::memory_order_relaxed);
     header_->heartbeat.fetch_add(1, std::memory_order_release);
   }
 
   // The name log's entries written since the last call, in log order
   // (seqlock readers).  Entries overwritten before they were read are
-  // counted in names_lost().
+  // counted in names_lost().  Throws RegionCorrupt as drain() does.
   std::vector<ThreadName> new_names();
   uint64_t names_lost() const { return names_lost_; }
 
+  // Header::gil_count, bounded by kMaxGils.  Throws RegionCorrupt.
+  uint32_t gil_count() const;
+  // True once drain(), new_names() or gil_count() found the region corrupt.
+  bool corrupt() const { return !corrupt_.empty(); }
+  // What was found wrong (for RegionCorrupt's message); empty while usable.
+  const std::string& corruption() const { return corrupt_; }
+
  private:
-  ShmRegion(int fd, void* base, size_t size);
+  ShmRegion(int fd, void* base, size_t size, bool owned);
+  void adopt();  // validates the layout and takes the private copies
   RingControl* ring(uint32_t i) const;
+  void check_usable() const;  // throws when corrupt, or the layout fields moved
+  [[noreturn]] void fail(const std::string& what) const;
 
   int fd_ = -1;
   void* base_ = nullptr;
   size_t size_ = 0;
+  bool owned_ = true;  // unmap (and close) on destruction
   Header* header_ = nullptr;
+  RegionLayout layout_;
+  std::string layout_bytes_;            // the header's layout fields at open
+  std::vector<uint64_t> tails_;         // per ring: our read position
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
   uint64_t name_next_ = 0;              // next name-log index to read
   uint64_t names_lost_ = 0;
+  mutable std::string corrupt_;  // what was found wrong; empty while usable
 };
 
 }  // namespace gilstat::proto

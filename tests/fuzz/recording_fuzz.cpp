@@ -8,16 +8,14 @@
 // Built and run by tests/fuzz/CMakeLists.txt; see tests/fuzz/README.md.
 #include <cstddef>
 #include <cstdint>
-#include <sstream>
 #include <string_view>
 
 #include "cli/replay.hpp"
 #include "common/error.hpp"
 #include "proto/recording.hpp"
 #include "proto/recording_summary.hpp"
+#include "render_all.hpp"
 #include "report/aggregator.hpp"
-#include "report/render_json.hpp"
-#include "report/render_text.hpp"
 
 using namespace gilstat;
 
@@ -48,12 +46,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const proto::RecGil& g : summary.gils())
     gils.push_back({g.index, g.address, g.initial_switch_number, g.final_switch_number,
                     g.initial_holder, g.interp_ids});
-  const report::Report r = agg.finish(info, gils);
-  std::ostringstream out;
-  report::render_json(r, out);
-  report::TextOptions text;
-  text.histograms = true;
-  text.findings = true;
-  report::render_text(r, out, text);
+  fuzz::render_all(agg.finish(info, gils));
   return 0;
 }

@@ -37,15 +37,17 @@ class Ring {
   bool push(const Event& ev) { return ring_push(ctl_, capacity_, ev); }
   std::vector<Event> drain() {
     std::vector<Event> out;
-    ring_drain(ctl_, capacity_, [&](const Event& ev) { out.push_back(ev); });
+    ring_drain(ctl_, capacity_, tail_, [&](const Event& ev) { out.push_back(ev); });
     return out;
   }
+  uint64_t& tail() { return tail_; }
   RingControl* ctl() { return ctl_; }
 
  private:
   uint32_t capacity_;
   void* mem_;
   RingControl* ctl_;
+  uint64_t tail_ = 0;  // the consumer's own read position
 };
 
 // Every field is derived from i, so a torn or stale slot shows up as a
@@ -111,11 +113,23 @@ TEST(Ring, FullRingCountsDropsAndKeepsTheOldest) {
   EXPECT_EQ(ring.ctl()->dropped.load(), 5u);
 }
 
-TEST(Ring, DrainClampsACorruptHead) {
+TEST(Ring, DrainRefusesACorruptHead) {
   Ring ring(8);
-  ring.ctl()->head.store(1'000'000);   // a hostile or corrupt producer
-  EXPECT_EQ(ring.drain().size(), 8u);  // one ring's worth, never out of bounds
-  EXPECT_EQ(ring.ctl()->tail.load(), 8u);
+  ring.ctl()->head.store(1'000'000);  // a hostile or corrupt producer
+  int seen = 0;
+  EXPECT_EQ(ring_drain(ring.ctl(), 8, ring.tail(), [&](const Event&) { ++seen; }), kRingCorrupt);
+  EXPECT_EQ(seen, 0);  // nothing read, never out of bounds
+  EXPECT_EQ(ring.tail(), 0u);
+  ring.ctl()->head.store(UINT64_MAX);  // "behind" the tail: the same distance check
+  EXPECT_EQ(ring_drain(ring.ctl(), 8, ring.tail(), [&](const Event&) { ++seen; }), kRingCorrupt);
+}
+
+TEST(Ring, DrainIgnoresATailMovedByTheProducer) {
+  Ring ring(8);
+  for (uint64_t i = 0; i < 3; ++i) ring.push(make_event(i));
+  ring.ctl()->tail.store(2);           // the shared copy scribbled over
+  EXPECT_EQ(ring.drain().size(), 3u);  // read from the consumer's own position
+  EXPECT_EQ(ring.ctl()->tail.load(), 3u);
 }
 
 // One producer floods a small ring while the consumer drains concurrently,
@@ -152,9 +166,9 @@ TEST(Ring, ConcurrentProducerConsumerLosesNothingUncounted) {
     ++received;
   };
   while (!done.load(std::memory_order_acquire)) {
-    if (ring_drain(ring.ctl(), 64, consume) == 0) std::this_thread::yield();
+    if (ring_drain(ring.ctl(), 64, ring.tail(), consume) == 0) std::this_thread::yield();
   }
-  ring_drain(ring.ctl(), 64, consume);  // what was pushed after the last poll
+  ring_drain(ring.ctl(), 64, ring.tail(), consume);  // what was pushed after the last poll
   producer.join();
 
   const uint64_t dropped = ring.ctl()->dropped.load();

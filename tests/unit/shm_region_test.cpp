@@ -1,0 +1,195 @@
+// The CLI's region reader on regions a hostile target could leave behind
+// (docs/region.md): refused layouts, a header changed after open, rings and
+// the name log lying, and fds that are not a sealed memfd.
+#include "proto/shm_region.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "gilstat/ring.hpp"
+
+using namespace gilstat;
+using namespace gilstat::proto;
+
+namespace {
+
+constexpr Layout kLayout = make_layout(4, 8, 8);
+
+// A region image in ordinary memory, as the probe initialises it.
+class Image {
+ public:
+  Image() : mem_(std::aligned_alloc(4096, kLayout.total_size)) {
+    std::memset(mem_, 0, kLayout.total_size);
+    init_header(mem_, kLayout, ClockKind::Monotonic);
+  }
+  ~Image() { std::free(mem_); }
+  Header* header() { return static_cast<Header*>(mem_); }
+  RingControl* ring(uint32_t i) {
+    return reinterpret_cast<RingControl*>(static_cast<char*>(mem_) + kLayout.rings_offset +
+                                          ring_stride(kLayout.ring_capacity) * i);
+  }
+  ShmRegion open() { return ShmRegion::over_memory(mem_, kLayout.total_size); }
+
+ private:
+  void* mem_;
+};
+
+std::string corruption_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const RegionCorrupt& e) {
+    return e.what();
+  }
+  return "(no RegionCorrupt)";
+}
+
+uint64_t drain_all(ShmRegion& r) {
+  return r.drain([](uint32_t, uint32_t, const Event&) {}, [](uint32_t, uint64_t) {});
+}
+
+}  // namespace
+
+TEST(ShmRegion, RefusesLayoutsThatDoNotFit) {
+  auto refused = [](auto&& change) {
+    Image img;
+    change(*img.header());
+    return corruption_of([&] { img.open(); });
+  };
+  EXPECT_NE(refused([](Header& h) { h.magic = 0; }).find("magic"), std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.ring_count = 0; }).find("ring count"), std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.ring_capacity = 12; }).find("capacity"), std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.ring_stride += 8; }).find("stride"), std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.total_size *= 2; }).find("size"), std::string::npos);
+  // offset + size wraps past 2^64 back into the mapping: refused, not trusted.
+  EXPECT_NE(refused([](Header& h) { h.rings_offset = UINT64_MAX - 4095; }).find("rings"),
+            std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.names_offset = 8; }).find("name log"), std::string::npos);
+  EXPECT_NE(refused([](Header& h) { h.clock_kind = static_cast<ClockKind>(9); }).find("clock"),
+            std::string::npos);
+  Image ok;
+  EXPECT_NO_THROW(ok.open());
+}
+
+TEST(ShmRegion, AnotherProtocolVersionIsNotCalledCorrupt) {
+  Image img;
+  img.header()->version = kProtocolVersion + 1;
+  try {
+    img.open();
+    FAIL() << "opened a region of another protocol version";
+  } catch (const RegionCorrupt&) {
+    FAIL() << "another protocol version reported as corruption";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("protocol version"), std::string::npos);
+  }
+}
+
+TEST(ShmRegion, DrainsEventsThroughItsOwnLayout) {
+  Image img;
+  ShmRegion region = img.open();
+  RingControl* r = img.ring(2);
+  r->tid = 77;
+  r->state.store(static_cast<uint32_t>(RingState::Active));
+  ring_push(r, kLayout.ring_capacity, {5, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), 0, 0});
+  // The shared layout fields are never used again: a changed stride would
+  // move ring 2, but the change itself is what gets reported.
+  uint32_t seen_tid = 0;
+  EXPECT_EQ(region.drain([&](uint32_t tid, uint32_t, const Event&) { seen_tid = tid; },
+                         [](uint32_t, uint64_t) {}),
+            1u);
+  EXPECT_EQ(seen_tid, 77u);
+  img.header()->ring_stride = 1u << 30;
+  EXPECT_NE(corruption_of([&] { drain_all(region); }).find("header was overwritten"),
+            std::string::npos);
+  EXPECT_TRUE(region.corrupt());
+  img.header()->ring_stride = static_cast<uint32_t>(ring_stride(kLayout.ring_capacity));
+  // Once corrupt, never read again (even if the header looks right now).
+  EXPECT_NE(corruption_of([&] { drain_all(region); }), "(no RegionCorrupt)");
+  EXPECT_NE(corruption_of([&] { region.new_names(); }), "(no RegionCorrupt)");
+}
+
+TEST(ShmRegion, LyingRingsEndTheSession) {
+  auto corrupt_after = [](auto&& change) {
+    Image img;
+    ShmRegion region = img.open();
+    RingControl* r = img.ring(1);
+    r->state.store(static_cast<uint32_t>(RingState::Active));
+    ring_push(r, kLayout.ring_capacity,
+              {5, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), 0, 0});
+    change(img, r);
+    return corruption_of([&] { drain_all(region); });
+  };
+  EXPECT_NE(corrupt_after([](Image&, RingControl* r) { r->state.store(9); }).find("unknown state"),
+            std::string::npos);
+  EXPECT_NE(corrupt_after([](Image&, RingControl* r) {
+              r->head.store(1'000'000);
+            }).find("write position"),
+            std::string::npos);
+  EXPECT_NE(corrupt_after([](Image&, RingControl* r) { r->tail.store(1); }).find("read position"),
+            std::string::npos);
+  EXPECT_NE(corrupt_after([](Image&, RingControl* r) {
+              ring_events(r)[0].kind = 0xee;
+            }).find("unknown kind"),
+            std::string::npos);
+  EXPECT_NE(
+      corrupt_after([](Image&, RingControl* r) { ring_events(r)[0].gil = 200; }).find("GIL 200"),
+      std::string::npos);
+}
+
+TEST(ShmRegion, BoundsTheNameLogAndGilCount) {
+  Image img;
+  ShmRegion region = img.open();
+  img.header()->name_head.store(UINT64_MAX);  // billions of "new" names: at most 8 read
+  EXPECT_TRUE(region.new_names().empty());
+  EXPECT_GE(region.names_lost(), UINT64_MAX - 8);  // counted, not read
+  img.header()->name_head.store(3);                // and then backwards
+  EXPECT_NE(corruption_of([&] { region.new_names(); }).find("moved backwards"), std::string::npos);
+
+  Image img2;
+  ShmRegion region2 = img2.open();
+  img2.header()->gil_count.store(kMaxGils + 1);
+  EXPECT_NE(corruption_of([&] { region2.gil_count(); }).find("GIL count"), std::string::npos);
+}
+
+TEST(ShmRegion, CreatedRegionIsSealedAtItsSize) {
+  ShmRegion region = ShmRegion::create(kLayout, ClockKind::Monotonic);
+  EXPECT_EQ(fcntl(region.fd(), F_GET_SEALS), kRegionSeals);
+  EXPECT_NE(ftruncate(region.fd(), 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(ftruncate(region.fd(), kLayout.total_size * 2), 0);
+  // And it is taken as a region through pidfd_getfd (from this very process).
+  EXPECT_NO_THROW(ShmRegion::open_in_process(getpid(), region.fd()));
+}
+
+TEST(ShmRegion, OnlyASealedMemfdIsTaken) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  EXPECT_NE(corruption_of([&] {
+              ShmRegion::open_in_process(getpid(), pipe_fds[0]);
+            }).find("is a FIFO, not a memfd"),
+            std::string::npos);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  // A memfd holding a valid region, but not sealed: refused before mapping.
+  const int fd = memfd_create("gilstat", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  Image img;
+  ASSERT_EQ(write(fd, img.header(), kLayout.total_size), static_cast<ssize_t>(kLayout.total_size));
+  EXPECT_NE(corruption_of([&] {
+              ShmRegion::open_in_process(getpid(), fd);
+            }).find("not sealed at its size"),
+            std::string::npos);
+  close(fd);
+  // A closed fd number.
+  EXPECT_NE(corruption_of([&] { ShmRegion::open_in_process(getpid(), 1000); }).find("closed"),
+            std::string::npos);
+}
