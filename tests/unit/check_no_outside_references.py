@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The repository stands on its own: no file points at notes that are not part of it
-(a `../shared` directory, a team's design or research notes). What a reader needs from
+(a sibling directory of the team's design or research notes). What a reader needs from
 such notes belongs in docs/. Fails, naming file and line, when a reference is added.
 
     check_no_outside_references.py SOURCE_DIR
