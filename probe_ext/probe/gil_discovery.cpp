@@ -1,9 +1,11 @@
 // Finding the GILs: arming on the main interpreter's GIL once the
 // interpreter has created it, subinterpreters' own GILs (3.12+) as they are
 // created or, after an attach, as they exist, and the free-threaded `enabled`
-// history.  try_arm, note_mutex_init and note_gil_enabled run on the hook
-// path (plain loads of memory known to be mapped, no calls); the walk of
-// existing interpreters reads with safe_read, off the hook path.
+// history.  try_arm and note_gil_enabled run on the hook path (plain loads
+// of memory known to be mapped, no calls).  note_mutex_init runs in our
+// pthread_mutex_init hook, not a GIL call: for the rare pair of inits that
+// looks like create_gil() it reads with safe_read (a syscall).  The walk of
+// existing interpreters reads with safe_read too, off the hook path.
 #include <atomic>
 
 #include "probe_state.hpp"
