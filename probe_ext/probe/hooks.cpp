@@ -281,7 +281,7 @@ int hook_pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*r
                         void* arg) noexcept {
   const uintptr_t method = python_thread_method(routine, arg);
   const int rc = real_pthread_create(thread, attr, routine, arg);
-  if (rc == 0 && method) name_started_thread(*thread, method);
+  if (method) name_started_thread(rc, rc == 0 ? *thread : pthread_t{}, method);
   return rc;
 }
 

@@ -135,10 +135,11 @@ void confirm_tid_offset();
 // Returns the number closed; *in_use: the program's rings that were live.
 int close_exited_rings(uint32_t* in_use);
 // Our pthread_create hook: before the real call, the Thread._bootstrap
-// method a new Python thread will run (0: not a Python thread, or naming is
-// off); after a successful create, names the thread from it.
+// method a new Python thread will run, with a reference of ours (0: not a
+// Python thread, or naming is off); after the call, names the thread from
+// it when the create succeeded, and drops the reference.
 uintptr_t python_thread_method(void* (*routine)(void*), void* arg);
-void name_started_thread(pthread_t thread, uintptr_t method);
+void name_started_thread(int create_rc, pthread_t thread, uintptr_t method);
 
 // probe_thread.cpp
 void start_probe_thread();

@@ -48,6 +48,7 @@ struct StartApi {
   void* generic_getattr;  // PyObject_GenericGetAttr
   PyObject* (*get_attr_string)(PyObject*, const char*);
   const char* (*unicode_as_utf8)(PyObject*, ssize_t*);
+  void (*inc_ref)(PyObject*);
   void (*dec_ref)(PyObject*);
   uintptr_t method_type;  // &PyMethod_Type
 };
@@ -193,6 +194,7 @@ void init_thread_naming(const link_map* interp) {
   ok &= load(&a.generic_getattr, "PyObject_GenericGetAttr");
   ok &= load(&a.get_attr_string, "PyObject_GetAttrString");
   ok &= load(&a.unicode_as_utf8, "PyUnicode_AsUTF8AndSize");
+  ok &= load(&a.inc_ref, "Py_IncRef");
   ok &= load(&a.dec_ref, "Py_DecRef");
   void* method_type = dlsym(RTLD_DEFAULT, "PyMethod_Type");
   a.method_type = reinterpret_cast<uintptr_t>(method_type);
@@ -284,19 +286,24 @@ uintptr_t python_thread_method(void* (*routine)(void*), void* arg) {
   uintptr_t type = 0;
   const size_t type_at = g.locator.free_threaded ? 24 : 8;
   if (!safe_read(boot[1] + type_at, &type, sizeof(type)) || type != g_api.method_type) return 0;
+  // Our own reference: the new thread may finish and free its bootstate
+  // before we read the name (a free-threaded build running without its GIL
+  // does not wait for us).  The C API needs the caller's thread state.
+  if (!g_api.gil_check() || g_api.err_occurred()) return 0;
+  g_api.inc_ref(reinterpret_cast<PyObject*>(boot[1]));
   return boot[1];
 }
 
-// After a successful create: the bootstate (and the method it holds) live
-// until the new thread ends, and it cannot end, nor run any Python code,
-// before it gets the GIL that our caller holds.
-void name_started_thread(pthread_t thread, uintptr_t method) {
+void name_started_thread(int create_rc, pthread_t thread, uintptr_t method) {
+  t_naming = 1;
   int32_t tid = 0;
   const int tid_offset = g_tid_offset.load(std::memory_order_relaxed);
-  if (!safe_read(static_cast<uintptr_t>(thread) + tid_offset, &tid, sizeof(tid)) || tid <= 0)
+  if (create_rc != 0 ||
+      !safe_read(static_cast<uintptr_t>(thread) + tid_offset, &tid, sizeof(tid)) || tid <= 0) {
+    g_api.dec_ref(reinterpret_cast<PyObject*>(method));
+    t_naming = 0;
     return;
-  if (!g_api.gil_check() || g_api.err_occurred()) return;
-  t_naming = 1;
+  }
   auto* self = g_api.method_self(reinterpret_cast<PyObject*>(method));  // borrowed
   PyObject* cls = self ? g_api.object_type(self) : nullptr;
   // Only a plain attribute read: a class with __getattr__/__getattribute__
@@ -311,6 +318,7 @@ void name_started_thread(pthread_t thread, uintptr_t method) {
                  proto::NameSource::ThreadStart);
   if (name) g_api.dec_ref(name);
   if (g_api.err_occurred()) g_api.err_clear();
+  g_api.dec_ref(reinterpret_cast<PyObject*>(method));
   t_naming = 0;
 }
 
