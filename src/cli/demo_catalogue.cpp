@@ -30,21 +30,34 @@ Verdict spin_demo(Session& s, double param) {
   if (!r.gils.empty())
     v.checks.push_back(share_at_least("GIL utilisation", 0.95, r.gils[0].utilization));
   const double held = 1.0 / n, waits = (n - 1.0) / n;
-  double held_s = 0, cpu_s = 0;
+  double held_s = 0, cpu_s = 0, released_s = 0, life_s = 0;
   for (const Fact* f : all(run.truth, "thread")) {
     const auto* t = require_thread(r, *f, v);
     if (!t) continue;
     v.checks.push_back(
         near_share(f->str("name") + ": held / lifetime", held, 5, share(t->held_ns, *t)));
-    v.checks.push_back(
-        near_share(f->str("name") + ": waiting / lifetime", waits, 5, share(t->wait_total_ns, *t)));
+    // A spinner never releases the GIL by itself, but after a forced switch
+    // CPython's drop_gil() sleeps until the other thread has taken the GIL,
+    // and the dropper must then be woken before it asks again: that wake-up
+    // is released time, not waiting.  On a virtual machine it can take a
+    // millisecond per switch (seen: 15 % of a lifetime with 2.5 % of it in
+    // the run queue), so the bound below is wider than above.
+    v.checks.push_back(share_within(f->str("name") + ": waiting / lifetime", waits, 20, 5,
+                                    share(t->wait_total_ns, *t)));
     held_s += t->held_ns / 1e9;
+    released_s += t->released_ns / 1e9;
+    life_s += t->lifetime_ns / 1e9;
     cpu_s += f->num("cpu_s");
   }
   v.notes.push_back(
       fmt::format("the spinners used {} of CPU while holding the GIL {}: a Python "
                   "thread runs only while it holds it",
                   secs(cpu_s), secs(held_s)));
+  if (life_s > 0 && released_s / life_s >= 0.02)
+    v.notes.push_back(fmt::format(
+        "the spinners were released {} of their lifetimes: start-up, and being woken after "
+        "each forced switch before asking for the GIL again (slow wake-ups shorten the waits)",
+        pct(released_s / life_s)));
   return v;
 }
 

@@ -74,6 +74,15 @@ Check near_share(std::string what, double expected, double tol_pp, double measur
   return timing_bound({std::move(what), fmt::format("{:.1f} % ± {:g} pp", expected * 100, tol_pp),
                        pct(measured), std::abs(measured - expected) * 100 <= tol_pp});
 }
+Check share_within(std::string what, double expected, double below_pp, double above_pp,
+                   double measured) {
+  const double off = (measured - expected) * 100;
+  constexpr double kRounding = 1e-9;  // 0.55 − 0.5 is 5.000000000000004 pp
+  return timing_bound({std::move(what),
+                       fmt::format("{:.1f} % −{:g}/+{:g} pp", expected * 100, below_pp, above_pp),
+                       pct(measured),
+                       off >= -below_pp - kRounding && off <= above_pp + kRounding});
+}
 Check share_at_least(std::string what, double bound, double measured) {
   return timing_bound({std::move(what), "≥ " + pct(bound), pct(measured), measured >= bound});
 }

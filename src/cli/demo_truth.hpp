@@ -54,6 +54,9 @@ std::string secs(double s);
 
 // Shares of a thread's lifetime: timing bounds.
 Check near_share(std::string what, double expected, double tol_pp, double measured);
+// expected − below_pp ≤ measured ≤ expected + above_pp (percentage points).
+Check share_within(std::string what, double expected, double below_pp, double above_pp,
+                   double measured);
 Check share_at_least(std::string what, double bound, double measured);
 Check share_at_most(std::string what, double bound, double measured);
 

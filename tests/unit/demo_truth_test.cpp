@@ -75,6 +75,11 @@ TEST(DemoTruth, ShareBoundsPassAndFail) {
   EXPECT_TRUE(share_at_most("x", 0.01, 0.01).pass);
   EXPECT_FALSE(share_at_most("x", 0.01, 0.011).pass);
   EXPECT_EQ(near_share("x", 0.5, 5, 0.54).expected, "50.0 % ± 5 pp");
+  EXPECT_TRUE(share_within("x", 0.5, 20, 5, 0.30).pass);
+  EXPECT_TRUE(share_within("x", 0.5, 20, 5, 0.55).pass);
+  EXPECT_FALSE(share_within("x", 0.5, 20, 5, 0.29).pass);
+  EXPECT_FALSE(share_within("x", 0.5, 20, 5, 0.56).pass);
+  EXPECT_EQ(share_within("x", 0.5, 20, 5, 0.4).expected, "50.0 % −20/+5 pp");
   EXPECT_EQ(share_at_least("x", 0.95, 0.5).measured, "50.0 %");
 }
 
