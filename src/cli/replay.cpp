@@ -7,6 +7,7 @@
 
 #include "cli/capture.hpp"
 #include "common/error.hpp"
+#include "report/host_ids.hpp"
 #include "report/aggregator.hpp"
 
 namespace gilstat::cli {
@@ -100,6 +101,7 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
     end.window_end = window.hi;
   }
   report::Report r = build_report(aggregator, meta, summary.gils(), end);
+  report::apply_host_ids(r, summary.host_pid(), summary.host_tids());
   describe_read(read, summary, frame.calibrated, r);
   if (spec.partial()) {
     r.window.partial = true;

@@ -48,6 +48,9 @@
 //   7 Clock  v raw | v monotonic_ns | v drops_no_ring  (with every timed flush:
 //            calibration pairs and progress, so a cut-off file still converts
 //            ticks to ns and knows how far it got)
+//   8 HostIds s host_pid | v n | (v tid | v host_tid) * n   (a target in another
+//            PID namespace: the ids the recording's host sees for the pid and
+//            tids the probe reported; new pairs as threads appear)
 //
 // The writer flushes a chunk every WriterOptions::chunk_events events or
 // every flush_interval, each with one write(2): a SIGKILLed writer leaves a
@@ -61,6 +64,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "gilstat/protocol.hpp"
@@ -87,7 +91,12 @@ enum class RecordType : uint8_t {
   Gil = 5,
   End = 6,
   Clock = 7,
+  HostIds = 8,
 };
+
+// At most this many (tid, host tid) pairs per HostIds record.
+inline constexpr uint64_t kMaxHostIdPairs = 1u << 16;
+using TidPair = std::pair<uint32_t, uint32_t>;  // (tid as the probe saw it, host tid)
 
 struct RecMeta {
   int32_t pid = 0;
@@ -157,6 +166,7 @@ class RecordingWriter {
   void drops(uint32_t tid, uint64_t count);
   void gil(const RecGil&);
   void clock(const RecClock&);
+  void host_ids(int32_t host_pid, std::span<const TidPair> pairs);
   void end(const RecEnd&);  // and flushes
 
   // Whether a timed flush is due: something is pending and the last flush
@@ -224,6 +234,7 @@ class RecordingVisitor {
   virtual void on_drops(uint32_t, uint64_t) {}
   virtual void on_gil(const RecGil&) {}
   virtual void on_clock(const RecClock&) {}
+  virtual void on_host_ids(int32_t /*host_pid*/, std::span<const TidPair>) {}
   virtual void on_end(const RecEnd&) {}
 };
 

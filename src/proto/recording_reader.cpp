@@ -231,6 +231,19 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       r.complete = true;
       return true;
     }
+    case RecordType::HostIds: {
+      const int64_t host_pid = c.svarint();
+      const uint64_t n = c.varint_max(kMaxHostIdPairs);
+      std::vector<TidPair> pairs;
+      for (uint64_t i = 0; i < n && c.ok(); ++i) {
+        const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+        const auto host = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+        pairs.emplace_back(tid, host);
+      }
+      if (!c.ok() || host_pid <= 0 || host_pid > INT32_MAX) return false;
+      v.on_host_ids(static_cast<int32_t>(host_pid), pairs);
+      return true;
+    }
     case RecordType::Clock: {
       RecClock k;
       k.raw = c.varint();

@@ -119,6 +119,22 @@ void RecordingWriter::name(uint32_t tid, const std::string& name) {
   begin_record(RecordType::Name, body_);
 }
 
+void RecordingWriter::host_ids(int32_t host_pid, std::span<const TidPair> pairs) {
+  while (true) {
+    const auto n = std::min<size_t>(pairs.size(), kMaxHostIdPairs);
+    body_.clear();
+    body_.svarint(host_pid);
+    body_.varint(n);
+    for (size_t i = 0; i < n; ++i) {
+      body_.varint(pairs[i].first);
+      body_.varint(pairs[i].second);
+    }
+    begin_record(RecordType::HostIds, body_);
+    pairs = pairs.subspan(n);
+    if (pairs.empty()) return;
+  }
+}
+
 void RecordingWriter::drops(uint32_t tid, uint64_t count) {
   body_.clear();
   body_.varint(tid);

@@ -47,7 +47,9 @@ std::string python_line(const Report& r) {
 }
 
 void render_header(const Report& r, std::ostream& out) {
-  out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), r.pid,
+  const std::string pid = r.host_pid ? fmt::format("{} (pid {} in its PID namespace)", r.host_pid, r.pid)
+                                     : std::to_string(r.pid);
+  out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), pid,
                      r.command.empty() ? "" : " · ", clip(clean(r.command), 100));
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
                      r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",

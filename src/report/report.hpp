@@ -79,7 +79,10 @@ struct GilReport {
 // One row per (thread, GIL).  Times are doubles in ns so that the parts add
 // up to the lifetime without per-field rounding (ticks * ns_per_tick).
 struct ThreadReport {
-  uint32_t tid = 0;
+  uint32_t tid = 0;  // as the probe saw it: the target's own PID namespace
+  // The same thread as the host sees it (`top -H`), when the target is in
+  // another PID namespace; 0 when it ended before it was looked up.
+  uint32_t host_tid = 0;
   std::string name;
   bool own = false;  // the probe's own thread
   uint32_t gil = 0;
@@ -156,7 +159,10 @@ struct ReportWindow {
 
 struct Report {
   std::string gilstat_version;
-  int pid = 0;
+  int pid = 0;  // as the target sees itself
+  // The pid the user typed and the host shows, when the target is in
+  // another PID namespace (a container); 0 when it is in gilstat's own.
+  int host_pid = 0;
   std::string command;
   double duration_s = 0;
   proto::ClockKind clock = proto::ClockKind::Monotonic;
