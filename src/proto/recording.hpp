@@ -51,6 +51,11 @@
 //   8 HostIds s host_pid | v n | (v tid | v host_tid) * n   (a target in another
 //            PID namespace: the ids the recording's host sees for the pid and
 //            tids the probe reported; new pairs as threads appear)
+//   9 Frame  v id | v kind (1 Python, 2 native) | str function | str file | v line
+//            | str object | v offset      (ids 0, 1, 2, ... in order, each once)
+//   10 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
+//   11 Sample v tid | v gil | v ts | v stack_id | v reason (1 profile, 2 long hold)
+//            | v hold_start                (the holder's stack; see stacks/)
 //
 // The writer flushes a chunk every WriterOptions::chunk_events events or
 // every flush_interval, each with one write(2): a SIGKILLed writer leaves a
@@ -69,6 +74,7 @@
 
 #include "gilstat/protocol.hpp"
 #include "proto/codec.hpp"
+#include "stacks/stack_table.hpp"
 
 namespace gilstat::proto {
 
@@ -92,6 +98,9 @@ enum class RecordType : uint8_t {
   End = 6,
   Clock = 7,
   HostIds = 8,
+  Frame = 9,
+  Stack = 10,
+  Sample = 11,
 };
 
 // At most this many (tid, host tid) pairs per HostIds record.
@@ -167,6 +176,11 @@ class RecordingWriter {
   void gil(const RecGil&);
   void clock(const RecClock&);
   void host_ids(int32_t host_pid, std::span<const TidPair> pairs);
+  // Stacks: each frame and stack once, by the ids of the caller's
+  // StackTable (defined before any sample uses them).
+  void frame(uint32_t id, const stacks::Frame& f);
+  void stack(uint32_t id, std::span<const uint32_t> frame_ids);
+  void sample(const stacks::Sample& s);
   void end(const RecEnd&);  // and flushes
 
   // Whether a timed flush is due: something is pending and the last flush
@@ -235,6 +249,9 @@ class RecordingVisitor {
   virtual void on_gil(const RecGil&) {}
   virtual void on_clock(const RecClock&) {}
   virtual void on_host_ids(int32_t /*host_pid*/, std::span<const TidPair>) {}
+  virtual void on_frame(uint32_t /*id*/, const stacks::Frame&) {}
+  virtual void on_stack(uint32_t /*id*/, std::span<const uint32_t> /*frame_ids*/) {}
+  virtual void on_sample(const stacks::Sample&) {}
   virtual void on_end(const RecEnd&) {}
 };
 

@@ -29,6 +29,15 @@ class RecordingSummary : public RecordingVisitor {
   void on_gil(const RecGil& g) override;
   void on_clock(const RecClock& k) override;
   void on_host_ids(int32_t host_pid, std::span<const TidPair> pairs) override;
+  void on_frame(uint32_t id, const stacks::Frame& f) override {
+    if (next_) next_->on_frame(id, f);
+  }
+  void on_stack(uint32_t id, std::span<const uint32_t> frame_ids) override {
+    if (next_) next_->on_stack(id, frame_ids);
+  }
+  void on_sample(const stacks::Sample& s) override {
+    if (next_) next_->on_sample(s);
+  }
   void on_end(const RecEnd& e) override;
 
   const RecMeta& meta() const { return meta_; }

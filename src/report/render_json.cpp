@@ -8,23 +8,26 @@
 
 #include "report/findings.hpp"
 #include "report/groups.hpp"
+#include "report/render_profile.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
 
-namespace {
-
-using Buf = fmt::memory_buffer;
-
 // Shortest round-trip form, always with a '.' or an exponent so that float
 // fields stay floats for typed readers ("1.0", not "1").  JSON has no NaN or
 // infinity; null says "no meaningful value".
-std::string number(double v) {
+std::string json_number(double v) {
   if (!std::isfinite(v)) return "null";
   std::string s = fmt::format("{}", v);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
 }
+
+namespace {
+
+using Buf = fmt::memory_buffer;
+
+std::string number(double v) { return json_number(v); }
 
 void put_stats(Buf& b, const char* key, const DurationStats& s) {
   fmt::format_to(
@@ -197,7 +200,7 @@ void render_json(const Report& r, std::ostream& out) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
     put_group(b, r.groups[i]);
   }
-  fmt::format_to(it, "]}}\n");
+  fmt::format_to(it, "],\n\"gil_profile\": {}}}\n", profile_json(r));
   out.write(b.data(), static_cast<std::streamsize>(b.size()));
 }
 

@@ -45,7 +45,8 @@
 //              "acquisitions": int, "forced_handoffs": int, "drops": int, "anomalies": int,
 //              "member_held_s": {"p50": float, "p99": float, "max": float},
 //              "wait_ns": D, "hold_ns": D,  // all the members' waits / holds
-//              "drop_requests": int, "drop_latency_max_ns": int}]}
+//              "drop_requests": int, "drop_latency_max_ns": int}],
+//  "gil_profile": {...}}   // held time by Python function (render_profile.hpp)
 // D = {"p50": int, "p90": int, "p99": int, "max": int, "total": int, "count": int}
 //
 // Strings from the target (command, thread names) are escaped and invalid
@@ -64,5 +65,7 @@ void render_json(const Report& report, std::ostream& out);
 
 // A JSON string literal (with the quotes) for arbitrary bytes.
 std::string json_string(std::string_view bytes);
+// A float as JSON: shortest round-trip, always a float ("1.0"), null for NaN/inf.
+std::string json_number(double v);
 
 }  // namespace gilstat::report

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gilstat/protocol.hpp"
+#include "report/gil_profile.hpp"
 #include "report/histogram.hpp"
 
 namespace gilstat::report {
@@ -181,6 +182,7 @@ struct Report {
   std::vector<GilReport> gils;        // by id
   std::vector<ThreadReport> threads;  // by held time, descending
   std::vector<GroupReport> groups;    // every thread in one group; by held time
+  GilProfile gil_profile;             // empty (no samples) unless stacks were sampled
 };
 
 }  // namespace gilstat::report
