@@ -51,10 +51,10 @@
 //   8 HostIds s host_pid | v n | (v tid | v host_tid) * n   (a target in another
 //            PID namespace: the ids the recording's host sees for the pid and
 //            tids the probe reported; new pairs as threads appear)
-//   9 Frame  v id | v kind (1 Python, 2 native) | str function | str file | v line
+//   10 Frame v id | v kind (1 Python, 2 native) | str function | str file | v line
 //            | str object | v offset      (ids 0, 1, 2, ... in order, each once)
-//   10 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
-//   11 Sample v tid | v gil | v ts | v stack_id | v reason (1 profile, 2 long hold)
+//   11 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
+//   12 Sample v tid | v gil | v ts | v stack_id | v reason (1 profile, 2 long hold)
 //            | v hold_start                (the holder's stack; see stacks/)
 //
 // The writer flushes a chunk every WriterOptions::chunk_events events or
@@ -98,9 +98,9 @@ enum class RecordType : uint8_t {
   End = 6,
   Clock = 7,
   HostIds = 8,
-  Frame = 9,
-  Stack = 10,
-  Sample = 11,
+  Frame = 10,
+  Stack = 11,
+  Sample = 12,
 };
 
 // At most this many (tid, host tid) pairs per HostIds record.
