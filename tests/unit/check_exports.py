@@ -178,12 +178,21 @@ def check_prometheus(path):
     with open(out, encoding="utf-8") as f:
         types, samples = check_prometheus_text(f.read())
     rep = report(path)
+
+    def sample(name, **labels):
+        """The one sample of `name` with these labels (and the command label)."""
+        found = [v for (n, ls), v in samples.items()
+                 if n == name and {k: v for k, v in ls if k != "command"} == labels]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
     for g in rep["gils"]:
-        key = ("gilstat_gil_acquisitions_total", (("gil", str(g["id"])), ("pid", str(rep["pid"]))))
-        assert samples[key] == g["acquisitions"], (key, samples.get(key), g["acquisitions"])
-        key = ("gilstat_gil_hold_duration_seconds_count",
-               (("gil", str(g["id"])), ("pid", str(rep["pid"]))))
-        assert samples[key] == g["hold_ns"]["count"], key
+        labels = {"gil": str(g["id"]), "pid": str(rep["pid"])}
+        assert sample("gilstat_gil_acquisitions_total", **labels) == g["acquisitions"], labels
+        assert sample("gilstat_gil_hold_duration_seconds_count", **labels) == \
+            g["hold_ns"]["count"], labels
+        assert sample("gilstat_gil_held_seconds_total", **labels) == \
+            g["hold_ns"]["total"] / 1e9, labels
     for required in ("gilstat_gil_utilization_ratio", "gilstat_thread_held_seconds_total",
                      "gilstat_gil_wait_duration_seconds"):
         assert required in types, required
