@@ -38,20 +38,24 @@ uint64_t start_time(pid_t pid) {
   return std::strtoull(stat->c_str() + pos, nullptr, 10);
 }
 
-// A CPython process, as far as /proc tells without attaching: its executable
-// or a mapped libpython says so.  The attach's pre-flight decides for good.
+// A CPython process, as far as /proc tells without attaching: a mapped
+// python executable or libpython (the executable may be a loader that runs
+// python, as with an explicitly invoked ld.so).  The attach's pre-flight
+// decides for good.
 bool looks_like_python(pid_t pid) {
-  char exe[4096];
-  const ssize_t n = readlink(procfs::path(pid, "exe").c_str(), exe, sizeof(exe) - 1);
-  if (n > 0) {
-    std::string_view path(exe, static_cast<size_t>(n));
-    const size_t slash = path.rfind('/');
-    if (path.substr(slash == std::string_view::npos ? 0 : slash + 1).find("python") !=
-        std::string_view::npos)
-      return true;
-  }
   const auto maps = procfs::read(pid, "maps");
-  return maps && maps->find("/libpython3") != std::string::npos;
+  if (!maps) return false;
+  std::string_view rest(*maps);
+  while (!rest.empty()) {
+    const size_t eol = rest.find('\n');
+    const std::string_view line = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 1);
+    const size_t slash = line.rfind('/');
+    if (slash == std::string_view::npos) continue;
+    const std::string_view base = line.substr(slash + 1);
+    if (base.starts_with("python") || base.starts_with("libpython")) return true;
+  }
+  return false;
 }
 
 std::string one_line(std::string text) {
