@@ -4,8 +4,9 @@ and the exporter's memory over the run.
 
 Starts N copies of tests/e2e/workloads/exporter_service.py, an exporter matching them,
 waits until all are up, then scrapes /metrics every --every seconds for --seconds.
-Prints the exporter's own gilstat_exporter_scrape_duration_seconds (time to prepare a
-scrape) and the client's round trip, as median / p90 / max, the body size, and the
+Prints the exporter's own gilstat_exporter_scrape_duration_seconds (wall time to prepare
+a scrape) and _scrape_cpu_seconds (its CPU time: a loaded host stretches the wall time),
+and the client's round trip, as median / p90 / max, the body size, and the
 exporter's RSS at the first and last scrape. Asserts nothing (speed is measured, not
 tested); needs ptrace rights (root).
 
@@ -74,7 +75,7 @@ def main():
             if time.monotonic() > deadline:
                 sys.exit("not every target came up:\n" + os.pread(err.fileno(), 65536, 0).decode())
             time.sleep(0.5)
-        prepared, round_trip, sizes, rss = [], [], [], [rss_kib(exporter.pid)]
+        prepared, cpu, round_trip, sizes, rss = [], [], [], [], [rss_kib(exporter.pid)]
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
             took, body = scrape(port)
@@ -82,10 +83,13 @@ def main():
             sizes.append(len(body))
             m = re.search(r"^gilstat_exporter_scrape_duration_seconds (\S+)$", body, re.M)
             prepared.append(float(m.group(1)))
+            m = re.search(r"^gilstat_exporter_scrape_cpu_seconds (\S+)$", body, re.M)
+            cpu.append(float(m.group(1)))
             time.sleep(args.every)
         rss.append(rss_kib(exporter.pid))
         print("%d targets, %d scrapes over %.0f s" % (args.targets, len(round_trip), args.seconds))
         print("prepare (exporter's own): " + summary(prepared[1:]))
+        print("prepare, CPU time:        " + summary(cpu[1:]))
         print("round trip (client):      " + summary(round_trip))
         print("body: %.0f KiB; exporter RSS %d -> %d KiB" % (
             statistics.median(sizes) / 1024, rss[0], rss[-1]))

@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <regex>
@@ -88,6 +89,12 @@ exporter::WatchOptions watch_options(const ExporterOptions& opts) {
   return w;
 }
 
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 std::string front_page(const ExporterOptions& opts, const exporter::TargetRegistry& registry) {
   std::string page = fmt::format("gilstat {} exporter\n\nmetrics: /metrics\nwatching:", kVersion);
   for (int pid : opts.pids) page += fmt::format(" --pid {}", pid);
@@ -112,6 +119,7 @@ int run_exporter(const ExporterOptions& opts) {
     exporter::HttpResponse response;
     if (request.path == "/metrics") {
       const uint64_t t0 = monotonic_ns();
+      const double cpu0 = thread_cpu_s();
       const auto format = exporter::wants_openmetrics(request.accept)
                               ? report::ExpositionFormat::kOpenMetrics
                               : report::ExpositionFormat::kPrometheus;
@@ -121,6 +129,7 @@ int run_exporter(const ExporterOptions& opts) {
       response.body = body.str();
       ++self.scrapes;
       self.last_scrape_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+      self.last_scrape_cpu_s = thread_cpu_s() - cpu0;
     } else if (request.path == "/") {
       response.body = front_page(opts, registry);
     } else {

@@ -326,6 +326,9 @@ void TargetRegistry::render(report::ExpositionFormat format, std::ostream& out,
   e.family("gilstat_exporter_scrape_duration_seconds", "gauge",
            "Time the previous scrape took to prepare.",
            [&] { e.sample(none, self.last_scrape_s); });
+  e.family("gilstat_exporter_scrape_cpu_seconds", "gauge",
+           "CPU time the previous scrape took to prepare.",
+           [&] { e.sample(none, self.last_scrape_cpu_s); });
   e.family("gilstat_exporter_scrapes_total", "counter", "Scrapes served.",
            [&] { e.counter(none, static_cast<double>(self.scrapes), 0); });
   e.family("gilstat_exporter_events_total", "counter", "Probe events drained from every target.",

@@ -51,7 +51,9 @@ struct WatchOptions {
 // The HTTP side of the exporter's own figures.
 struct SelfStats {
   uint64_t scrapes = 0;
-  double last_scrape_s = 0;
+  double last_scrape_s = 0;  // wall time
+  double last_scrape_cpu_s =
+      0;  // CPU time of the exporter's thread (a loaded host stretches the wall time)
 };
 
 class TargetRegistry {

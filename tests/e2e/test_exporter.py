@@ -252,7 +252,7 @@ def test_exporter_services(heavy, gilstat, gilstat_bin, tmp_path):
             took = time.monotonic() - t0
             assert code == 0, exporter.describe()
             assert took < 3.0, "exit took %.2f s" % took
-            assert "Traceback" not in err
+            assert "every target detached" in err, err
             again = gilstat("record", "--pid", a.pid, "-o", tmp_path / "after.gst",
                             "--duration", "0.5", timeout=30)
             assert again.returncode == 0, again.describe()
