@@ -137,7 +137,7 @@ void TargetRegistry::drain(Target& t) {
   } catch (const std::exception& e) {
     // A corrupt region: this target only is detached.
     t.capture.reset();
-    t.session.reset();
+    retiring_.emplace_back([session = std::move(t.session)]() mutable { session.reset(); });
     fail(t, fmt::format("detached: {}", e.what()), false);
     return;
   }
@@ -370,6 +370,8 @@ void TargetRegistry::detach_all() {
     stops.emplace_back([session = t->session.get()] { session->stop(); });
   }
   for (std::thread& s : stops) s.join();
+  for (std::thread& r : retiring_) r.join();
+  retiring_.clear();
   targets_.clear();
 }
 

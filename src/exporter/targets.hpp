@@ -88,6 +88,10 @@ class TargetRegistry {
   std::map<pid_t, std::unique_ptr<Target>> targets_;
   std::map<pid_t, uint64_t> ignored_;  // matching processes that are not CPython (start time)
   std::unique_ptr<AttachJob> job_;
+  // Sessions being stopped off the drain loop: a stop waits up to a second
+  // for a probe whose region may be garbage, and the other targets' heartbeats
+  // must not wait with it.
+  std::vector<std::thread> retiring_;
   uint64_t next_scan_ns_ = 0;
   struct Totals {
     uint64_t events = 0;  // drained from every target since start

@@ -6,7 +6,8 @@ and nothing of the other; every line of every scrape (text format and OpenMetric
 a strict exposition parser; 50 short-lived threads of 50 kinds stay within --max-threads
 plus "other"; counters never go back; a service that exits disappears and its restart
 reappears with a new pid and counters started again; the self-metrics are there; a
-`record` on a watched target is refused naming the exporter; SIGTERM exits 0 and a
+`record` on a watched target is refused naming the exporter; a target that overwrites its
+region is dropped alone; SIGTERM exits 0 and a
 `record --pid` right after works. A CPython 3.7 (pyenv) shows as up 0 with one stderr
 line. Timing: the exporter rescans every 2 s; the waits below allow several rescans.
 """
@@ -95,13 +96,29 @@ def test_exporter_services(heavy, gilstat, gilstat_bin, tmp_path):
     a = service(heavy, tag + "-svc")
     b = service(heavy, tag + "-svc")
     other = service(heavy, tag + "-none")
-    with a, b, other, Background(gilstat_bin, "exporter", "--listen", "127.0.0.1:0",
+    # Matched by its interpreter option (-X takes any name): it overwrites its region.
+    hostile = Target(heavy, "hostile_region.py", python_args=("-X", tag + "-svc"))
+    hostile.expect("ready")
+    with a, b, other, hostile, Background(gilstat_bin, "exporter", "--listen", "127.0.0.1:0",
                                   "--match", tag + "-svc", "--max-threads",
                                   MAX_GROUPS) as exporter:
         port = port_of(exporter)
         up = lambda s: values(s, "gilstat_target_up")
-        first = wait_scrape(port, lambda s: up(s).get(a.pid) == 1 and up(s).get(b.pid) == 1,
-                            "both services up", exporter)
+        wait_scrape(port, lambda s: all(up(s).get(t.pid) == 1 for t in (a, b, hostile)),
+                    "both services and the hostile target up", exporter)
+        # A corrupt region drops that target only (kept as down until it exits).
+        hostile.send("find")
+        assert hostile.read_line().startswith("found"), hostile.describe()
+        hostile.send("header-ff")
+        assert hostile.read_line() == "done", hostile.describe()
+        first = wait_scrape(port, lambda s: up(s).get(hostile.pid) == 0, "the hostile one down",
+                            exporter, timeout=5)
+        assert up(first).get(a.pid) == 1 and up(first).get(b.pid) == 1, up(first)
+        lines = [l for l in stderr_text(exporter).splitlines() if "process %d" % hostile.pid in l]
+        assert len(lines) == 1 and "corrupt" in lines[0], stderr_text(exporter)
+        hostile.kill()
+        first = wait_scrape(port, lambda s: hostile.pid not in up(s), "the hostile one gone",
+                            exporter)
         time.sleep(1.0)
         second = scrape(port)
         for name in ("gilstat_gil_acquisitions_total", "gilstat_gil_held_seconds_total"):
@@ -109,7 +126,7 @@ def test_exporter_services(heavy, gilstat, gilstat_bin, tmp_path):
             for t in (a, b):
                 assert after[t.pid] > before[t.pid] > 0, (name, t.pid, before, after)
         pids = {int(dict(ls)["pid"]) for (_, ls) in second if "pid" in dict(ls)}
-        assert pids == {a.pid, b.pid}, (pids, other.pid)
+        assert pids == {a.pid, b.pid}, (pids, other.pid, hostile.pid)
 
         # 50 thread kinds: at most MAX_GROUPS series of them plus "other" per GIL.
         acquired = lambda s: values(s, "gilstat_thread_acquisitions_total").get(a.pid, 0)
