@@ -6,15 +6,17 @@ and nothing of the other; every line of every scrape (text format and OpenMetric
 a strict exposition parser; 50 short-lived threads of 50 kinds stay within --max-threads
 plus "other"; counters never go back; a service that exits disappears and its restart
 reappears with a new pid and counters started again; the self-metrics are there; a
-`record` on a watched target is refused naming the exporter; a target that overwrites its
-region is dropped alone; SIGTERM exits 0 and a
-`record --pid` right after works. A CPython 3.7 (pyenv) shows as up 0 with one stderr
-line. Timing: the exporter rescans every 2 s; the waits below allow several rescans.
+`record` on a watched target is refused naming the exporter; a target that overwrites
+its region is dropped alone; malformed, oversized and idle HTTP clients are refused or
+wait without blocking a scrape; SIGTERM exits 0 and a `record --pid` right after works.
+A CPython 3.7 (pyenv) shows as up 0 with one stderr line (and --no-command-label leaves
+the label out). Timing: the exporter rescans every 2 s; the waits allow several rescans.
 """
 import glob
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,6 +87,38 @@ def wait_scrape(port, predicate, what, exporter, timeout=APPEAR_TIMEOUT_S):
     return last["s"]
 
 
+def raw_request(port, data, timeout=5):
+    """Sends bytes as they are; returns the status line of the answer ("" if none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # the server may close on a request too large before reading all
+            pass
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError:
+            pass
+    return answer.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def check_hostile_clients(port):
+    """Malformed and oversized requests are refused; an idle client blocks nobody."""
+    assert raw_request(port, b"BLAH\r\n\r\n") == "HTTP/1.1 400 Bad Request"
+    assert raw_request(port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000) == \
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    assert raw_request(port, b"POST /metrics HTTP/1.1\r\n\r\n") == \
+        "HTTP/1.1 405 Method Not Allowed"
+    assert raw_request(port, b"GET /nothing HTTP/1.1\r\n\r\n") == "HTTP/1.1 404 Not Found"
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        idle.sendall(b"GET /metr")  # and nothing more
+        scrape(port)
+
+
 def service(python, tag):
     t = Target(python, "exporter_service.py", "--tag", tag)
     t.expect("ready")
@@ -127,6 +161,8 @@ def test_exporter_services(heavy, gilstat, gilstat_bin, tmp_path):
                 assert after[t.pid] > before[t.pid] > 0, (name, t.pid, before, after)
         pids = {int(dict(ls)["pid"]) for (_, ls) in second if "pid" in dict(ls)}
         assert pids == {a.pid, b.pid}, (pids, other.pid, hostile.pid)
+
+        check_hostile_clients(port)
 
         # 50 thread kinds: at most MAX_GROUPS series of them plus "other" per GIL.
         acquired = lambda s: values(s, "gilstat_thread_acquisitions_total").get(a.pid, 0)
@@ -200,7 +236,7 @@ def test_exporter_unattachable_target(heavy, gilstat_bin):
                                stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         with Background(gilstat_bin, "exporter", "--listen", "127.0.0.1:0", "--match",
-                        tag) as exporter:
+                        tag, "--no-command-label") as exporter:
             port = port_of(exporter)
             s = wait_scrape(port, lambda s: sleeper.pid in values(s, "gilstat_target_up"),
                             "the 3.7 process listed", exporter)
@@ -208,6 +244,7 @@ def test_exporter_unattachable_target(heavy, gilstat_bin):
                                                    frozenset())) == 1,
                             "its attach failed", exporter, timeout=5)
             assert values(s, "gilstat_target_up")[sleeper.pid] == 0
+            assert not any("command" in dict(ls) for (_, ls) in s), "--no-command-label"
             time.sleep(2.5)  # more rescans: still reported once, not retried yet (back-off 5 s)
             s = scrape(port)
             assert values(s, "gilstat_target_up")[sleeper.pid] == 0
