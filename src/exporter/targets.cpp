@@ -191,7 +191,7 @@ void TargetRegistry::start_attach(uint64_t now) {
   }
 }
 
-void TargetRegistry::scan(uint64_t now) {
+void TargetRegistry::scan() {
   for (auto& [pid, t] : targets_)
     if (start_time(pid) != t->start_time) t->gone = true;
   std::erase_if(ignored_, [](const auto& e) { return start_time(e.first) != e.second; });
@@ -214,7 +214,6 @@ void TargetRegistry::scan(uint64_t now) {
     add(pid, start);
   }
   closedir(proc);
-  (void)now;
 }
 
 void TargetRegistry::tick() {
@@ -223,7 +222,7 @@ void TargetRegistry::tick() {
     if (t->session) drain(*t);
   finish_attach();
   if (now >= next_scan_ns_) {
-    scan(now);
+    scan();
     next_scan_ns_ = now + kScanIntervalNs;
   }
   // Exited targets go with their series (a down one stays until then).

@@ -77,7 +77,7 @@ class TargetRegistry {
  private:
   struct Target;
   struct AttachJob;
-  void scan(uint64_t now);
+  void scan();
   void add(pid_t pid, uint64_t start_time);
   void drain(Target& t);
   void finish_attach();
