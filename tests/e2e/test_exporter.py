@@ -35,6 +35,20 @@ BURST = 50
 APPEAR_TIMEOUT_S = 15  # a rescan (2 s) and an attach on 2 loaded cores
 LISTEN_RE = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/metrics")
 
+def reference_parse(text, openmetrics):
+    """The Prometheus project's own Python parser of the format, when installed
+    (python3-prometheus-client, scripts/install-deps): it must read every scrape too."""
+    try:
+        if openmetrics:
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families
+        else:
+            from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return
+    for _ in text_string_to_metric_families(text):
+        pass
+
+
 def scrape(port, openmetrics=False):
     request = urllib.request.Request("http://127.0.0.1:%d/metrics" % port)
     if openmetrics:
@@ -44,6 +58,7 @@ def scrape(port, openmetrics=False):
         text = r.read().decode("utf-8")
     assert content_type.startswith("application/openmetrics-text" if openmetrics
                                    else "text/plain; version=0.0.4"), content_type
+    reference_parse(text, openmetrics)
     return parse_exposition(text, openmetrics)[0]
 
 
