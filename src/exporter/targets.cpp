@@ -162,6 +162,7 @@ void TargetRegistry::finish_attach() {
   }
   t.session = std::move(job->session);
   t.capture = std::make_unique<cli::Capture>(t.session->region(), nullptr);
+  t.capture->set_host_pid(job->pid);
   t.calibration = std::make_unique<ClockCalibration>(t.session->clock());
   t.groups = std::make_unique<GroupSelection>(options_.max_groups);
   t.floor.clear();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "report/groups.hpp"
+#include "report/host_ids.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
@@ -211,7 +212,8 @@ const std::vector<ThreadFamily>& thread_families() {
 
 void render_prometheus(const Report& r, std::ostream& out) {
   Exposition e(out, ExpositionFormat::kPrometheus);
-  const Labels process = process_labels(r.pid, command_label(r.command));
+  // The ids the host shows, for a target in another PID namespace.
+  const Labels process = process_labels(r.host_pid ? r.host_pid : r.pid, command_label(r.command));
   const auto gil_labels = [&](uint32_t gil) {
     Labels ls = process;
     ls.push_back({"gil", fmt::format("{}", gil)});
@@ -221,7 +223,7 @@ void render_prometheus(const Report& r, std::ostream& out) {
     Labels ls = gil_labels(t.gil);
     ls.push_back({"group", group_key(t)});
     ls.push_back({"thread", t.name});
-    ls.push_back({"tid", fmt::format("{}", t.tid)});
+    ls.push_back({"tid", shown_tid(r, t)});
     return ls;
   };
 
