@@ -5,10 +5,10 @@
 // With -- PROGRAM it is `run -o FILE` without the printed report; with --pid
 // it attaches to a running process until Ctrl-C, SIGTERM, --duration or the
 // target's exit, then unhooks the probe.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
@@ -16,6 +16,7 @@
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
+#include "cli/outside_names.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 
@@ -36,9 +37,10 @@ std::string status_line(const LiveStatus& s) {
 }
 
 void print_saved(const std::string& path, const LiveStatus& s) {
-  std::cerr << fmt::format("gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
-                           "read it with `gilstat report {}`\n",
-                           path, s.events, s.drops, s.bytes / 1024.0, path);
+  std::cerr << fmt::format(
+      "gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
+      "read it with `gilstat report {}`\n",
+      path, s.events, s.drops, s.bytes / 1024.0, path);
 }
 
 int record_pid(const RecordOptions& opts) {
@@ -48,6 +50,7 @@ int record_pid(const RecordOptions& opts) {
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   proto::RecordingWriter writer(opts.output);
   Capture capture(session.region(), &writer);
+  name_threads_from_outside(session.target(), capture);
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   auto status = [&] {

@@ -20,12 +20,13 @@
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/outside_names.hpp"
 #include "cli/table_options.hpp"
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
-#include "common/procfs.hpp"
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 #include "report/render_json.hpp"
 
 namespace gilstat::cli {
@@ -149,6 +150,7 @@ int top(const TopOptions& opts) {
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
+  name_threads_from_outside(session.target(), capture);
   Terminal terminal(screen);
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);
