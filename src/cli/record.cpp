@@ -5,10 +5,10 @@
 // With -- PROGRAM it is `run -o FILE` without the printed report; with --pid
 // it attaches to a running process until Ctrl-C, SIGTERM, --duration or the
 // target's exit, then unhooks the probe.
+#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
@@ -37,10 +37,9 @@ std::string status_line(const LiveStatus& s) {
 }
 
 void print_saved(const std::string& path, const LiveStatus& s) {
-  std::cerr << fmt::format(
-      "gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
-      "read it with `gilstat report {}`\n",
-      path, s.events, s.drops, s.bytes / 1024.0, path);
+  std::cerr << fmt::format("gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
+                           "read it with `gilstat report {}`\n",
+                           path, s.events, s.drops, s.bytes / 1024.0, path);
 }
 
 int record_pid(const RecordOptions& opts) {

@@ -25,8 +25,8 @@
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
-#include "common/error.hpp"
 #include "common/procfs.hpp"
+#include "common/error.hpp"
 #include "report/render_json.hpp"
 
 namespace gilstat::cli {
