@@ -93,6 +93,41 @@ inline constexpr const ObjectLayout* object_layout(int minor, bool free_threaded
   }
 }
 
+// 3.13+: the same fields as the target's own _Py_DebugOffsets states them
+// (the reader prefers those: they follow a patch release that moves a
+// field).  Positions *inside* _Py_DebugOffsets, measured with offsetof() on
+// the 3.13.0, free-threaded 3.13.5, 3.14.10 and 3.15.2 headers (the
+// free-threaded 3.13 block has the same positions).  0 = not in the block.
+struct DebugObjectPositions {
+  uint32_t runtime_interpreters_head, interp_threads_head, interp_next;
+  uint32_t tstate_next, tstate_thread_id, tstate_native_thread_id, tstate_frame;
+  uint32_t frame_back, frame_code, frame_lasti, frame_localsplus, frame_owner;
+  uint32_t code_filename, code_name, code_qualname, code_linetable, code_firstlineno,
+      code_code_adaptive;
+  uint32_t ob_type, tp_name, tuple_items, unicode_state, unicode_length, unicode_ascii_size;
+};
+// clang-format off
+inline constexpr DebugObjectPositions kDebugObjects313{40, 72, 64, 168, 192, 200, 184,
+    232, 240, 248, 256, 264, 280, 288, 296, 304, 312, 344, 360, 376, 408, 544, 552, 560};
+inline constexpr DebugObjectPositions kDebugObjects314{40, 72, 64, 192, 216, 224, 208,
+    256, 264, 272, 280, 288, 320, 328, 336, 344, 352, 384, 408, 424, 456, 624, 632, 640};
+inline constexpr DebugObjectPositions kDebugObjects315{40, 72, 64, 192, 240, 248, 208,
+    320, 328, 336, 344, 352, 384, 392, 400, 408, 416, 448, 472, 488, 552, 720, 728, 736};
+// clang-format on
+
+inline constexpr const DebugObjectPositions* debug_object_positions(int minor) {
+  switch (minor) {
+    case 13:
+      return &kDebugObjects313;
+    case 14:
+      return &kDebugObjects314;
+    case 15:
+      return &kDebugObjects315;
+    default:
+      return nullptr;
+  }
+}
+
 // PyInterpreterState.id (int64_t), measured like the table above; the same
 // in the free-threaded 3.13 build.
 inline constexpr uint32_t interp_id_offset(int minor) {

@@ -1,7 +1,10 @@
 #include "pyruntime/runtime_reader.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 #include <set>
+#include <span>
 
 #include "common/error.hpp"
 #include "common/procfs.hpp"
@@ -271,6 +274,63 @@ class Walker {
   PySnapshot* snap_ = nullptr;
 };
 
+// 3.13+: the field offsets the target's _Py_DebugOffsets states replace
+// the measured ones (they follow a patch release that moves a field).
+// Every value is bounded; a block that does not read as one keeps the table.
+void apply_debug_offsets(const attach::RemoteMemory& memory, RemoteAddr runtime, int minor,
+                         cpython::ObjectLayout* l, std::vector<std::string>* problems) {
+  const cpython::DebugObjectPositions* p = cpython::debug_object_positions(minor);
+  char cookie[sizeof(cpython::kDebugCookie)];
+  if (!p || !memory.read(runtime, std::as_writable_bytes(std::span(cookie))) ||
+      std::memcmp(cookie, cpython::kDebugCookie, sizeof(cookie)) != 0) {
+    problems->push_back("_Py_DebugOffsets not found: measured offsets used");
+    return;
+  }
+  struct Field {
+    uint32_t position;
+    uint32_t* value;
+    uint64_t max;
+  };
+  constexpr uint64_t kStruct = kMaxStructOffset, kObject = 4096;
+  const Field fields[] = {
+      {p->runtime_interpreters_head, &l->runtime_interpreters_head, kStruct},
+      {p->interp_threads_head, &l->interp_threads_head, kStruct},
+      {p->interp_next, &l->interp_next, kStruct},
+      {p->tstate_next, &l->tstate_next, kStruct},
+      {p->tstate_thread_id, &l->tstate_thread_id, kStruct},
+      {p->tstate_native_thread_id, &l->tstate_native_thread_id, kStruct},
+      {p->tstate_frame, &l->tstate_frame, kStruct},
+      {p->frame_back, &l->frame_back, kObject},
+      {p->frame_code, &l->frame_code, kObject},
+      {p->frame_lasti, &l->frame_lasti, kObject},
+      {p->frame_localsplus, &l->frame_localsplus, kObject},
+      {p->frame_owner, &l->frame_owner, kObject},
+      {p->code_filename, &l->code_filename, kObject},
+      {p->code_name, &l->code_name, kObject},
+      {p->code_qualname, &l->code_qualname, kObject},
+      {p->code_linetable, &l->code_linetable, kObject},
+      {p->code_firstlineno, &l->code_firstlineno, kObject},
+      {p->code_code_adaptive, &l->code_code_adaptive, kObject},
+      {p->ob_type, &l->ob_type, kObject},
+      {p->tp_name, &l->tp_name, kObject},
+      {p->tuple_items, &l->tuple_items, kObject},
+      {p->unicode_state, &l->unicode_state, kObject},
+      {p->unicode_length, &l->unicode_length, kObject},
+      {p->unicode_ascii_size, &l->unicode_ascii_size, kObject},
+  };
+  uint64_t values[std::size(fields)];
+  for (size_t i = 0; i < std::size(fields); ++i) {
+    auto v = memory.read_value<uint64_t>(runtime + fields[i].position);
+    if (!v || *v > fields[i].max) {
+      problems->push_back("_Py_DebugOffsets out of bounds: measured offsets used");
+      return;
+    }
+    values[i] = *v;
+  }
+  for (size_t i = 0; i < std::size(fields); ++i)
+    *fields[i].value = static_cast<uint32_t>(values[i]);
+}
+
 }  // namespace
 
 PySnapshot read_runtime(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
@@ -281,13 +341,16 @@ PySnapshot read_runtime(const attach::RemoteMemory& memory, pid_t pid, RemoteAdd
     auto ft = memory.read_value<uint64_t>(py_runtime + cpython::kDebugFreeThreadedAt);
     snap.free_threaded = ft && *ft == 1;
   }
-  const cpython::ObjectLayout* layout = cpython::object_layout(snap.minor, snap.free_threaded);
-  if (!layout)
+  const cpython::ObjectLayout* table = cpython::object_layout(snap.minor, snap.free_threaded);
+  if (!table)
     throw Error("no object layout for CPython 3." + std::to_string(snap.minor) +
                     (snap.free_threaded ? " (free-threaded)" : ""),
                 "gilstat reads Python stacks of 3.8-3.15 and of free-threaded 3.13",
                 kExitNotCPython);
-  Walker(memory, pid, py_runtime, snap.minor, snap.free_threaded, *layout).run(&snap);
+  cpython::ObjectLayout layout = *table;
+  if (snap.minor >= 13)
+    apply_debug_offsets(memory, py_runtime, snap.minor, &layout, &snap.problems);
+  Walker(memory, pid, py_runtime, snap.minor, snap.free_threaded, layout).run(&snap);
   return snap;
 }
 
