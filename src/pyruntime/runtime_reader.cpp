@@ -45,6 +45,7 @@ class Walker {
       if (!next) return problem("interpreter list unreadable (changed while read)");
       interp = *next;
     }
+    if (seen.empty()) problem("no interpreter: the runtime is not initialised yet, or finalising");
     assign_tids();
     for (PyThread& t : snap_->threads)
       if (t.name.empty() && t.tid == pid_) t.name = "MainThread", t.name_source = "main";

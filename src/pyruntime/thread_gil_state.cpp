@@ -14,8 +14,10 @@ namespace {
 
 constexpr int64_t kFutex = 202;  // x86_64
 // A waiter in take_gil wakes every switch interval and goes back to sleep;
-// seen "running" it is re-read a few times, a millisecond apart.
-constexpr int kRunningRetries = 5;
+// on a busy machine it can then sit in the run queue for a while.  A Python
+// thread seen "running" while its GIL is held by another is re-read, a
+// millisecond apart, within one budget for the whole dump.
+constexpr int kRetryBudgetMs = 50;
 
 std::optional<uint64_t> number(std::string_view word, int base) {
   if (base == 16) {
@@ -73,6 +75,7 @@ const char* gil_role_name(GilRole role) {
 std::vector<ThreadGilState> gil_states(pid_t pid, const std::vector<pid_t>& tids,
                                        const PySnapshot& snapshot) {
   std::vector<ThreadGilState> out;
+  int retries_left = kRetryBudgetMs;
   for (pid_t tid : tids) {
     ThreadGilState st;
     st.tid = tid;
@@ -84,7 +87,10 @@ std::vector<ThreadGilState> gil_states(pid_t pid, const std::vector<pid_t>& tids
       if (g.locked == 1 && g.last_holder == py->tstate) st.role = GilRole::kHolds, st.gil = i;
     }
     std::optional<SyscallState> sc = read_syscall(pid, tid);
-    for (int i = 0; i < kRunningRetries && sc && sc->running && st.role != GilRole::kHolds; ++i) {
+    bool gil_held = false;
+    for (const PyGil& g : snapshot.gils) gil_held |= g.locked == 1;
+    while (py && gil_held && st.role != GilRole::kHolds && sc && sc->running &&
+           retries_left-- > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       sc = read_syscall(pid, tid);
     }
