@@ -2,6 +2,8 @@
 
 #include <span>
 
+#include "report/utf8.hpp"
+
 namespace gilstat::pyruntime {
 
 namespace {
@@ -10,23 +12,11 @@ constexpr size_t kMaxTypeName = 64;
 constexpr size_t kMaxCachedTypes = 256;
 constexpr size_t kMaxCachedCodes = 4096;
 
+// One code point as UTF-8; a value that is not a Unicode scalar (a torn
+// or hostile string) becomes U+FFFD.
 void put_utf8(std::string& out, uint32_t c) {
-  if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) c = 0xfffd;  // not a scalar value
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xc0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xe0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  }
+  if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) c = 0xfffd;
+  report::utf8_append(out, c);
 }
 
 }  // namespace
