@@ -8,13 +8,14 @@ deadlock forms a moment after the target's line); every check on it is exact.
 """
 import json
 import os
+import re
+import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import workload
+from conftest import REPO, workload
 from test_attach import Target
 
 SETTLE_S = 10  # how long the deadlock may take to form on a busy machine
@@ -158,3 +159,35 @@ def test_dump_refuses_bad_targets(gilstat, tmp_path):
         other.kill()
         other.wait()
         zombie.wait()
+
+
+def test_object_layout_table_matches_the_headers(supported_python):
+    """The row of include/gilstat/cpython_objects.hpp for the interpreter under test is
+    what offsetof() gives on its own headers (scripts/measure-object-layout)."""
+    include = subprocess.run(
+        [supported_python.path, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+        stdout=subprocess.PIPE, check=True, timeout=30).stdout.decode().strip()
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc to compile the measuring program")
+    if not os.path.isdir(os.path.join(include, "internal")):
+        pytest.skip("no internal headers in %s (Debian: python3.X-dev)" % include)
+    measured = subprocess.run(
+        [str(REPO / "scripts" / "measure-object-layout"), include], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, timeout=60)
+    assert measured.returncode == 0, measured.stderr.decode()
+    row = [int(v) for v in measured.stdout.decode().splitlines()[0].split(",") if v.strip()]
+    header = (REPO / "include" / "gilstat" / "cpython_objects.hpp").read_text()
+    name = "kObjects3%d%s" % (supported_python.minor[1], "t" if supported_python.free_threaded
+                              else "")
+    m = re.search(r"%s\{([^}]*)\}" % name, header)
+    assert m, "no %s in cpython_objects.hpp" % name
+    table = [int(v) for v in m.group(1).split(",")]
+    assert table == row, "%s: table %s, headers %s" % (name, table, row)
+    # 3.13+: where the same fields sit inside _Py_DebugOffsets.
+    lines = measured.stdout.decode().splitlines()
+    debug = [l for l in lines if l.startswith("DebugObjectPositions ")]
+    if supported_python.minor >= (3, 13):
+        assert debug, lines
+        positions = [int(v) for v in debug[0].split(" ", 1)[1].split(",") if v.strip()]
+        m = re.search(r"kDebugObjects3%d\{([^}]*)\}" % supported_python.minor[1], header)
+        assert m and [int(v) for v in m.group(1).split(",")] == positions, positions
