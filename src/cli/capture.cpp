@@ -115,6 +115,16 @@ void Capture::sync_names() {
   }
 }
 
+void Capture::add_outside_names(const std::vector<std::pair<pid_t, std::string>>& names) {
+  for (const auto& [tid, name] : names) {
+    const auto key = static_cast<uint32_t>(tid);
+    if (names_.count(key) || names_.size() >= report::Aggregator::kDefaultMaxThreads) continue;
+    names_[key] = name;
+    aggregator_.set_thread_name(key, name);
+    if (writer_) writer_->name(key, name);
+  }
+}
+
 void Capture::describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
                        std::vector<proto::RecGil>* gils) const {
   if (!region_.corrupt()) {

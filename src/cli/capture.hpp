@@ -36,6 +36,12 @@ class Capture {
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
   // The report so far, as if the window ended at `now` (live views).
   report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
+  // Names of threads read from outside the target (pyruntime) when
+  // attaching: they do not need the probe to get the GIL.  A name the probe
+  // has already given is kept; one it gives later replaces these (both come
+  // from the same Thread._name, so they agree unless the program renamed
+  // the thread in between).
+  void add_outside_names(const std::vector<std::pair<pid_t, std::string>>& names);
   uint64_t events() const { return events_; }
   uint64_t drops() const { return drops_; }
   // Events lost because every ring was in use (the last value read while the

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   cli::add_attach_command(app, action);
   cli::add_demo_command(app, action);
   cli::add_exporter_command(app, action);
+  cli::add_dump_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

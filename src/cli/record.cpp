@@ -16,6 +16,7 @@
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
+#include "cli/outside_names.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 
@@ -49,6 +50,7 @@ int record_pid(const RecordOptions& opts) {
   proto::RecordingWriter writer(opts.output);
   Capture capture(session.region(), &writer);
   capture.set_host_pid(opts.pid);
+  name_threads_from_outside(session.target(), capture);
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   auto status = [&] {

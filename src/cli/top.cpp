@@ -20,6 +20,7 @@
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/outside_names.hpp"
 #include "cli/table_options.hpp"
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
@@ -157,6 +158,7 @@ int top(const TopOptions& opts) {
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
   capture.set_host_pid(opts.pid);
+  name_threads_from_outside(session.target(), capture);
   Terminal terminal(screen);
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);
