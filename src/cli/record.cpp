@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
 #include "cli/outside_names.hpp"
+#include "cli/profile_sampler.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 
@@ -29,6 +30,7 @@ struct RecordOptions {
   int pid = 0;
   double duration = 0;  // seconds; 0 = until stopped
   std::string method;   // --method, with --pid
+  double profile_rate = kDefaultProfileRate;  // Hz, with --pid; 0: no profile
 };
 
 std::string status_line(const LiveStatus& s) {
@@ -51,6 +53,7 @@ int record_pid(const RecordOptions& opts) {
   Capture capture(session.region(), &writer);
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
+  ProfileSampler profile(session.target(), session.clock(), opts.profile_rate);
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   auto status = [&] {
@@ -58,6 +61,7 @@ int record_pid(const RecordOptions& opts) {
                       capture.drops() + capture.drops_no_ring(), writer.bytes()};
   };
   const bool exited = record_attached(session, capture, [&] {
+                        profile.flush(session.region(), writer);
                         if (stop_requested()) return false;
                         if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9)
                           return false;
@@ -115,6 +119,10 @@ void add_record_command(CLI::App& app, Action& action) {
   cmd->add_option("-o,--output", opts->output, "Recording file to write")->required();
   cmd->add_option("-p,--pid", opts->pid, "Attach to this running CPython process");
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds (with --pid)");
+  cmd->add_option("--profile-rate", opts->profile_rate,
+                  "Samples per second of the GIL holder's Python stack for the held-time "
+                  "profile (with --pid; default 200, 0: none)")
+      ->check(CLI::Range(0.0, kMaxProfileRate));
   add_method_option(*cmd, opts->method);
   cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)");
   cmd->positionals_at_end();

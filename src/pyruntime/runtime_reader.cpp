@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
+#include <memory>
+#include <map>
 #include <set>
 #include <span>
 
@@ -30,6 +32,40 @@ class Walker {
         ft_(free_threaded),
         l_(layout),
         o_(memory, layout, minor) {}
+
+  // One thread's Python stack (the sampler's read: nothing else is read).
+  PyThread stack_of(RemoteAddr tstate) {
+    PyThread t;
+    t.tstate = tstate;
+    read_stack(&t);
+    return t;
+  }
+
+  // The tid of a thread state read directly (a thread born since the last
+  // full read): native_thread_id, or before 3.11 the tid in glibc's struct
+  // pthread at the offset the last full read confirmed.
+  std::optional<pid_t> tid_of(RemoteAddr ts) {
+    std::optional<uint64_t> tid;
+    if (l_.tstate_native_thread_id) {
+      tid = o_.u64(ts + l_.tstate_native_thread_id);
+    } else if (pthread_tid_offset_) {
+      auto pthread = o_.u64(ts + l_.tstate_thread_id);
+      if (!pthread || !*pthread) return std::nullopt;
+      auto v = m_.read_value<int32_t>(RemoteAddr(*pthread + pthread_tid_offset_));
+      if (v && *v > 0) tid = static_cast<uint64_t>(*v);
+    }
+    if (!tid || *tid == 0 || *tid >= (1u << 22)) return std::nullopt;  // above any pid_max
+    return static_cast<pid_t>(*tid);
+  }
+
+  // A GIL's `locked` and `last_holder`, nullopt when unreadable.
+  std::optional<std::pair<int32_t, RemoteAddr>> gil_holder(RemoteAddr gil) {
+    const cpython::GilFields& f = cpython::gil_fields(ft_);
+    auto locked = m_.read_value<int32_t>(gil + f.locked);
+    auto holder = o_.u64(gil + f.last_holder);
+    if (!locked || !holder) return std::nullopt;
+    return std::make_pair(*locked, RemoteAddr(*holder));
+  }
 
   void run(PySnapshot* snap) {
     snap_ = snap;
@@ -257,6 +293,7 @@ class Walker {
         if (fits(o)) offset = o;
       if (!offset) return problem("thread ids: glibc's struct pthread not understood");
     }
+    pthread_tid_offset_ = offset;
     for (PyThread& t : snap_->threads) {
       if (!t.pthread_id) continue;
       auto tid = m_.read_value<int32_t>(RemoteAddr(t.pthread_id + offset));
@@ -272,6 +309,7 @@ class Walker {
   const cpython::ObjectLayout& l_;
   ObjectReader o_;
   uint64_t ceval_gil_ = 0;
+  uint64_t pthread_tid_offset_ = 0;  // confirmed by assign_tids(); 0 unknown
   PySnapshot* snap_ = nullptr;
 };
 
@@ -334,25 +372,92 @@ void apply_debug_offsets(const attach::RemoteMemory& memory, RemoteAddr runtime,
 
 }  // namespace
 
-PySnapshot read_runtime(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
-                        uint32_t version_hex) {
-  PySnapshot snap;
-  snap.minor = static_cast<int>((version_hex >> 16) & 0xff);
-  if (snap.minor >= 13) {
+// The version, build and object layout of a target (what every read needs).
+cpython::ObjectLayout layout_of(const attach::RemoteMemory& memory, RemoteAddr py_runtime,
+                                uint32_t version_hex, PySnapshot* snap) {
+  snap->minor = static_cast<int>((version_hex >> 16) & 0xff);
+  if (snap->minor >= 13) {
     auto ft = memory.read_value<uint64_t>(py_runtime + cpython::kDebugFreeThreadedAt);
-    snap.free_threaded = ft && *ft == 1;
+    snap->free_threaded = ft && *ft == 1;
   }
-  const cpython::ObjectLayout* table = cpython::object_layout(snap.minor, snap.free_threaded);
+  const cpython::ObjectLayout* table = cpython::object_layout(snap->minor, snap->free_threaded);
   if (!table)
-    throw Error("no object layout for CPython 3." + std::to_string(snap.minor) +
-                    (snap.free_threaded ? " (free-threaded)" : ""),
+    throw Error("no object layout for CPython 3." + std::to_string(snap->minor) +
+                    (snap->free_threaded ? " (free-threaded)" : ""),
                 "gilstat reads Python stacks of 3.8-3.15 and of free-threaded 3.13",
                 kExitNotCPython);
   cpython::ObjectLayout layout = *table;
-  if (snap.minor >= 13)
-    apply_debug_offsets(memory, py_runtime, snap.minor, &layout, &snap.problems);
+  if (snap->minor >= 13)
+    apply_debug_offsets(memory, py_runtime, snap->minor, &layout, &snap->problems);
+  return layout;
+}
+
+PySnapshot read_runtime(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
+                        uint32_t version_hex) {
+  PySnapshot snap;
+  const cpython::ObjectLayout layout = layout_of(memory, py_runtime, version_hex, &snap);
   Walker(memory, pid, py_runtime, snap.minor, snap.free_threaded, layout).run(&snap);
   return snap;
+}
+
+struct HolderSampler::Impl {
+  const attach::RemoteMemory& memory;
+  pid_t pid;
+  RemoteAddr py_runtime;
+  PySnapshot info;  // minor and build only
+  cpython::ObjectLayout layout;
+  std::unique_ptr<Walker> walker;
+  std::vector<RemoteAddr> gils;
+  uint64_t refreshed_ns = 0;
+  bool refreshed = false;
+
+  Impl(const attach::RemoteMemory& m, pid_t p, RemoteAddr runtime, uint32_t version_hex)
+      : memory(m), pid(p), py_runtime(runtime), layout(layout_of(m, runtime, version_hex, &info)) {}
+
+  // The GILs (and, before 3.11, where glibc keeps a thread's tid), read
+  // afresh; a new walker also
+  // drops the code objects cached by address (one freed and replaced at the
+  // same address is then seen within a refresh).
+  void refresh(uint64_t now_ns) {
+    walker = std::make_unique<Walker>(memory, pid, py_runtime, info.minor, info.free_threaded,
+                                      layout);
+    PySnapshot snap;
+    snap.minor = info.minor;
+    snap.free_threaded = info.free_threaded;
+    walker->run(&snap);
+    gils.clear();
+    for (const PyGil& g : snap.gils) gils.push_back(g.address);
+    refreshed_ns = now_ns;
+    refreshed = true;
+  }
+};
+
+HolderSampler::HolderSampler(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
+                             uint32_t version_hex)
+    : impl_(std::make_unique<Impl>(memory, pid, py_runtime, version_hex)) {}
+
+HolderSampler::~HolderSampler() = default;
+
+std::vector<HolderSample> HolderSampler::sample(uint64_t now_ns) {
+  Impl& s = *impl_;
+  if (!s.refreshed || now_ns - s.refreshed_ns >= kRefreshNs) s.refresh(now_ns);
+  std::vector<HolderSample> out;
+  for (const RemoteAddr gil : s.gils) {
+    auto state = s.walker->gil_holder(gil);
+    if (!state || state->first != 1 || state->second.is_null()) continue;
+    // Read each time: a thread state freed with its thread is soon reused
+    // at the same address by the next one (a thread per request).
+    auto tid = s.walker->tid_of(state->second);
+    if (!tid) continue;
+    PyThread t = s.walker->stack_of(state->second);
+    if (t.stack.empty()) continue;  // torn read, or no Python frame
+    // The holder may have let go while its frames were read: the stack is
+    // kept only when the same thread state still holds the GIL.
+    auto after = s.walker->gil_holder(gil);
+    if (!after || after->first != 1 || after->second != state->second) continue;
+    out.push_back({gil.value(), *tid, std::move(t.stack)});
+  }
+  return out;
 }
 
 std::vector<std::pair<pid_t, std::string>> thread_names(const PySnapshot& snapshot) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,6 +67,32 @@ struct PySnapshot {
 // has no layout here; everything else lands in `problems`.
 PySnapshot read_runtime(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
                         uint32_t version_hex);
+
+// The Python stack of each GIL's holder, for a held-time profile sampled
+// often: each sample reads the GILs' `locked` and `last_holder` words and the
+// holder's thread state (its tid) and frames only; the GILs are read afresh
+// every kRefreshNs.  Code objects are cached between refreshes.
+struct HolderSample {
+  uint64_t gil = 0;  // the GIL's address
+  pid_t tid = 0;
+  std::vector<PyFrame> stack;  // innermost first
+};
+
+class HolderSampler {
+ public:
+  // Throws gilstat::Error (exit 3) when the version has no layout here.
+  HolderSampler(const attach::RemoteMemory& memory, pid_t pid, RemoteAddr py_runtime,
+                uint32_t version_hex);
+  ~HolderSampler();
+  // One sample per GIL held now by a known thread whose stack read whole.
+  std::vector<HolderSample> sample(uint64_t now_ns);
+
+  static constexpr uint64_t kRefreshNs = 1'000'000'000;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // tid -> `threading` name of the threads read (those with a name).
 std::vector<std::pair<pid_t, std::string>> thread_names(const PySnapshot& snapshot);

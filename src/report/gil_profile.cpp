@@ -93,44 +93,69 @@ void ProfileCounter::add(const stacks::Sample& s) {
 
 GilProfile ProfileCounter::finish(const Report& r, const stacks::StackTable& table) const {
   GilProfile p;
+  if (counts_.empty()) return p;  // not sampled at all: no profile, not "all unsampled"
   // Samples per (tid, gil) row, to share each row's held time.
   std::map<std::pair<uint32_t, uint32_t>, uint64_t> per_row;
   for (const auto& [key, n] : counts_) per_row[{std::get<0>(key), std::get<1>(key)}] += n;
 
-  Accumulator all;
-  std::map<std::string, Accumulator> by_group;
-  std::map<std::string, double> group_held;
-  std::map<std::string, double> folded;
+  // Per group: its sampled rows' stacks (stack -> samples) and the held
+  // time of its members never sampled (short-lived threads), which is
+  // spread over the group's samples: same kind of thread, same code.
+  struct Group {
+    double held_ns = 0, unsampled_ns = 0;
+    uint64_t samples = 0;
+    std::vector<std::pair<uint32_t, double>> weighted;  // (stack, ns) from sampled rows
+    std::map<uint32_t, uint64_t> stack_samples;
+  };
+  std::map<std::string, Group> groups;
   for (const ThreadReport& t : r.threads) {
     if (t.own || t.held_ns <= 0) continue;
-    const std::string group = group_key(t);
+    Group& g = groups[group_key(t)];
+    g.held_ns += t.held_ns;
     const auto row = per_row.find({t.tid, t.gil});
     if (row == per_row.end()) {
-      p.unsampled_held_ns += t.held_ns;
-      folded[folded_text(group) + ";(not sampled)"] += t.held_ns;
+      g.unsampled_ns += t.held_ns;
       continue;
     }
     p.sampled_held_ns += t.held_ns;
     p.samples += row->second;
-    group_held[group] += t.held_ns;
+    g.samples += row->second;
     const double per_sample = t.held_ns / static_cast<double>(row->second);
     for (auto it = counts_.lower_bound({t.tid, t.gil, 0});
          it != counts_.end() && std::get<0>(it->first) == t.tid && std::get<1>(it->first) == t.gil;
          ++it) {
-      const std::vector<uint32_t>* stack = table.stack(std::get<2>(it->first));
-      const double ns = per_sample * static_cast<double>(it->second);
+      g.weighted.emplace_back(std::get<2>(it->first), per_sample * static_cast<double>(it->second));
+      g.stack_samples[std::get<2>(it->first)] += it->second;
+    }
+  }
+
+  Accumulator all;
+  std::map<std::string, Accumulator> by_group;
+  std::map<std::string, double> folded;
+  for (auto& [key, g] : groups) {
+    if (g.samples == 0) {
+      p.unsampled_held_ns += g.unsampled_ns;
+      folded[folded_text(key) + ";(not sampled)"] += g.unsampled_ns;
+      continue;
+    }
+    p.spread_held_ns += g.unsampled_ns;
+    for (const auto& [stack, n] : g.stack_samples)
+      g.weighted.emplace_back(stack, g.unsampled_ns * static_cast<double>(n) /
+                                         static_cast<double>(g.samples));
+    for (const auto& [id, ns] : g.weighted) {
+      const std::vector<uint32_t>* stack = table.stack(id);
       if (!stack) {
-        folded[folded_text(group) + ";(stack missing)"] += ns;
+        folded[folded_text(key) + ";(stack missing)"] += ns;
         continue;
       }
       all.add(*stack, table, ns);
-      by_group[group].add(*stack, table, ns);
-      folded[folded_stack(group, *stack, table)] += ns;
+      by_group[key].add(*stack, table, ns);
+      folded[folded_stack(key, *stack, table)] += ns;
     }
+    p.groups.push_back({key, g.held_ns, {}});
   }
   p.functions = all.top(GilProfile::kEntries);
-  for (const auto& [group, acc] : by_group)
-    p.groups.push_back({group, group_held[group], acc.top(GilProfile::kGroupEntries)});
+  for (GroupProfile& gp : p.groups) gp.functions = by_group[gp.group].top(GilProfile::kGroupEntries);
   std::sort(p.groups.begin(), p.groups.end(), [](const GroupProfile& a, const GroupProfile& b) {
     return std::tie(b.held_ns, a.group) < std::tie(a.held_ns, b.group);
   });

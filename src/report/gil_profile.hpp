@@ -2,9 +2,11 @@
 // CLI reads the GIL holder's Python stack at a steady rate (a sample:
 // stacks::SampleReason::Profile).  Sampling says *where* a thread was, the
 // probe says exactly *how long* it held the GIL: each thread's samples share
-// its exact held time equally, so its entries add up to its held time, and
-// a thread never sampled (its holds all fell between samples) is shown as
-// such rather than spread over others.
+// its exact held time equally, so its entries add up to its held time.  A
+// thread never sampled (a request thread living a few ms between samples)
+// has its held time spread over the samples of its group (threads of the
+// same kind run the same code), so every group's entries add up to the
+// group's held time; a group never sampled at all is shown as such.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +44,8 @@ struct FoldedStack {
 struct GilProfile {
   uint64_t samples = 0;            // profile samples of the window's threads
   double sampled_held_ns = 0;      // held time of threads with samples
-  double unsampled_held_ns = 0;    // held time of threads with none
+  double spread_held_ns = 0;       // of threads without, spread over their group's samples
+  double unsampled_held_ns = 0;    // of groups without any sample
   std::vector<ProfileEntry> functions;  // by self time, at most kEntries
   std::vector<GroupProfile> groups;     // groups with samples, by held time
   std::vector<FoldedStack> folded;      // every stack (and "(not sampled)"), for export

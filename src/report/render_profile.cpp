@@ -48,14 +48,15 @@ void put_entries(fmt::memory_buffer& b, const std::vector<ProfileEntry>& entries
 std::vector<std::string> profile_section(const Report& r, size_t entries) {
   const GilProfile& p = r.gil_profile;
   if (p.samples == 0) return {};
-  const double all = p.sampled_held_ns + p.unsampled_held_ns;
+  const double all = p.sampled_held_ns + p.spread_held_ns + p.unsampled_held_ns;
   std::vector<std::string> out;
   out.push_back("");
   out.push_back(fmt::format(
       "GIL held by function ({} samples of the holder's Python stack; each thread's samples "
       "share its exact held time)",
       format_count(p.samples)));
-  out.push_back("   HELD s  HELD%   TOTAL s  FUNCTION (self: innermost Python frame)");
+  out.push_back(fmt::format("  {:>9} {:>6} {:>9}  FUNCTION (self: the innermost Python frame)",
+                            "HELD s", "HELD%", "TOTAL s"));
   for (size_t i = 0; i < p.functions.size() && i < entries; ++i)
     out.push_back(entry_line(p.functions[i], all, "  "));
   if (p.groups.size() > 1)
@@ -65,21 +66,27 @@ std::vector<std::string> profile_section(const Report& r, size_t entries) {
       for (size_t i = 0; i < p.groups[g].functions.size() && i < 3; ++i)
         out.push_back(entry_line(p.groups[g].functions[i], all, "    "));
     }
+  if (p.spread_held_ns > 0)
+    out.push_back(fmt::format(
+        "  {:.3f} s held by threads never sampled is spread over the samples of their group",
+        p.spread_held_ns / 1e9));
   if (p.unsampled_held_ns > 0)
     out.push_back(fmt::format(
-        "  not sampled: {:.3f} s held by threads whose holds all fell between samples",
+        "  not sampled: {:.3f} s held by groups whose holds all fell between samples",
         p.unsampled_held_ns / 1e9));
   return out;
 }
 
 std::string profile_json(const Report& r) {
   const GilProfile& p = r.gil_profile;
-  const double all = p.sampled_held_ns + p.unsampled_held_ns;
+  const double all = p.sampled_held_ns + p.spread_held_ns + p.unsampled_held_ns;
   fmt::memory_buffer b;
   auto it = std::back_inserter(b);
-  fmt::format_to(it, R"({{"samples": {}, "sampled_held_s": {}, "unsampled_held_s": {}, "functions": )",
+  fmt::format_to(it,
+                 R"({{"samples": {}, "sampled_held_s": {}, "spread_held_s": {}, )"
+                 R"("unsampled_held_s": {}, "functions": )",
                  p.samples, json_number(p.sampled_held_ns / 1e9),
-                 json_number(p.unsampled_held_ns / 1e9));
+                 json_number(p.spread_held_ns / 1e9), json_number(p.unsampled_held_ns / 1e9));
   put_entries(b, p.functions, all);
   fmt::format_to(it, R"(, "groups": [)");
   for (size_t g = 0; g < p.groups.size(); ++g) {

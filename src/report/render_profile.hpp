@@ -17,7 +17,7 @@ namespace gilstat::report {
 // one group was sampled).
 std::vector<std::string> profile_section(const Report& r, size_t entries);
 
-// {"samples": int, "sampled_held_s": float, "unsampled_held_s": float,
+// {"samples": int, "sampled_held_s": float, "spread_held_s": float, "unsampled_held_s": float,
 //  "functions": [{"function": str, "file": str, "line": int, "held_s": float,
 //                 "total_s": float, "share": float}],   // held_s: self; share of all held
 //  "groups": [{"group": str, "held_s": float, "functions": [...]}]}

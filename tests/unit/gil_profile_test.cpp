@@ -106,6 +106,22 @@ TEST(GilProfile, SamplesShareTheirThreadsExactHeldTime) {
   EXPECT_TRUE(with_native);
 }
 
+TEST(GilProfile, ThreadsNeverSampledSpreadOverTheirGroup) {
+  Fixture f;
+  f.r.threads.push_back(thread(15, "worker-3", 0.4));  // a short-lived worker, never sampled
+  const report::GilProfile p = f.counter.finish(f.r, f.table);
+  EXPECT_DOUBLE_EQ(p.spread_held_ns, 0.4e9);
+  EXPECT_DOUBLE_EQ(p.unsampled_held_ns, 0.1e9);  // MainThread's group has no sample at all
+  // worker-N has 5 samples: 3 in spin, 1 in hash_it, 1 in run.
+  EXPECT_DOUBLE_EQ(entry(p, "spin")->self_ns, 0.75e9 + 0.4e9 * 3 / 5);
+  EXPECT_DOUBLE_EQ(entry(p, "run")->self_ns, 0.5e9 + 0.4e9 / 5);
+  ASSERT_EQ(p.groups.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.groups[0].held_ns, 1.9e9);
+  double folded = 0;
+  for (const auto& s : p.folded) folded += s.held_ns;
+  EXPECT_DOUBLE_EQ(folded, 2.0e9);
+}
+
 TEST(GilProfile, RenderedAsTextJsonAndFoldedStacks) {
   Fixture f;
   f.r.gil_profile = f.counter.finish(f.r, f.table);
@@ -116,7 +132,7 @@ TEST(GilProfile, RenderedAsTextJsonAndFoldedStacks) {
   EXPECT_NE(text.back().find("not sampled: 0.100 s"), std::string::npos);
 
   const std::string json = report::profile_json(f.r);
-  EXPECT_NE(json.find(R"("samples": 5, "sampled_held_s": 1.5, "unsampled_held_s": 0.1)"),
+  EXPECT_NE(json.find(R"("samples": 5, "sampled_held_s": 1.5, "spread_held_s": 0.0, "unsampled_held_s": 0.1)"),
             std::string::npos)
       << json;
   EXPECT_NE(json.find(R"({"function": "spin", "file": "/srv/app.py", "line": 20, "held_s": 0.75)"),
