@@ -4,10 +4,10 @@ blocked in system calls, for taking stacks from outside.
     python native_hog.py DEMO_MODULE_DIR HOLD_MS
 
 Threads: `hog` calls hog_caller() -> _gilstat_demo.hold_for(HOLD_MS) (spins
-natively, GIL held); `sleeper` in time.sleep(1.0); `raw_sleeper` in libc
-nanosleep(1.0) and `receiver` in libc recv() on a socket pair, both through
-ctypes so that an EINTR shows (Python's own calls retry it, PEP 475); `idle-N`
-wait on an event (enough threads for a 10-thread snapshot).
+natively, GIL held); `sleeper` in time.sleep(2.0); `raw_sleeper` in libc
+nanosleep(2.0) and `receiver` in libc recv() on a socket pair, both through
+ctypes so that an EINTR shows (Python's own calls retry it, PEP 475); five
+`idle-N` wait on an event: 10 threads with the main one.
 
 Prints "tids NAME=TID ..." then "hog" just before the native call; after the
 hold: "sleep ELAPSED", "raw_sleep RESULT ERRNO ELAPSED", "recv RESULT ERRNO
@@ -23,7 +23,7 @@ sys.path.insert(0, sys.argv[1])
 import _gilstat_demo  # noqa: E402
 
 HOLD_MS = float(sys.argv[2])
-SLEEP_S = 1.0
+SLEEP_S = 2.0
 PAYLOAD = b"gilstat-native-stack-payload-0123456789"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -79,7 +79,7 @@ def main():
     left, right = socket.socketpair()
     threads = [threading.Thread(target=sleeper), threading.Thread(target=raw_sleeper),
                threading.Thread(target=receiver, args=(left,))]
-    threads += [threading.Thread(target=idler, args=(n,)) for n in range(4)]
+    threads += [threading.Thread(target=idler, args=(n,)) for n in range(5)]
     for t in threads:
         t.start()
     started.wait()
