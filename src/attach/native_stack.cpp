@@ -104,6 +104,13 @@ void StoppedThreads::wait_for_stops(SteadyClock::time_point deadline) {
       const pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
       if (r == tid) {
         on_status(thread, status);
+        // A tid freed and reused by another process between the check above
+        // and the seize: not ours to read.
+        if (thread.state == State::kStopped && !procfs::task_state(pid_, tid)) {
+          detach(tid, thread.inject_signal);
+          thread.state = State::kGone;
+          thread.why = "exited";
+        }
       } else if (r < 0 && errno != EINTR) {
         thread.state = State::kGone;  // ECHILD: no longer our tracee (it exited)
         thread.why = "exited";
@@ -197,12 +204,12 @@ NativeStacks take_native_stacks(pid_t pid, std::span<const pid_t> tids,
                                 const NativeStackOptions& options) {
   if (pid <= 0) throw Error(fmt::format("invalid pid {}", pid), {}, kExitUsage);
   // Everything that does not need the threads stopped happens before.
-  const ProcessMaps maps = ProcessMaps::read(pid);
-  const LiveRemoteMemory memory(pid);
-  StackUnwinder unwinder(maps, memory);
-  unwinder.prepare();
   NativeStacks result;
   result.pid = pid;
+  result.maps = ProcessMaps::read(pid);
+  const LiveRemoteMemory memory(pid);
+  StackUnwinder unwinder(result.maps, memory);
+  unwinder.prepare();
   if (options.together) {
     StoppedThreads stopped(pid, tids, options.stop_timeout);
     for (const pid_t tid : tids) {

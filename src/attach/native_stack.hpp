@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "attach/process_maps.hpp"
 #include "attach/stop_point.hpp"
 
 namespace gilstat::attach {
@@ -103,6 +104,9 @@ struct NativeStack {
 
 struct NativeStacks {
   pid_t pid = 0;
+  // The maps the stacks were unwound with (read just before the stop): name
+  // the frames with these (Symbolizer::use_maps), not with maps read later.
+  ProcessMaps maps;
   std::vector<NativeStack> threads;  // in the order the tids were given
   // The longest time one thread was kept from running (with `together`, the
   // first thread interrupted: about the whole snapshot).

@@ -36,7 +36,12 @@ std::string Location::to_string() const {
 Symbolizer::Symbolizer(DebugSearch search, size_t max_objects)
     : search_(std::move(search)), max_objects_(std::max<size_t>(max_objects, 1)) {}
 
-Symbolizer::Process& Symbolizer::process(pid_t pid) {
+void Symbolizer::use_maps(pid_t pid, attach::ProcessMaps maps) {
+  processes_.erase(pid);
+  process(pid, std::move(maps));
+}
+
+Symbolizer::Process& Symbolizer::process(pid_t pid, std::optional<attach::ProcessMaps> maps) {
   auto it = processes_.find(pid);
   if (it == processes_.end()) {
     if (processes_.size() >= kMaxProcesses) {
@@ -45,7 +50,8 @@ Symbolizer::Process& Symbolizer::process(pid_t pid) {
       });
       processes_.erase(oldest);
     }
-    it = processes_.emplace(pid, Process{attach::ProcessMaps::read(pid), {}, 0}).first;
+    if (!maps) maps = attach::ProcessMaps::read(pid);
+    it = processes_.emplace(pid, Process{std::move(*maps), {}, 0}).first;
   }
   it->second.last_used = ++clock_;
   return it->second;

@@ -61,6 +61,9 @@ class Symbolizer {
   std::string describe(pid_t pid, attach::RemoteAddr address) {
     return locate(pid, address).to_string();
   }
+  // Names `pid`'s addresses with these maps (those its stacks were taken
+  // with) until an address is in none of them.
+  void use_maps(pid_t pid, attach::ProcessMaps maps);
   // Drops what is known of a process (its maps; the objects stay cached).
   void forget(pid_t pid) { processes_.erase(pid); }
 
@@ -76,7 +79,7 @@ class Symbolizer {
     uint64_t last_used = 0;
   };
 
-  Process& process(pid_t pid);
+  Process& process(pid_t pid, std::optional<attach::ProcessMaps> maps = std::nullopt);
   const std::optional<Loaded>& object(pid_t pid, Process& process, const attach::MapEntry& entry);
   std::optional<Loaded> load_file(pid_t pid, const Process& process, const attach::MapEntry& entry);
   std::optional<Loaded> load_vdso(pid_t pid, const attach::MapEntry& entry);

@@ -96,6 +96,7 @@ TEST_P(NativeStackOf, HogInsideANativeCallIsNamedAndNeighboursAreNotDisturbed) {
   options.stop_timeout = 3s;
   const NativeStacks all = take_all_native_stacks(child.pid(), options);
   symbols::Symbolizer symbolizer;
+  symbolizer.use_maps(child.pid(), all.maps);
   std::map<pid_t, Named> named;
   for (const NativeStack& stack : all.threads) {
     named[stack.tid] = name_stack(symbolizer, child.pid(), stack);
