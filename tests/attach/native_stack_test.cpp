@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -207,11 +206,7 @@ TEST(NativeStack, ThreadsRunOnWhenTheTracerDiesWhileTheyAreStopped) {
   ASSERT_GE(tracer, 0);
   if (tracer == 0) {
     // The tracer: stops every thread, says whether it did, and dies holding them.
-    std::vector<pid_t> tids;
-    for (const auto& e :
-         std::filesystem::directory_iterator("/proc/" + std::to_string(target.pid()) + "/task")) {
-      tids.push_back(std::atoi(e.path().filename().c_str()));
-    }
+    const std::vector<pid_t> tids = procfs::task_ids(target.pid());
     StoppedThreads stopped(target.pid(), tids, 3000ms);
     const bool all = tids.size() == 2 && std::all_of(tids.begin(), tids.end(), [&](pid_t t) {
                        return stopped.is_stopped(t);
