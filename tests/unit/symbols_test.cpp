@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -209,6 +211,33 @@ TEST(ObjectSymbols, SeparateDebugFilesAreVerified) {
   auto refused = open_or_fail(stripped, DebugSearch{{dir.path() + "/root"}, {}});
   EXPECT_EQ(refused->source(), SymbolSource::kDynsym);  // PyInit__gilstat_demo only
   EXPECT_EQ(name_at(*refused, hold_for->value + 1), "(none)");
+}
+
+// The build-id note is read from untrusted bytes: sizes that run past the
+// note or the file give no build-id, never a read outside the file.
+TEST(ObjectSymbols, ACorruptBuildIdNoteGivesNoBuildId) {
+  const std::string module = GILSTAT_DEMO_MODULE;
+  REQUIRE_FILE(module.c_str());
+  const std::vector<char> original = slurp(module);
+  auto elf = elf::ElfFile::parse(std::as_bytes(std::span(original)));
+  ASSERT_TRUE(elf && elf->build_id());
+  // The note's header: namesz 4, descsz 20, type NT_GNU_BUILD_ID, "GNU\0".
+  const uint32_t header[3] = {4, 20, NT_GNU_BUILD_ID};
+  std::vector<char> pattern(reinterpret_cast<const char*>(header),
+                            reinterpret_cast<const char*>(header) + sizeof(header));
+  pattern.insert(pattern.end(), {'G', 'N', 'U', '\0'});
+  const auto at = std::search(original.begin(), original.end(), pattern.begin(), pattern.end());
+  ASSERT_NE(at, original.end());
+  const size_t offset = at - original.begin();
+  for (const uint32_t bad : {0xffffffffu, 0xfffffff0u, 0x10000u}) {
+    for (const size_t field : {size_t{0}, size_t{4}}) {  // namesz, descsz
+      std::vector<char> bytes = original;
+      std::memcpy(bytes.data() + offset + field, &bad, sizeof(bad));
+      auto corrupt = elf::ElfFile::parse(std::as_bytes(std::span(bytes)));
+      ASSERT_TRUE(corrupt);
+      EXPECT_FALSE(corrupt->build_id()) << "field " << field << " = " << bad;
+    }
+  }
 }
 
 TEST(Demangle, CppNamesOnly) {
