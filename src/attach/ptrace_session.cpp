@@ -53,6 +53,17 @@ std::string describe_fault(const siginfo_t& info, const user_regs_struct& regs) 
 
 }  // namespace
 
+void throw_seize_failed(pid_t pid, pid_t tid, int error_number) {
+  if (error_number == ESRCH) throw Error(fmt::format("no thread {} in process {}", tid, pid));
+  if (error_number == EPERM || error_number == EACCES) {
+    throw Error(
+        fmt::format("ptrace(PTRACE_SEIZE, {}) was refused: {}", tid, errno_text(error_number)),
+        "run as the target's user or root; in a container add `--cap-add SYS_PTRACE`",
+        kExitPermission);
+  }
+  throw Error(fmt::format("ptrace(PTRACE_SEIZE, {}) failed: {}", tid, errno_text(error_number)));
+}
+
 PtraceSession::PtraceSession(pid_t pid, pid_t tid, Clock::time_point deadline)
     : pid_(pid), tid_(tid == 0 ? pid : tid), memory_writer_(pid) {
   // A non-positive pid would make kill()/tgkill() in redeliver() address a
@@ -64,13 +75,7 @@ PtraceSession::PtraceSession(pid_t pid, pid_t tid, Clock::time_point deadline)
   if (ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0) {
     const int e = errno;
     state_ = State::kDetached;
-    if (e == ESRCH) throw Error(fmt::format("no thread {} in process {}", tid_, pid_));
-    if (e == EPERM || e == EACCES) {
-      throw Error(fmt::format("ptrace(PTRACE_SEIZE, {}) was refused: {}", tid_, errno_text(e)),
-                  "run as the target's user or root; in a container add `--cap-add SYS_PTRACE`",
-                  kExitPermission);
-    }
-    throw Error(fmt::format("ptrace(PTRACE_SEIZE, {}) failed: {}", tid_, errno_text(e)));
+    throw_seize_failed(pid_, tid_, e);
   }
   try {
     stop_and_save(deadline);

@@ -38,6 +38,10 @@ struct SavedRegisters {
 
 enum class Resume { kContinue, kSingleStep };
 
+// The error for a refused PTRACE_SEIZE of `tid` (errno `error_number`): exit
+// code 4 with the permission hint for EPERM / EACCES.
+[[noreturn]] void throw_seize_failed(pid_t pid, pid_t tid, int error_number);
+
 class PtraceSession {
  public:
   // Seizes thread `tid` of process `pid` (tid 0 or pid: the main thread),

@@ -15,8 +15,6 @@ namespace gilstat::attach {
 
 namespace {
 
-// Deeper stacks than this are scanned instead (a deep recursion in C).
-constexpr size_t kMaxUnwoundFrames = 2048;
 // The scan reads the stack in chunks; a stack larger than this cap is unsafe.
 constexpr uint64_t kMaxScannedStack = 64ull << 20;
 constexpr uint64_t kScanChunk = 256ull << 10;
@@ -193,6 +191,11 @@ bool follows_call(const RemoteMemory& memory, RemoteAddr return_address) {
   return false;
 }
 
+// libunwind's binary search of an .eh_frame_hdr table (exported, not in its
+// public headers; _UPT_find_proc_info uses it the same way).
+extern "C" int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t, unw_word_t, unw_dyn_info_t*,
+                                                  unw_proc_info_t*, int, void*);
+
 namespace {
 
 // The unwinder whose unwind() is running on this thread: libunwind's
@@ -209,9 +212,26 @@ int cached_access_mem(unw_addr_space_t space, unw_word_t address, unw_word_t* va
   return _UPT_access_mem(space, address, value, write, upt);
 }
 
+// Our tables first (StackUnwinder::unwind_table), libunwind's own search else.
+int find_proc_info(unw_addr_space_t space, unw_word_t ip, unw_proc_info_t* info,
+                   int need_unwind_info, void* upt) {
+  if (const auto* known = t_unwinder ? t_unwinder->unwind_table(ip) : nullptr) {
+    unw_dyn_info_t table{};
+    table.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+    table.start_ip = known->start;
+    table.end_ip = known->end;
+    table.u.rti.segbase = known->header;
+    table.u.rti.table_data = known->table;
+    table.u.rti.table_len = known->table_words;
+    return _Ux86_64_dwarf_search_unwind_table(space, ip, &table, info, need_unwind_info, upt);
+  }
+  return _UPT_find_proc_info(space, ip, info, need_unwind_info, upt);
+}
+
 unw_accessors_t cached_accessors() {
   unw_accessors_t accessors = _UPT_accessors;
   accessors.access_mem = cached_access_mem;
+  accessors.find_proc_info = find_proc_info;
   return accessors;
 }
 
@@ -247,7 +267,65 @@ bool StackUnwinder::read_word(uint64_t address, uint64_t* value) {
   return true;
 }
 
-StackWalk StackUnwinder::unwind(pid_t tid) {
+std::optional<StackUnwinder::UnwindTable> StackUnwinder::read_table(const MapEntry& code) const {
+  // The ELF header is at the start of the object's mapping of file offset 0
+  // (for the vDSO, its only mapping); the program headers follow it there.
+  const MapEntry* head = code.path == "[vdso]" ? &code : nullptr;
+  if (code.is_file()) {
+    for (const MapEntry* m : maps_.mappings_of(code.path)) {
+      if (m->offset == 0) {
+        head = m;
+        break;
+      }
+    }
+  }
+  if (!head) return std::nullopt;
+  auto ehdr = memory_.read_value<Elf64_Ehdr>(head->start);
+  if (!ehdr || std::memcmp(ehdr->e_ident, ELFMAG, SELFMAG) != 0 ||
+      ehdr->e_phentsize != sizeof(Elf64_Phdr) || ehdr->e_phnum == 0 || ehdr->e_phnum > 256) {
+    return std::nullopt;
+  }
+  std::vector<Elf64_Phdr> phdrs(ehdr->e_phnum);
+  if (!memory_.read(head->start + ehdr->e_phoff, std::as_writable_bytes(std::span(phdrs)))) {
+    return std::nullopt;
+  }
+  std::optional<uint64_t> bias;
+  std::optional<Elf64_Phdr> eh_frame_hdr;
+  for (const Elf64_Phdr& p : phdrs) {
+    if (p.p_type == PT_LOAD && !bias && (p.p_offset & ~(kPage - 1)) == head->offset) {
+      bias = head->start.value() - (p.p_vaddr & ~(kPage - 1));
+    }
+    if (p.p_type == PT_GNU_EH_FRAME) eh_frame_hdr = p;
+  }
+  if (!bias || !eh_frame_hdr) return std::nullopt;
+  // version 1; eh_frame_ptr any; fde_count udata4; table datarel|sdata4 (what
+  // linkers write, and the only form libunwind searches remotely).
+  const RemoteAddr header(*bias + eh_frame_hdr->p_vaddr);
+  std::array<uint8_t, 12> h{};
+  if (!memory_.read(header, std::as_writable_bytes(std::span(h)))) return std::nullopt;
+  if (h[0] != 1 || h[2] != 0x03 || h[3] != 0x3b) return std::nullopt;
+  uint32_t fde_count = 0;
+  std::memcpy(&fde_count, h.data() + 8, sizeof(fde_count));
+  if (12 + uint64_t{fde_count} * 8 > eh_frame_hdr->p_memsz) return std::nullopt;
+  return UnwindTable{code.start.value(), code.end.value(), header.value(), header.value() + 12,
+                     uint64_t{fde_count} * 8 / sizeof(unw_word_t)};
+}
+
+const StackUnwinder::UnwindTable* StackUnwinder::unwind_table(uint64_t ip) {
+  const MapEntry* code = maps_.find(RemoteAddr(ip));
+  if (!code || !code->executable) return nullptr;
+  auto it = tables_.find(code->start.value());
+  if (it == tables_.end()) it = tables_.emplace(code->start.value(), read_table(*code)).first;
+  return it->second ? &*it->second : nullptr;
+}
+
+void StackUnwinder::prepare() {
+  for (const MapEntry& m : maps_.entries()) {
+    if (m.executable) unwind_table(m.start.value());
+  }
+}
+
+StackWalk StackUnwinder::unwind(pid_t tid, size_t max_frames) {
   StackWalk walk;
   auto space = static_cast<unw_addr_space_t>(space_);
   if (!space) {
@@ -285,7 +363,7 @@ StackWalk StackUnwinder::unwind(pid_t tid) {
     }
     previous_was_signal = frame.signal_frame;
     walk.frames.push_back(frame);
-    if (walk.frames.size() >= kMaxUnwoundFrames) {
+    if (walk.frames.size() >= max_frames) {
       walk.why_incomplete = "more frames than the unwinder follows";
       break;
     }
@@ -315,12 +393,6 @@ StackWalk StackUnwinder::unwind(pid_t tid) {
 }
 
 namespace {
-
-// The pc to attribute a frame by: a return address may be the first byte
-// after the calling function (a call to a noreturn function at its end).
-RemoteAddr attribution_pc(const StackFrame& frame) {
-  return frame.exact || frame.signal_frame ? frame.pc : frame.pc - 1;
-}
 
 // Scans [from, end of its mapping) for return addresses into unsafe code.
 std::optional<std::string> scan_stack(const UnsafeCode& unsafe, const ProcessMaps& maps,
@@ -360,7 +432,7 @@ StopVerdict judge_stop_point(const UnsafeCode& unsafe, const ProcessMaps& maps,
     return {false, "C library code outside a syscall (it may hold an internal lock)"};
   }
   for (size_t i = 0; i < walk.frames.size(); ++i) {
-    if (const UnsafeCode::Range* r = unsafe.find(attribution_pc(walk.frames[i]))) {
+    if (const UnsafeCode::Range* r = unsafe.find(walk.frames[i].lookup_pc())) {
       return {false, fmt::format("{} (frame {})", r->label, i)};
     }
   }

@@ -82,6 +82,12 @@ struct StackFrame {
   RemoteAddr sp;
   bool exact = false;         // innermost or interrupted by a signal: pc is not a return address
   bool signal_frame = false;  // the signal return trampoline
+
+  bool is_return_address() const { return !exact && !signal_frame; }
+  // The address to attribute the frame by (symbol, unsafe range): a return
+  // address may be the first byte after the calling function (a call to a
+  // noreturn function at its end), so one byte back.
+  RemoteAddr lookup_pc() const { return is_return_address() ? pc - 1 : pc; }
 };
 
 struct StackWalk {
@@ -98,14 +104,36 @@ struct StackWalk {
 // for each.
 class StackUnwinder {
  public:
+  // Deeper stacks than this are scanned instead (a deep recursion in C).
+  static constexpr size_t kMaxUnwoundFrames = 2048;
+
   StackUnwinder(const ProcessMaps& maps, const RemoteMemory& memory);
   ~StackUnwinder();
   StackUnwinder(const StackUnwinder&) = delete;
   StackUnwinder& operator=(const StackUnwinder&) = delete;
 
-  StackWalk unwind(pid_t tid);
+  // At most `max_frames` frames (a deeper stack is incomplete).
+  StackWalk unwind(pid_t tid, size_t max_frames = kMaxUnwoundFrames);
   // libunwind's memory accessor goes through this.
   bool read_word(uint64_t address, uint64_t* value);
+
+  // The .eh_frame_hdr search table of the code mapping holding `ip`, in the
+  // target's addresses, read from the target's memory (ELF header, program
+  // headers, table header) once per mapping.  libunwind-ptrace would instead
+  // open and map the object's file again for every frame that crosses into
+  // another object, in every thread; and the vDSO, where a thread reading the
+  // clock is often stopped, has no file.  nullptr when the object has no
+  // usable table (libunwind's own search is used then).
+  struct UnwindTable {
+    uint64_t start = 0;  // the code mapping
+    uint64_t end = 0;
+    uint64_t header = 0;       // .eh_frame_hdr
+    uint64_t table = 0;        // its (initial location, FDE) pairs
+    uint64_t table_words = 0;  // their size in 8-byte words
+  };
+  const UnwindTable* unwind_table(uint64_t ip);
+  // Reads the tables of every code mapping now, before threads are stopped.
+  void prepare();
 
  private:
   const ProcessMaps& maps_;
@@ -114,6 +142,9 @@ class StackUnwinder {
   std::map<uint64_t, std::vector<std::byte>> lasting_pages_;  // read-only mappings
   std::map<uint64_t, std::vector<std::byte>> stop_pages_;     // the rest, for one stop
   std::map<uint64_t, bool> has_unwind_info_;                  // by pc: code does not change
+  std::optional<UnwindTable> read_table(const MapEntry& code) const;
+
+  std::map<uint64_t, std::optional<UnwindTable>> tables_;  // by code mapping start
 };
 
 // Whether the bytes just before `return_address` are a call instruction

@@ -3,6 +3,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <array>
 
 namespace gilstat::elf {
 
@@ -377,6 +378,96 @@ std::optional<std::string_view> ElfFile::cstring_at_vaddr(uint64_t vaddr,
     return view->cstring(0, max_length);
   }
   return std::nullopt;
+}
+
+namespace {
+
+// Walks the notes in `notes` (each header, name and descriptor padded to
+// `align`) until `fn` returns true.
+template <class Fn>
+bool for_each_note(const ByteView& notes, uint64_t align, Fn&& fn) {
+  const uint64_t pad = align == 8 ? 8 : 4;
+  auto round_up = [&](uint64_t v) { return checked_add(v, pad - 1).value_or(0) & ~(pad - 1); };
+  uint64_t offset = 0;
+  while (auto header = notes.read<Elf64_Nhdr>(offset)) {
+    const uint64_t name_at = offset + sizeof(Elf64_Nhdr);
+    const uint64_t desc_at = round_up(name_at + header->n_namesz);
+    const uint64_t next = round_up(desc_at + header->n_descsz);
+    if (desc_at == 0 || next == 0 || next <= offset) return false;
+    auto name = notes.slice(name_at, header->n_namesz);
+    auto desc = notes.slice(desc_at, header->n_descsz);
+    if (!name || !desc) return false;
+    if (fn(*name, header->n_type, *desc)) return true;
+    offset = next;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::span<const std::byte>> ElfFile::build_id() const {
+  std::optional<std::span<const std::byte>> found;
+  auto match = [&](const ByteView& name, uint32_t type, const ByteView& desc) {
+    // The name is "GNU\0".
+    if (type != NT_GNU_BUILD_ID || name.size() != 4 || desc.size() == 0) return false;
+    if (name.cstring(0, 4) != std::string_view("GNU")) return false;
+    found = desc.span();
+    return true;
+  };
+  for (const Segment& s : segments_) {
+    if (s.type != PT_NOTE) continue;
+    auto notes = data_.slice(s.offset, s.filesz);
+    if (notes && for_each_note(*notes, s.align, match)) return found;
+  }
+  for (const Section& s : sections_) {
+    if (s.type != SHT_NOTE) continue;
+    auto bytes = section_bytes(s);
+    // Section headers carry no note alignment here; the build-id's own
+    // section is 4-aligned (and 8-aligned notes pad their 4-byte name alike).
+    if (bytes && for_each_note(ByteView(*bytes), 4, match)) return found;
+  }
+  return std::nullopt;
+}
+
+std::optional<ElfFile::DebugLink> ElfFile::debug_link() const {
+  auto s = section(".gnu_debuglink");
+  if (!s) return std::nullopt;
+  auto bytes = section_bytes(*s);
+  if (!bytes) return std::nullopt;
+  const ByteView view(*bytes);
+  auto name = view.cstring(0, 4096);
+  if (!name || name->empty()) return std::nullopt;
+  // The CRC follows the name's NUL, at the next multiple of 4.
+  const uint64_t crc_at = (name->size() + 1 + 3) & ~uint64_t{3};
+  auto crc = view.read<uint32_t>(crc_at);
+  if (!crc) return std::nullopt;
+  return DebugLink{*name, *crc};
+}
+
+uint32_t debuglink_crc32(std::span<const std::byte> bytes, uint32_t crc) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (std::byte b : bytes) crc = table[(crc ^ static_cast<uint8_t>(b)) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string to_hex(std::span<const std::byte> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (std::byte b : bytes) {
+    out += kDigits[static_cast<uint8_t>(b) >> 4];
+    out += kDigits[static_cast<uint8_t>(b) & 0xf];
+  }
+  return out;
 }
 
 bool ElfFile::vaddr_is_loaded(uint64_t vaddr) const {

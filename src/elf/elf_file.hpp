@@ -75,6 +75,16 @@ class ElfFile {
   std::optional<Segment> first_load_segment() const;
   // DT_SONAME, when the file has a dynamic section naming itself.
   std::optional<std::string_view> soname() const;
+  // The NT_GNU_BUILD_ID note's bytes (from the PT_NOTE segments, else the
+  // SHT_NOTE sections); nullopt when absent or empty.
+  std::optional<std::span<const std::byte>> build_id() const;
+  // The .gnu_debuglink section: the separate debug file's name and the CRC-32
+  // of its contents.
+  struct DebugLink {
+    std::string_view name;
+    uint32_t crc = 0;
+  };
+  std::optional<DebugLink> debug_link() const;
 
   // A defined symbol named `name`: .dynsym first (GNU hash when present, else a
   // linear scan), then .symtab.  With `version` ("GLIBC_2.34") only a .dynsym
@@ -130,5 +140,12 @@ class ElfFile {
 
 // The GNU hash function (DT_GNU_HASH), exposed for tests.
 uint32_t gnu_hash(std::string_view name);
+
+// The CRC-32 that .gnu_debuglink records (IEEE 802.3, as zlib's crc32), of
+// `bytes`, continuing from `crc` (0 to start).
+uint32_t debuglink_crc32(std::span<const std::byte> bytes, uint32_t crc = 0);
+
+// Lower-case hex of `bytes` ("571d98e0..."): how build-ids are named.
+std::string to_hex(std::span<const std::byte> bytes);
 
 }  // namespace gilstat::elf
