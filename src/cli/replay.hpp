@@ -24,6 +24,7 @@ class AggregatorFeed : public proto::RecordingVisitor {
   }
   void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
   void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
+  void on_totals(const proto::RecTotals& t) override { agg_.add_thread_totals(t); }
 
  private:
   report::Aggregator& agg_;

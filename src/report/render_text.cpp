@@ -63,11 +63,18 @@ void render_header(const Report& r, std::ostream& out) {
         "WARNING: {} damaged chunk(s) ({} bytes) skipped: their events are "
         "missing.\n",
         count(r.recording.corrupt_chunks), count(r.recording.skipped_bytes));
-  if (r.drops > 0) {
+  if (r.drops > 0 && r.totals_exact && r.drops_no_ring == 0) {
+    out << fmt::format(
+        "NOTE: {} events were lost with a full ring: totals, acquisitions and switches below are "
+        "exact (counted in the probe); percentiles, histograms and timelines miss those "
+        "events.\n",
+        count(r.drops));
+  } else if (r.drops > 0) {
     out << fmt::format(
         "WARNING: {} events were lost ({} with a full ring, {} with no free ring): the numbers "
-        "below undercount.\n",
-        count(r.drops), count(r.drops - r.drops_no_ring), count(r.drops_no_ring));
+        "below undercount{}.\n",
+        count(r.drops), count(r.drops - r.drops_no_ring), count(r.drops_no_ring),
+        r.totals_exact ? " (threads with no ring only: the others' totals are exact)" : "");
   }
 }
 
