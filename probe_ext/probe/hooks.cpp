@@ -217,9 +217,10 @@ int hook_cond_signal(pthread_cond_t* c) noexcept {
   if (recording()) {
     HookGuard guard;
     if (guard.entered) {
-      const uint64_t ts = now_raw();
+      // The clock only for a GIL's condition: the interpreter signals others too.
       int i = gil_index<&GilAddrs::switch_cond>(c);
       if (i >= 0) {
+        const uint64_t ts = now_raw();
         // take_gil: locked = 1 and last_holder updated just before this call,
         // under switch_mutex (and gil->mutex).
         const uintptr_t base = g.gils[i].base;
@@ -247,6 +248,7 @@ int hook_cond_signal(pthread_cond_t* c) noexcept {
         // drop_gil: locked = 0 just before this call, under gil->mutex.  A
         // signal from a non-holder (free-threaded "GIL got disabled" path)
         // is not a release.
+        const uint64_t ts = now_raw();
         t_state.held &= ~(1u << i);
         emit(proto::EventKind::Release, i, read_u64(g.gils[i].base + g.fields.last_holder),
              next_seq(i), ts);

@@ -295,20 +295,24 @@ bool ShmRegion::read_totals(uint32_t i, RingControl* r, const TotalsFn& fn) {
   return complete;
 }
 
+uint32_t ShmRegion::owned_state(uint32_t i) const {
+  const uint32_t state = ring(i)->state.load(std::memory_order_acquire);
+  if (state > static_cast<uint32_t>(RingState::Claiming))
+    fail(fmt::format("ring {} has the unknown state {}", i, state));
+  return state == static_cast<uint32_t>(RingState::Active) ||
+                 state == static_cast<uint32_t>(RingState::Closed)
+             ? state
+             : static_cast<uint32_t>(RingState::Free);
+}
+
 bool ShmRegion::live_totals(const TotalsFn& on_totals) {
   check_usable();
   bool complete = true;
   for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
-    RingControl* r = ring(i);
-    const uint32_t state = r->state.load(std::memory_order_acquire);
-    if (state > static_cast<uint32_t>(RingState::Claiming))
-      fail(fmt::format("ring {} has the unknown state {}", i, state));
     // Closed rings are still live here: drain() hands over their final
     // totals when it frees them.
-    if (state != static_cast<uint32_t>(RingState::Active) &&
-        state != static_cast<uint32_t>(RingState::Closed))
-      continue;
-    complete &= read_totals(i, r, on_totals);
+    if (owned_state(i) == static_cast<uint32_t>(RingState::Free)) continue;
+    complete &= read_totals(i, ring(i), on_totals);
   }
   return complete;
 }
@@ -321,12 +325,8 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
   max_fill_ = 0;
   for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
     RingControl* r = ring(i);
-    const uint32_t state = r->state.load(std::memory_order_acquire);
-    if (state > static_cast<uint32_t>(RingState::Claiming))
-      fail(fmt::format("ring {} has the unknown state {}", i, state));
-    if (state != static_cast<uint32_t>(RingState::Active) &&
-        state != static_cast<uint32_t>(RingState::Closed))
-      continue;
+    const uint32_t state = owned_state(i);
+    if (state == static_cast<uint32_t>(RingState::Free)) continue;
     if (r->tail.load(std::memory_order_relaxed) != tails_[i])
       fail(fmt::format("ring {}'s read position was moved by the target", i));
     const uint32_t tid = r->tid;

@@ -142,6 +142,9 @@ class ShmRegion {
   ShmRegion(int fd, void* base, size_t size, bool owned);
   void adopt();  // validates the layout and takes the private copies
   RingControl* ring(uint32_t i) const;
+  // Ring i's state when a thread owns it (Active, or Closed: exited, not yet
+  // freed), else Free (also for Claiming); RegionCorrupt for an unknown one.
+  uint32_t owned_state(uint32_t i) const;
   void check_usable() const;  // throws when corrupt, or the layout fields moved
   // Ring i's totals of this session, each GIL with something in it; false
   // when a seqlock never settled.

@@ -79,6 +79,23 @@ void accumulate(ExactTotals& a, const ExactTotals& b) {
   a.forced_handoffs = sat_add(a.forced_handoffs, b.forced_handoffs);
 }
 
+// Adds t to its (thread, GIL) entry of `totals`, keyed as the timelines are;
+// at most `limit` entries (a target may name any number of threads).
+void add_totals(std::unordered_map<uint64_t, ExactTotals>& totals, const ExactTotals& t,
+                size_t limit) {
+  if (t.gil >= proto::kMaxGils) return;
+  const uint64_t k = uint64_t{t.tid} << 8 | t.gil;
+  auto it = totals.find(k);
+  if (it == totals.end()) {
+    if (totals.size() >= limit) return;
+    ExactTotals zero;
+    zero.tid = t.tid;
+    zero.gil = t.gil;
+    it = totals.emplace(k, zero).first;
+  }
+  accumulate(it->second, t);
+}
+
 }  // namespace
 
 Aggregator::GilEntry& Aggregator::find_gil_entry(uint8_t gil) {
@@ -144,19 +161,7 @@ void Aggregator::set_thread_name(uint32_t tid, std::string name) {
 
 void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; }
 
-void Aggregator::add_thread_totals(const ExactTotals& t) {
-  if (t.gil >= proto::kMaxGils) return;
-  const uint64_t k = key(t.tid, static_cast<uint8_t>(t.gil));
-  auto it = totals_.find(k);
-  if (it == totals_.end()) {
-    if (totals_.size() >= max_threads_) return;
-    ExactTotals zero;
-    zero.tid = t.tid;
-    zero.gil = t.gil;
-    it = totals_.emplace(k, zero).first;
-  }
-  accumulate(it->second, t);
-}
+void Aggregator::add_thread_totals(const ExactTotals& t) { add_totals(totals_, t, max_threads_); }
 
 Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>& gil_infos,
                           std::span<const ExactTotals> live) const {
@@ -197,19 +202,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   std::unordered_map<uint64_t, ExactTotals> totals;
   if (exact) {
     totals = totals_;
-    for (const ExactTotals& t : live) {
-      if (t.gil >= proto::kMaxGils) continue;
-      const uint64_t k = key(t.tid, static_cast<uint8_t>(t.gil));
-      auto it = totals.find(k);
-      if (it == totals.end()) {
-        if (totals.size() >= max_threads_) continue;
-        ExactTotals zero;
-        zero.tid = t.tid;
-        zero.gil = t.gil;
-        it = totals.emplace(k, zero).first;
-      }
-      accumulate(it->second, t);
-    }
+    for (const ExactTotals& t : live) add_totals(totals, t, max_threads_);
   }
   // Rows: every (thread, GIL) with events, and those whose events were all
   // lost but whose totals are known.
