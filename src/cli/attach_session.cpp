@@ -18,6 +18,7 @@
 #include "attach/process_maps.hpp"
 #include "attach/remote_exec_load.hpp"
 #include "cli/capture.hpp"
+#include "cli/region_holder.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -32,9 +33,23 @@ void on_stop_signal(int) { g_stop.store(true); }
 
 // gilstat_probe_start's failure codes: -errno, or proto::start_failure(Status).
 [[noreturn]] void throw_start_failure(pid_t pid, int64_t rc, const proto::ShmRegion* region) {
-  if (rc == -EBUSY)
+  if (rc == -EBUSY) {
+    const RegionHolder holder = find_region_holder(pid);
+    if (holder.subcommand == "exporter")
+      throw Error(fmt::format("process {} is watched by `gilstat exporter` (pid {}), which holds "
+                              "its probe",
+                              pid, holder.pid),
+                  "only one gilstat may read a process: read the exporter's /metrics, or stop "
+                  "it (it detaches on SIGTERM)");
+    if (holder.pid > 0)
+      throw Error(fmt::format("another gilstat is already attached to process {}: `gilstat {}` "
+                              "(pid {})",
+                              pid, holder.subcommand, holder.pid),
+                  "stop it first; only one gilstat may read a process");
     throw Error(fmt::format("another gilstat is already attached to process {}", pid),
-                "stop the other `gilstat top`/`record` first; only one may read a process");
+                "stop the other `gilstat top`/`record`/`exporter` first; only one may read a "
+                "process");
+  }
   if (proto::is_status_failure(rc)) {
     const auto status = proto::status_of_failure(rc);
     (void)region;

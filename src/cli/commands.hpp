@@ -20,5 +20,6 @@ void add_record_command(CLI::App& app, Action& action);
 void add_top_command(CLI::App& app, Action& action);
 void add_attach_command(CLI::App& app, Action& action);
 void add_demo_command(CLI::App& app, Action& action);
+void add_exporter_command(CLI::App& app, Action& action);
 
 }  // namespace gilstat::cli

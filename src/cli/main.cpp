@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cli::add_export_command(app, action);
   cli::add_attach_command(app, action);
   cli::add_demo_command(app, action);
+  cli::add_exporter_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

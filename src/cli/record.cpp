@@ -48,6 +48,7 @@ int record_pid(const RecordOptions& opts) {
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   proto::RecordingWriter writer(opts.output);
   Capture capture(session.region(), &writer);
+  capture.set_host_pid(opts.pid);
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   auto status = [&] {

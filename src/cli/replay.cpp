@@ -7,6 +7,7 @@
 
 #include "cli/capture.hpp"
 #include "common/error.hpp"
+#include "report/host_ids.hpp"
 #include "report/aggregator.hpp"
 
 namespace gilstat::cli {
@@ -85,7 +86,7 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
     window = resolve_window(spec, frame);
   }
   report::Aggregator aggregator(window);
-  AggregatorFeed replay(aggregator);
+  AggregatorFeed replay(aggregator, window);
   proto::RecordingSummary summary(&replay);
   const proto::ReadResult read = proto::read_recording(path, summary);
   if (!spec.partial()) frame = frame_of(summary);
@@ -100,6 +101,8 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
     end.window_end = window.hi;
   }
   report::Report r = build_report(aggregator, meta, summary.gils(), end);
+  report::apply_host_ids(r, summary.host_pid(), summary.host_tids());
+  r.gil_profile = replay.gil_profile(r);
   describe_read(read, summary, frame.calibrated, r);
   if (spec.partial()) {
     r.window.partial = true;

@@ -9,25 +9,44 @@
 #include "proto/recording.hpp"
 #include "proto/recording_summary.hpp"
 #include "report/aggregator.hpp"
+#include "report/gil_profile.hpp"
 #include "report/report.hpp"
 #include "report/thread_timeline.hpp"
 
 namespace gilstat::cli {
 
-// A recording's events, thread names and drops into an aggregator (also the
-// reader fuzzer's path from bytes to a report).
+// A recording's events, thread names and drops into an aggregator, and its
+// stack samples into a profile (also the reader fuzzer's path from bytes to
+// a report).
 class AggregatorFeed : public proto::RecordingVisitor {
  public:
-  explicit AggregatorFeed(report::Aggregator& agg) : agg_(agg) {}
+  explicit AggregatorFeed(report::Aggregator& agg, report::TimeWindow window = {})
+      : agg_(agg), window_(window) {}
   void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
     agg_.add_events(tid, flags, events.data(), events.size());
   }
   void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
   void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
   void on_totals(const proto::RecTotals& t) override { agg_.add_thread_totals(t); }
+  // A frame or stack out of order (a damaged file) is left out; samples
+  // naming it then count as "(stack missing)".
+  void on_frame(uint32_t id, const stacks::Frame& f) override { stacks_.define_frame(id, f); }
+  void on_stack(uint32_t id, std::span<const uint32_t> ids) override {
+    stacks_.define_stack(id, {ids.begin(), ids.end()});
+  }
+  void on_sample(const stacks::Sample& s) override {
+    if (window_.contains(s.ts)) profile_.add(s);
+  }
+  // The held-time profile of a report built from this feed's aggregator.
+  report::GilProfile gil_profile(const report::Report& r) const {
+    return profile_.finish(r, stacks_);
+  }
 
  private:
   report::Aggregator& agg_;
+  report::TimeWindow window_;
+  stacks::StackTable stacks_;
+  report::ProfileCounter profile_;
 };
 
 struct WindowSpec {

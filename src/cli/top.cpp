@@ -62,7 +62,8 @@ std::unordered_map<uint32_t, ThreadFate> thread_fates(int pid, const report::Rep
   const std::unordered_set<uint32_t> alive(tids.begin(), tids.end());
   std::vector<uint32_t> newly_gone;
   for (const auto& t : now.threads) {
-    if (alive.contains(t.tid)) continue;
+    // /proc lists the host's tids (0: ended before it could be mapped).
+    if (alive.contains(now.host_pid ? t.host_tid : t.tid)) continue;
     if (gone.contains(t.tid)) {
       fates[t.tid] = ThreadFate::ExitedBefore;
     } else {
@@ -77,8 +78,10 @@ std::unordered_map<uint32_t, ThreadFate> thread_fates(int pid, const report::Rep
 std::string render_interval_json(const report::Report& now, const std::vector<GilDelta>& gils,
                                  const std::vector<ThreadDelta>& threads, double interval_s) {
   std::ostringstream out;
-  out << fmt::format("{{\"pid\": {}, \"elapsed_s\": {:.6f}, \"interval_s\": {:.6f}, \"gils\": [",
-                     now.pid, now.duration_s, interval_s);
+  out << fmt::format(
+      "{{\"pid\": {}, \"host_pid\": {}, \"elapsed_s\": {:.6f}, \"interval_s\": {:.6f}, "
+      "\"gils\": [",
+      now.pid, now.host_pid ? now.host_pid : now.pid, now.duration_s, interval_s);
   for (size_t i = 0; i < gils.size(); ++i) {
     const auto& g = gils[i];
     out << fmt::format(
@@ -91,9 +94,13 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
   for (size_t i = 0; i < threads.size(); ++i) {
     const auto& t = threads[i];
     out << fmt::format(
-        "{}{{\"tid\": {}, \"name\": {}, \"own\": {}, \"gil\": {}, \"held_s\": {:.9f}, "
-        "\"wait_s\": {:.9f}, \"acquisitions\": {}}}",
-        i ? ", " : "", t.now->tid, report::json_string(t.now->name), t.now->own, t.now->gil,
+        "{}{{\"tid\": {}, \"host_tid\": {}, \"name\": {}, \"own\": {}, \"gil\": {}, "
+        "\"held_s\": {:.9f}, \"wait_s\": {:.9f}, \"acquisitions\": {}}}",
+        i ? ", " : "", t.now->tid,
+        !now.host_pid ? std::to_string(t.now->tid)
+        : t.now->host_tid ? std::to_string(t.now->host_tid)
+                          : "null",
+        report::json_string(t.now->name), t.now->own, t.now->gil,
         t.held_ns / 1e9, t.wait_ns / 1e9, t.acquisitions);
   }
   std::ostringstream total;
@@ -149,6 +156,7 @@ int top(const TopOptions& opts) {
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
+  capture.set_host_pid(opts.pid);
   Terminal terminal(screen);
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);

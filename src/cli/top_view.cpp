@@ -1,5 +1,7 @@
 #include "cli/top_view.hpp"
 
+#include "report/host_ids.hpp"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 
 #include "report/fit_name.hpp"
 #include "report/groups.hpp"
+#include "report/host_ids.hpp"
 #include "report/render_text.hpp"
 #include "report/utf8.hpp"
 
@@ -169,7 +172,7 @@ std::vector<Row> build_rows(const TopInterval& in, const std::vector<ThreadDelta
     }
     Row r;
     r.label = report::printable(d.now->name);
-    r.tid = std::to_string(d.now->tid);
+    r.tid = report::shown_tid(*in.now, *d.now);
     r.gil = d.now->gil;
     r.add(d);
     rows.push_back(std::move(r));
@@ -270,7 +273,9 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
 
   std::vector<std::string> head = {fmt::format(
       "gilstat top · pid {} · drops {} · Python {} · {:.1f} s since attach · interval {:.2f} s",
-      now.pid, now.drops, report::printable(now.python_version), now.duration_s, in.interval_s)};
+      now.host_pid ? fmt::format("{} (pid {} in its PID namespace)", now.host_pid, now.pid)
+                   : std::to_string(now.pid),
+      now.drops, report::printable(now.python_version), now.duration_s, in.interval_s)};
   for (const auto& g : gils)
     for (auto& l : gil_header(in, g, deltas, opt.width)) head.push_back(std::move(l));
   head.push_back("");

@@ -6,6 +6,7 @@
 #include "common/clock.hpp"
 #include "common/procfs.hpp"
 #include "gilstat/version.hpp"
+#include "report/host_ids.hpp"
 
 namespace gilstat::proto {
 
@@ -33,9 +34,18 @@ report::ExactTotals close_totals(const TotalsSnapshot& s, uint64_t end) {
   return t;
 }
 
+void Capture::set_host_pid(pid_t host_pid) {
+  HostIds ids(host_pid);
+  if (ids.namespaced()) host_ids_.emplace(std::move(ids));
+}
+
 uint64_t Capture::poll() {
   const uint64_t n = region_.drain(
       [&](uint32_t tid, uint32_t flags, const Event& ev) {
+        if (host_ids_ && tid != last_tid_) {
+          last_tid_ = tid;
+          if (seen_tids_.size() < HostIds::kMaxEntries) seen_tids_.insert(tid);
+        }
         aggregator_.add_event(tid, flags, ev);
         if (writer_) writer_->event(tid, flags, ev);
       },
@@ -59,6 +69,7 @@ uint64_t Capture::poll() {
   events_ += n;
   ++polls_;
   sync_names();
+  sync_host_ids();
   if (writer_) {
     if (!meta_written_ || polls_ % 10 == 0) sync_recording_meta();
     if (writer_->flush_due()) {
@@ -93,8 +104,9 @@ void Capture::sync_recording_meta() {
   describe(UINT64_MAX, {}, &meta, &gils);
   if (gils.empty()) return;  // not armed yet
   if (!meta_written_) {
-    // The target's own command line until finish() is told what was run.
-    meta.command = procfs::cmdline(meta.pid);
+    // The target's own command line until finish() is told what was run
+    // (by the host's pid: the probe reports the one of its own namespace).
+    meta.command = procfs::cmdline(host_ids_ ? host_ids_->host_pid() : meta.pid);
     writer_->meta(meta);
     write_clock_sample();  // the first calibration pair
     meta_written_ = true;
@@ -115,8 +127,24 @@ void Capture::sync_recording_meta() {
   }
 }
 
+// Looked up while the threads are (most likely) alive: a thread's first
+// events and its name arrive within one poll of its start.
+void Capture::sync_host_ids() {
+  if (!host_ids_) return;
+  for (const uint32_t tid : seen_tids_)
+    if (!host_ids_->known().contains(tid)) host_ids_->host_tid(tid);
+  seen_tids_.clear();
+  if (!writer_ || host_ids_->known().size() == written_host_ids_.size()) return;
+  // A lookup rescans every thread of the process: save every new mapping.
+  std::vector<proto::TidPair> pairs;
+  for (const auto& [tid, host] : host_ids_->known())
+    if (written_host_ids_.emplace(tid, host).second) pairs.emplace_back(tid, host);
+  writer_->host_ids(host_ids_->host_pid(), pairs);
+}
+
 void Capture::sync_names() {
   for (auto& [tid, name] : region_.new_names()) {
+    if (host_ids_ && seen_tids_.size() < HostIds::kMaxEntries) seen_tids_.insert(tid);
     auto it = names_.find(tid);
     if (it != names_.end() && it->second == name) continue;
     if (it == names_.end() && names_.size() >= report::Aggregator::kDefaultMaxThreads) continue;
@@ -203,7 +231,9 @@ report::Report Capture::snapshot(uint64_t now, double ns_per_tick,
   describe(now, command, &meta, &gils);
   RecEnd end{now, ns_per_tick, drops_no_ring()};
   const auto live = live_totals(now, &end.totals_exact);
-  return build_report(aggregator_, meta, gils, end, live);
+  report::Report r = build_report(aggregator_, meta, gils, end, live);
+  if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
+  return r;
 }
 
 report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
@@ -226,13 +256,16 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
   describe(window_end, command, &meta, &gils);
   RecEnd end{window_end, ns_per_tick, drops_no_ring()};
   const auto live = live_totals(window_end, &end.totals_exact);
+  if (host_ids_) sync_host_ids();
   if (writer_) {
     writer_->meta(meta);
     for (const auto& g : gils) writer_->gil(g);
     for (const auto& t : live) writer_->totals(t);
     writer_->end(end);
   }
-  return build_report(aggregator_, meta, gils, end, live);
+  report::Report r = build_report(aggregator_, meta, gils, end, live);
+  if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
+  return r;
 }
 
 report::Report build_report(const report::Aggregator& aggregator, const RecMeta& meta,

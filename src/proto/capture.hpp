@@ -7,11 +7,13 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "common/pid_namespace.hpp"
 #include "proto/recording.hpp"
 #include "proto/shm_region.hpp"
 #include "report/aggregator.hpp"
@@ -21,6 +23,10 @@ namespace gilstat::proto {
 class Capture {
  public:
   Capture(ShmRegion& region, RecordingWriter* writer);
+  // The target's pid as gilstat sees it.  When the target is in another PID
+  // namespace, its tids are mapped to the host's as they appear (and saved
+  // in the recording), so reports show both.
+  void set_host_pid(pid_t host_pid);
   // Drains events and picks up new thread names.  Returns events drained.
   // Throws RegionCorrupt when the region cannot be right: the caller
   // ends the session, and finish() still closes what was recorded.
@@ -44,6 +50,7 @@ class Capture {
 
  private:
   void sync_names();
+  void sync_host_ids();
   void sync_recording_meta();
   void write_clock_sample();
   // The region's header as recording metadata (the last good one once the
@@ -59,8 +66,12 @@ class Capture {
   ShmRegion& region_;
   RecordingWriter* writer_;
   report::Aggregator aggregator_;
-  std::map<uint32_t, std::string> names_;  // at most kDefaultMaxThreads
-  std::set<uint32_t> drop_tids_;           // threads with drops: the same bound
+  std::map<uint32_t, std::string> names_;          // at most kDefaultMaxThreads
+  std::set<uint32_t> drop_tids_;                   // threads with drops: the same bound
+  std::optional<HostIds> host_ids_;                // set only for a namespaced target
+  std::set<uint32_t> seen_tids_;                   // to map: tids of events and names
+  std::map<uint32_t, uint32_t> written_host_ids_;  // saved in the recording
+  uint32_t last_tid_ = 0;
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;

@@ -51,11 +51,19 @@
 //   7 Clock  v raw | v monotonic_ns | v drops_no_ring  (with every timed flush:
 //            calibration pairs and progress, so a cut-off file still converts
 //            ticks to ns and knows how far it got)
+//   8 HostIds s host_pid | v n | (v tid | v host_tid) * n   (a target in another
+//            PID namespace: the ids the recording's host sees for the pid and
+//            tids the probe reported; new pairs as threads appear)
 //   9 Totals v tid | v ring_flags | v gil | v lifetime | v held | v wait
 //            | v released | v acquisitions | v forced_handoffs   (raw clock
 //            units; the probe's exact totals of a thread that ended, and at
 //            the end those of the threads still running; one tid may have
 //            several, which add up)
+//   10 Frame v id | v kind (1 Python, 2 native) | str function | str file | v line
+//            | str object | v offset      (ids 0, 1, 2, ... in order, each once)
+//   11 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
+//   12 Sample v tid | v gil | v ts | v stack_id | v reason (1 profile, 2 long hold)
+//            | v hold_start                (the holder's stack; see stacks/)
 //
 // The writer flushes a chunk every WriterOptions::chunk_events events or
 // every flush_interval, each with one write(2): a SIGKILLed writer leaves a
@@ -69,11 +77,13 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "gilstat/protocol.hpp"
 #include "proto/codec.hpp"
 #include "report/exact_totals.hpp"
+#include "stacks/stack_table.hpp"
 
 namespace gilstat::proto {
 
@@ -96,8 +106,16 @@ enum class RecordType : uint8_t {
   Gil = 5,
   End = 6,
   Clock = 7,
+  HostIds = 8,
   Totals = 9,
+  Frame = 10,
+  Stack = 11,
+  Sample = 12,
 };
+
+// At most this many (tid, host tid) pairs per HostIds record.
+inline constexpr uint64_t kMaxHostIdPairs = 1u << 16;
+using TidPair = std::pair<uint32_t, uint32_t>;  // (tid as the probe saw it, host tid)
 
 struct RecMeta {
   int32_t pid = 0;
@@ -177,6 +195,12 @@ class RecordingWriter {
   void gil(const RecGil&);
   void totals(const RecTotals&);
   void clock(const RecClock&);
+  void host_ids(int32_t host_pid, std::span<const TidPair> pairs);
+  // Stacks: each frame and stack once, by the ids of the caller's
+  // StackTable (defined before any sample uses them).
+  void frame(uint32_t id, const stacks::Frame& f);
+  void stack(uint32_t id, std::span<const uint32_t> frame_ids);
+  void sample(const stacks::Sample& s);
   void end(const RecEnd&);  // and flushes
 
   // Whether a timed flush is due: something is pending and the last flush
@@ -245,6 +269,10 @@ class RecordingVisitor {
   virtual void on_gil(const RecGil&) {}
   virtual void on_totals(const RecTotals&) {}
   virtual void on_clock(const RecClock&) {}
+  virtual void on_host_ids(int32_t /*host_pid*/, std::span<const TidPair>) {}
+  virtual void on_frame(uint32_t /*id*/, const stacks::Frame&) {}
+  virtual void on_stack(uint32_t /*id*/, std::span<const uint32_t> /*frame_ids*/) {}
+  virtual void on_sample(const stacks::Sample&) {}
   virtual void on_end(const RecEnd&) {}
 };
 

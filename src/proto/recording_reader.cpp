@@ -257,6 +257,56 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       v.on_totals(t);
       return true;
     }
+    case RecordType::HostIds: {
+      const int64_t host_pid = c.svarint();
+      const uint64_t n = c.varint_max(kMaxHostIdPairs);
+      std::vector<TidPair> pairs;
+      for (uint64_t i = 0; i < n && c.ok(); ++i) {
+        const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+        const auto host = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+        pairs.emplace_back(tid, host);
+      }
+      if (!c.ok() || host_pid <= 0 || host_pid > INT32_MAX) return false;
+      v.on_host_ids(static_cast<int32_t>(host_pid), pairs);
+      return true;
+    }
+    case RecordType::Frame: {
+      const auto id = static_cast<uint32_t>(c.varint_max(stacks::kMaxFrames - 1));
+      stacks::Frame f;
+      const uint64_t kind = c.varint_max(2);
+      f.function = c.str(stacks::kMaxFrameText);
+      f.file = c.str(stacks::kMaxFrameText);
+      f.line = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      f.object = c.str(stacks::kMaxFrameText);
+      f.offset = c.varint();
+      if (!c.ok() || kind == 0) return false;
+      f.kind = static_cast<stacks::FrameKind>(kind);
+      v.on_frame(id, f);
+      return true;
+    }
+    case RecordType::Stack: {
+      const auto id = static_cast<uint32_t>(c.varint_max(stacks::kMaxStacks - 1));
+      const uint64_t n = c.varint_max(stacks::kMaxDepth);
+      std::vector<uint32_t> ids;
+      for (uint64_t i = 0; i < n && c.ok(); ++i)
+        ids.push_back(static_cast<uint32_t>(c.varint_max(stacks::kMaxFrames - 1)));
+      if (!c.ok()) return false;
+      v.on_stack(id, ids);
+      return true;
+    }
+    case RecordType::Sample: {
+      stacks::Sample s;
+      s.tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      s.gil = static_cast<uint32_t>(c.varint_max(UINT8_MAX));
+      s.ts = c.varint();
+      s.stack = static_cast<uint32_t>(c.varint_max(stacks::kMaxStacks - 1));
+      const uint64_t reason = c.varint_max(2);
+      s.hold_start = c.varint();
+      if (!c.ok() || reason == 0) return false;
+      s.reason = static_cast<stacks::SampleReason>(reason);
+      v.on_sample(s);
+      return true;
+    }
     case RecordType::Clock: {
       RecClock k;
       k.raw = c.varint();

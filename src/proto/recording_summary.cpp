@@ -51,6 +51,13 @@ void RecordingSummary::on_clock(const RecClock& k) {
   if (next_) next_->on_clock(k);
 }
 
+void RecordingSummary::on_host_ids(int32_t host_pid, std::span<const TidPair> pairs) {
+  host_pid_ = host_pid;
+  for (const auto& [tid, host] : pairs)
+    if (host_tids_.size() < (size_t{1} << 16) || host_tids_.contains(tid)) host_tids_[tid] = host;
+  if (next_) next_->on_host_ids(host_pid, pairs);
+}
+
 void RecordingSummary::on_end(const RecEnd& e) {
   end_ = e;
   if (next_) next_->on_end(e);

@@ -31,6 +31,16 @@ class RecordingSummary : public RecordingVisitor {
     if (next_) next_->on_totals(t);
   }
   void on_clock(const RecClock& k) override;
+  void on_host_ids(int32_t host_pid, std::span<const TidPair> pairs) override;
+  void on_frame(uint32_t id, const stacks::Frame& f) override {
+    if (next_) next_->on_frame(id, f);
+  }
+  void on_stack(uint32_t id, std::span<const uint32_t> frame_ids) override {
+    if (next_) next_->on_stack(id, frame_ids);
+  }
+  void on_sample(const stacks::Sample& s) override {
+    if (next_) next_->on_sample(s);
+  }
   void on_end(const RecEnd& e) override;
 
   const RecMeta& meta() const { return meta_; }
@@ -38,6 +48,10 @@ class RecordingSummary : public RecordingVisitor {
   std::vector<RecGil> gils() const;              // latest record of each GIL, by index
   const std::map<uint32_t, std::string>& names() const { return names_; }
   const std::optional<RecEnd>& end_record() const { return end_; }
+  // A target in another PID namespace: its pid and tids as the recording's
+  // host saw them (0 and empty otherwise).
+  int32_t host_pid() const { return host_pid_; }
+  const std::map<uint32_t, uint32_t>& host_tids() const { return host_tids_; }
   uint64_t events() const { return events_; }
   uint64_t first_event_ts() const { return first_ts_; }
   uint64_t last_event_ts() const { return last_ts_; }
@@ -55,6 +69,8 @@ class RecordingSummary : public RecordingVisitor {
   bool have_meta_ = false;
   std::map<uint32_t, RecGil> gils_;
   std::map<uint32_t, std::string> names_;
+  int32_t host_pid_ = 0;
+  std::map<uint32_t, uint32_t> host_tids_;
   std::optional<RecEnd> end_;
   std::optional<RecClock> first_clock_, last_clock_;
   uint64_t events_ = 0;

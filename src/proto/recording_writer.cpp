@@ -119,6 +119,54 @@ void RecordingWriter::name(uint32_t tid, const std::string& name) {
   begin_record(RecordType::Name, body_);
 }
 
+void RecordingWriter::host_ids(int32_t host_pid, std::span<const TidPair> pairs) {
+  while (true) {
+    const auto n = std::min<size_t>(pairs.size(), kMaxHostIdPairs);
+    body_.clear();
+    body_.svarint(host_pid);
+    body_.varint(n);
+    for (size_t i = 0; i < n; ++i) {
+      body_.varint(pairs[i].first);
+      body_.varint(pairs[i].second);
+    }
+    begin_record(RecordType::HostIds, body_);
+    pairs = pairs.subspan(n);
+    if (pairs.empty()) return;
+  }
+}
+
+void RecordingWriter::frame(uint32_t id, const stacks::Frame& f) {
+  body_.clear();
+  body_.varint(id);
+  body_.varint(static_cast<uint8_t>(f.kind));
+  body_.str(std::string_view(f.function).substr(0, stacks::kMaxFrameText));
+  body_.str(std::string_view(f.file).substr(0, stacks::kMaxFrameText));
+  body_.varint(f.line);
+  body_.str(std::string_view(f.object).substr(0, stacks::kMaxFrameText));
+  body_.varint(f.offset);
+  begin_record(RecordType::Frame, body_);
+}
+
+void RecordingWriter::stack(uint32_t id, std::span<const uint32_t> frame_ids) {
+  const size_t n = std::min<size_t>(frame_ids.size(), stacks::kMaxDepth);
+  body_.clear();
+  body_.varint(id);
+  body_.varint(n);
+  for (size_t i = 0; i < n; ++i) body_.varint(frame_ids[i]);
+  begin_record(RecordType::Stack, body_);
+}
+
+void RecordingWriter::sample(const stacks::Sample& s) {
+  body_.clear();
+  body_.varint(s.tid);
+  body_.varint(s.gil);
+  body_.varint(s.ts);
+  body_.varint(s.stack);
+  body_.varint(static_cast<uint8_t>(s.reason));
+  body_.varint(s.hold_start);
+  begin_record(RecordType::Sample, body_);
+}
+
 void RecordingWriter::drops(uint32_t tid, uint64_t count) {
   body_.clear();
   body_.varint(tid);

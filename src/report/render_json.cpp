@@ -8,23 +8,26 @@
 
 #include "report/findings.hpp"
 #include "report/groups.hpp"
+#include "report/render_profile.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
 
-namespace {
-
-using Buf = fmt::memory_buffer;
-
 // Shortest round-trip form, always with a '.' or an exponent so that float
 // fields stay floats for typed readers ("1.0", not "1").  JSON has no NaN or
 // infinity; null says "no meaningful value".
-std::string number(double v) {
+std::string json_number(double v) {
   if (!std::isfinite(v)) return "null";
   std::string s = fmt::format("{}", v);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
 }
+
+namespace {
+
+using Buf = fmt::memory_buffer;
+
+std::string number(double v) { return json_number(v); }
 
 void put_stats(Buf& b, const char* key, const DurationStats& s) {
   fmt::format_to(
@@ -59,10 +62,14 @@ void put_gil(Buf& b, const GilReport& g) {
   fmt::format_to(it, R"(], "enabled_changes_lost": {}}})", g.enabled_changes_lost);
 }
 
-void put_thread(Buf& b, const ThreadReport& t) {
+// host_tid: the thread as the host sees it; the tid itself when the target
+// shares gilstat's PID namespace, null when it ended before it was looked up.
+void put_thread(Buf& b, const ThreadReport& t, bool namespaced) {
   auto it = std::back_inserter(b);
-  fmt::format_to(it, R"({{"tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )", t.tid,
-                 json_string(t.name), json_string(group_key(t)), t.own, t.gil);
+  const std::string host_tid =
+      !namespaced ? std::to_string(t.tid) : t.host_tid ? std::to_string(t.host_tid) : "null";
+  fmt::format_to(it, R"({{"tid": {}, "host_tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )",
+                 t.tid, host_tid, json_string(t.name), json_string(group_key(t)), t.own, t.gil);
   fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
                  number(t.lifetime_ns / 1e9), number(t.held_ns / 1e9),
                  number(t.wait_total_ns / 1e9), number(t.released_ns / 1e9));
@@ -162,9 +169,11 @@ std::string json_string(std::string_view bytes) {
 void render_json(const Report& r, std::ostream& out) {
   Buf b;
   auto it = std::back_inserter(b);
-  fmt::format_to(it, R"({{"gilstat_version": {}, "pid": {}, "command": {}, "duration_s": {}, )",
-                 json_string(r.gilstat_version), r.pid, json_string(r.command),
-                 number(r.duration_s));
+  fmt::format_to(it,
+                 R"({{"gilstat_version": {}, "pid": {}, "host_pid": {}, "command": {}, )"
+                 R"("duration_s": {}, )",
+                 json_string(r.gilstat_version), r.pid, r.host_pid ? r.host_pid : r.pid,
+                 json_string(r.command), number(r.duration_s));
   fmt::format_to(it, R"("clock": "{}", "ns_per_tick": {}, )",
                  r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic", number(r.ns_per_tick));
   fmt::format_to(
@@ -185,14 +194,14 @@ void render_json(const Report& r, std::ostream& out) {
   fmt::format_to(it, "],\n\"threads\": [");
   for (size_t i = 0; i < r.threads.size(); ++i) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
-    put_thread(b, r.threads[i]);
+    put_thread(b, r.threads[i], r.host_pid != 0);
   }
   fmt::format_to(it, "],\n\"groups\": [");
   for (size_t i = 0; i < r.groups.size(); ++i) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
     put_group(b, r.groups[i]);
   }
-  fmt::format_to(it, "]}}\n");
+  fmt::format_to(it, "],\n\"gil_profile\": {}}}\n", profile_json(r));
   out.write(b.data(), static_cast<std::streamsize>(b.size()));
 }
 

@@ -1,6 +1,9 @@
 // `gilstat report --json`: the stable, machine-readable form of a Report.
 //
-// {"gilstat_version": str, "pid": int, "command": str, "duration_s": float,
+// {"gilstat_version": str,
+//  "pid": int,        // as the target sees itself (1 in a container's PID namespace)
+//  "host_pid": int,   // as gilstat's host sees it (`--pid`, `top`); == pid when not namespaced
+//  "command": str, "duration_s": float,
 //  "clock": "monotonic"|"tsc", "ns_per_tick": float,
 //  "python": {"version": str, "version_hex": int, "free_threaded": bool,
 //             "libpython": "static"|"shared"},
@@ -30,7 +33,9 @@
 //            // (0 disabled, 2147483647 for good, n: n transient requests)
 //            "disabled_s": float, "enabled_changes": [{"t_s": float, "enabled": int}],
 //            "enabled_changes_lost": int}],  // changes not kept: disabled_s approximate
-//  "threads": [{"tid": int, "name": str, "group": str, "own": bool, "gil": int,
+//  "threads": [{"tid": int,              // in the target's own PID namespace
+//               "host_tid": int|null,   // as the host sees it; null: ended before looked up
+//               "name": str, "group": str, "own": bool, "gil": int,
 //               "lifetime_s": float, "held_s": float, "wait_s": float,
 //               "released_s": float, "acquisitions": int, "forced_handoffs": int,
 //               "drops": int, "anomalies": int, "wait_ns": D, "hold_ns": D,
@@ -43,7 +48,8 @@
 //              "acquisitions": int, "forced_handoffs": int, "drops": int, "anomalies": int,
 //              "member_held_s": {"p50": float, "p99": float, "max": float},
 //              "wait_ns": D, "hold_ns": D,  // all the members' waits / holds
-//              "drop_requests": int, "drop_latency_max_ns": int}]}
+//              "drop_requests": int, "drop_latency_max_ns": int}],
+//  "gil_profile": {...}}   // held time by Python function (render_profile.hpp)
 // D = {"p50": int, "p90": int, "p99": int, "max": int, "total": int, "count": int}
 //
 // Strings from the target (command, thread names) are escaped and invalid
@@ -62,5 +68,7 @@ void render_json(const Report& report, std::ostream& out);
 
 // A JSON string literal (with the quotes) for arbitrary bytes.
 std::string json_string(std::string_view bytes);
+// A float as JSON: shortest round-trip, always a float ("1.0"), null for NaN/inf.
+std::string json_number(double v);
 
 }  // namespace gilstat::report

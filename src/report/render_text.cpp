@@ -10,6 +10,7 @@
 
 #include "report/findings.hpp"
 #include "report/fit_name.hpp"
+#include "report/render_profile.hpp"
 #include "report/thread_table.hpp"
 #include "report/utf8.hpp"
 
@@ -47,7 +48,9 @@ std::string python_line(const Report& r) {
 }
 
 void render_header(const Report& r, std::ostream& out) {
-  out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), r.pid,
+  const std::string pid = r.host_pid ? fmt::format("{} (pid {} in its PID namespace)", r.host_pid, r.pid)
+                                     : std::to_string(r.pid);
+  out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), pid,
                      r.command.empty() ? "" : " · ", clip(clean(r.command), 100));
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
                      r.clock == proto::ClockKind::Tsc ? "tsc" : "monotonic",
@@ -246,6 +249,8 @@ void append(Lines& to, const Lines& from) { to.insert(to.end(), from.begin(), fr
 // the busiest in full, the others one line each) and of findings.
 constexpr size_t kGilLines = 45;
 constexpr size_t kFindingLines = 40;
+// Functions in the short report's held-time profile (plus 3 per top group).
+constexpr size_t kProfileEntries = 10;
 // Thread rows a short report keeps before it drops histograms.
 constexpr size_t kFirstRows = 10;
 
@@ -431,6 +436,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   const Lines gils = gil_section(r, short_report ? kGilLines : 0);
   const Lines findings =
       opt.findings ? findings_section(r, short_report ? kFindingLines : 0) : Lines{};
+  const Lines profile = profile_section(r, short_report ? kProfileEntries : SIZE_MAX);
   const std::vector<Lines> histograms = histogram_blocks(r, opt);
   const std::vector<TableRow> rows = table_rows(r.threads);
   TableLayout table{opt.max_threads == 0 ? rows.size() : opt.max_threads, opt.max_threads == 0,
@@ -439,7 +445,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   if (short_report) {
     // The room left after what is always shown goes to the first rows,
     // then to the histograms, then to the other rows.
-    const size_t fixed = header.size() + gils.size() + findings.size() + 1;  // + blank line
+    const size_t fixed =
+        header.size() + gils.size() + profile.size() + findings.size() + 1;  // + blank line
     const size_t room = opt.max_lines > fixed ? opt.max_lines - fixed : 0;
     const auto lines = [&](size_t n) { return thread_table_lines(rows, n, table.members); };
     const size_t max_rows = std::min(table.rows, rows.size());
@@ -463,6 +470,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   Lines body = gils;
   body.push_back("");
   append(body, thread_table(r, rows, table));
+  append(body, profile);
   for (size_t i = 0; i < drawn; ++i) append(body, histograms[i]);
   if (drawn < histograms.size()) {
     body.push_back("");

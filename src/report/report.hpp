@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gilstat/protocol.hpp"
+#include "report/gil_profile.hpp"
 #include "report/histogram.hpp"
 
 namespace gilstat::report {
@@ -79,7 +80,10 @@ struct GilReport {
 // One row per (thread, GIL).  Times are doubles in ns so that the parts add
 // up to the lifetime without per-field rounding (ticks * ns_per_tick).
 struct ThreadReport {
-  uint32_t tid = 0;
+  uint32_t tid = 0;  // as the probe saw it: the target's own PID namespace
+  // The same thread as the host sees it (`top -H`), when the target is in
+  // another PID namespace; 0 when it ended before it was looked up.
+  uint32_t host_tid = 0;
   std::string name;
   bool own = false;  // the probe's own thread
   uint32_t gil = 0;
@@ -156,7 +160,10 @@ struct ReportWindow {
 
 struct Report {
   std::string gilstat_version;
-  int pid = 0;
+  int pid = 0;  // as the target sees itself
+  // The pid the user typed and the host shows, when the target is in
+  // another PID namespace (a container); 0 when it is in gilstat's own.
+  int host_pid = 0;
   std::string command;
   double duration_s = 0;
   proto::ClockKind clock = proto::ClockKind::Monotonic;
@@ -179,6 +186,7 @@ struct Report {
   std::vector<GilReport> gils;        // by id
   std::vector<ThreadReport> threads;  // by held time, descending
   std::vector<GroupReport> groups;    // every thread in one group; by held time
+  GilProfile gil_profile;             // empty (no samples) unless stacks were sampled
 };
 
 }  // namespace gilstat::report

@@ -753,10 +753,35 @@ def attach_once(gilstat_bin, target, path):
     return latency, wall
 
 
-def test_attach_latency_and_blocked_calls(gilstat_bin, supported_python, tmp_path):
+def test_blocked_calls_survive_the_attach(gilstat_bin, supported_python, tmp_path):
+    """A thread blocked in time.sleep / select.select when gilstat attaches (and detaches)
+    is not woken early: the call lasts its full length. The attach latency itself is
+    timed on the heavy tier (test_attach_latency_and_blocked_calls)."""
+    seconds = 2.0
+    targets = []
+    try:
+        for mode in ("sleep", "select"):
+            targets.append((mode, Target(supported_python, "attach_block.py",
+                                         "--mode", mode, "--seconds", seconds)))
+        for mode, target in targets:
+            target.expect("ready")
+        for i, (mode, target) in enumerate(targets):
+            attach_once(gilstat_bin, target, tmp_path / ("%d.gilstat" % i))
+        for mode, target in targets:
+            out = target.finish(stop=False)
+            assert out["elapsed_s"] >= seconds - 0.05, (
+                "%s(%.1f) returned after %.3f s: cut short by the attach\n%s"
+                % (mode, seconds, out["elapsed_s"], target.describe()))
+    finally:
+        for _, target in targets:
+            target.kill()
+
+
+def test_attach_latency_and_blocked_calls(gilstat_bin, heavy, tmp_path):
     """Attaching to a thread blocked in time.sleep / select.select, or spinning in pure
     Python, takes < 150 ms (median of 3) from launching gilstat to hooked; the blocked
     call is not cut short by the attach."""
+    supported_python = heavy
     seconds = 5.0
     latencies = {"sleep": [], "select": [], "spin": []}
     walls = {"sleep": [], "select": [], "spin": []}

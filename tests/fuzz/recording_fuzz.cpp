@@ -46,6 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const proto::RecGil& g : summary.gils())
     gils.push_back({g.index, g.address, g.initial_switch_number, g.final_switch_number,
                     g.initial_holder, g.interp_ids});
-  fuzz::render_all(agg.finish(info, gils));
+  report::Report r = agg.finish(info, gils);
+  r.gil_profile = feed.gil_profile(r);
+  fuzz::render_all(r);
   return 0;
 }

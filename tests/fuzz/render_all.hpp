@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "report/render_json.hpp"
+#include "report/render_profile.hpp"
 #include "report/render_text.hpp"
 
 namespace gilstat::fuzz {
@@ -16,6 +17,7 @@ inline void render_all(const report::Report& r) {
   text.histograms = true;
   text.findings = true;
   report::render_text(r, out, text);
+  report::render_collapsed(r, out);
 }
 
 }  // namespace gilstat::fuzz

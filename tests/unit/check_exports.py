@@ -19,10 +19,11 @@ Exits 1 on the first failure, with what differed.
 import json
 import math
 import os
-import re
 import struct
 import subprocess
 import sys
+
+from exposition import parse_exposition
 
 GILSTAT, GEN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 EXTRA = sys.argv[4:]
@@ -87,88 +88,9 @@ def check_chrome(path):
 
 # ---------------------------------------------------------------- prometheus
 
-METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"')
-FLOAT = re.compile(r"^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|Inf)|NaN)$")
-
-
-def parse_labels(text):
-    """'a="x",b="y"' -> dict, refusing anything the format does not allow."""
-    labels, pos = {}, 0
-    while pos < len(text):
-        m = LABEL.match(text, pos)
-        assert m, "bad label syntax at %r" % text[pos:]
-        assert m.group(1) not in labels, "duplicate label " + m.group(1)
-        labels[m.group(1)] = m.group(2)
-        pos = m.end()
-        if pos < len(text):
-            assert text[pos] == ",", "expected ',' at %r" % text[pos:]
-            pos += 1
-    return labels
-
-
 def check_prometheus_text(text):
-    """Checks text exposition format 0.0.4 line by line."""
-    assert text.endswith("\n"), "must end with a newline"
-    text.encode("utf-8")
-    types, helps, seen_families, samples = {}, set(), [], {}
-    current = None
-    for n, line in enumerate(text.split("\n")[:-1], 1):
-        where = "line %d: %r" % (n, line)
-        assert line, "empty line " + where
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert METRIC.match(name), where
-            assert name not in helps, "second HELP for " + where
-            helps.add(name)
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, typ = line.split(" ")
-            assert METRIC.match(name), where
-            assert typ in ("counter", "gauge", "histogram", "summary", "untyped"), where
-            assert name not in types, "second TYPE for " + where
-            assert name in helps, "HELP must come before TYPE: " + where
-            types[name] = typ
-            seen_families.append(name)
-            current = name
-            continue
-        assert not line.startswith("#"), where
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        assert m, "bad sample " + where
-        name, labels, value = m.group(1), parse_labels(m.group(3) or ""), m.group(4)
-        assert FLOAT.match(value), "bad value " + where
-        family = name
-        if current and types[current] == "histogram":
-            for suffix in ("_bucket", "_sum", "_count"):
-                if name == current + suffix:
-                    family = current
-        assert family == current, "sample of %s outside its family %s: %s" % (name, current, where)
-        if types[family] == "counter":
-            assert name.endswith("_total") and float(value) >= 0, where
-        key = (name, tuple(sorted(labels.items())))
-        assert key not in samples, "duplicate series " + where
-        samples[key] = float(value)
-    # Histograms: cumulative buckets ending at +Inf, _count == +Inf bucket.
-    for family, typ in types.items():
-        if typ != "histogram":
-            continue
-        series = {}
-        for (name, labels), v in samples.items():
-            d = dict(labels)
-            if name == family + "_bucket":
-                le = d.pop("le")
-                series.setdefault(tuple(sorted(d.items())), {}).setdefault("b", []).append(
-                    (float(le), v))
-            elif name in (family + "_sum", family + "_count"):
-                series.setdefault(labels, {})[name[len(family):]] = v
-        for labels, s in series.items():
-            buckets = s["b"]
-            les = [le for le, _ in buckets]
-            assert les == sorted(les) and les[-1] == math.inf, (family, labels, les)
-            counts = [c for _, c in buckets]
-            assert counts == sorted(counts), "not cumulative: %s %s %s" % (family, labels, counts)
-            assert s["_count"] == counts[-1], (family, labels, s["_count"], counts[-1])
-            assert "_sum" in s, (family, labels)
+    """Checks text exposition format 0.0.4 line by line (tests/unit/exposition.py)."""
+    samples, types = parse_exposition(text)
     return types, samples
 
 
@@ -178,12 +100,21 @@ def check_prometheus(path):
     with open(out, encoding="utf-8") as f:
         types, samples = check_prometheus_text(f.read())
     rep = report(path)
+
+    def sample(name, **labels):
+        """The one sample of `name` with these labels (and the command label)."""
+        found = [v for (n, ls), v in samples.items()
+                 if n == name and {k: v for k, v in ls if k != "command"} == labels]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
     for g in rep["gils"]:
-        key = ("gilstat_gil_acquisitions_total", (("gil", str(g["id"])), ("pid", str(rep["pid"]))))
-        assert samples[key] == g["acquisitions"], (key, samples.get(key), g["acquisitions"])
-        key = ("gilstat_gil_hold_duration_seconds_count",
-               (("gil", str(g["id"])), ("pid", str(rep["pid"]))))
-        assert samples[key] == g["hold_ns"]["count"], key
+        labels = {"gil": str(g["id"]), "pid": str(rep["pid"])}
+        assert sample("gilstat_gil_acquisitions_total", **labels) == g["acquisitions"], labels
+        assert sample("gilstat_gil_hold_duration_seconds_count", **labels) == \
+            g["hold_ns"]["count"], labels
+        assert sample("gilstat_gil_held_seconds_total", **labels) == \
+            g["hold_ns"]["total"] / 1e9, labels
     for required in ("gilstat_gil_utilization_ratio", "gilstat_thread_held_seconds_total",
                      "gilstat_gil_wait_duration_seconds"):
         assert required in types, required
