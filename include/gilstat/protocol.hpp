@@ -31,13 +31,13 @@
 namespace gilstat::proto {
 
 inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
-inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kProtocolVersion = 3;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
 inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
-inline constexpr uint32_t kDefaultNameSlots = 4096;  // log entries, power of two
+inline constexpr uint32_t kDefaultNameSlots = 4096;     // log entries, power of two
 inline constexpr size_t kNameLen = 64;
 
 // Upper bounds a reader accepts (docs/region.md).  The region's pages are
@@ -128,20 +128,27 @@ enum RingFlags : uint32_t {
 
 enum class RingState : uint32_t {
   Free = 0,
-  Active = 1,  // owned by a live thread
-  Closed = 2,  // its thread exited; the CLI drains it and sets it Free
+  Active = 1,    // owned by a live thread
+  Closed = 2,    // its thread exited; the CLI drains it and sets it Free
   Claiming = 3,  // a thread is filling in tid/flags; not yet readable
 };
 
 struct GilSlot {
-  uint64_t address;               // &_gil_runtime_state in the target
-  uint64_t initial_switch_number; // gil->switch_number when armed
-  uint64_t initial_holder;        // gil->last_holder when armed
+  uint64_t address;                          // &_gil_runtime_state in the target
+  uint64_t initial_switch_number;            // gil->switch_number when armed
+  uint64_t initial_holder;                   // gil->last_holder when armed
   std::atomic<uint64_t> last_switch_number;  // updated at every Acquire
   std::atomic<uint32_t> seq;                 // last Event::seq issued
   std::atomic<uint32_t> valid;               // 1 once the fields above are set
   int64_t interp_ids[4];                     // interpreters using this GIL (-1 = none)
   uint64_t arm_ts;                           // clock at arming
+  // Exact counts kept by the probe, whatever reaches the rings (a full ring
+  // loses events, never these).  Written under gil->mutex, so one writer at
+  // a time: relaxed load + store, no locked RMW.
+  std::atomic<uint64_t> acquisitions;   // Acquire events issued
+  std::atomic<uint64_t> switches;       // of them, with a tstate != the previous holder's
+  std::atomic<uint64_t> drop_requests;  // DropRequest events issued
+  std::atomic<uint64_t> prev_holder;    // the probe's: last_holder at the last Acquire
 };
 
 struct Header {
@@ -156,9 +163,9 @@ struct Header {
   uint64_t rings_offset;
   uint64_t total_size;
 
-  ClockKind clock_kind;  // chosen by whoever creates the region
-  std::atomic<int32_t> claim_pid;  // the first CPython process CASes 0 -> getpid()
-  std::atomic<uint32_t> status;    // Status
+  ClockKind clock_kind;                // chosen by whoever creates the region
+  std::atomic<int32_t> claim_pid;      // the first CPython process CASes 0 -> getpid()
+  std::atomic<uint32_t> status;        // Status
   std::atomic<uint32_t> stop_request;  // CLI asks the probe to unhook
   std::atomic<uint64_t> heartbeat;     // CLI bumps; probe watches (attach)
 
@@ -167,9 +174,9 @@ struct Header {
   uint8_t free_threaded;
   uint8_t libpython_shared;  // 1: libpython3.x.so, 0: static in the executable
   uint16_t reserved0;
-  char py_version[64];       // Py_GetVersion() up to the first space
-  char interp_object[256];   // path of the object whose GOT is patched
-  char status_detail[256];   // human-readable reason for a non-Armed status
+  char py_version[64];      // Py_GetVersion() up to the first space
+  char interp_object[256];  // path of the object whose GOT is patched
+  char status_detail[256];  // human-readable reason for a non-Armed status
 
   std::atomic<uint64_t> drops_no_ring;  // events lost: all rings in use
   std::atomic<uint32_t> gil_count;
@@ -201,15 +208,44 @@ struct Header {
   std::atomic<uint64_t> name_start;
 };
 
+// What a thread was doing on one GIL at its latest state change.
+enum class TotalsState : uint32_t { None = 0, Waiting = 1, Holding = 2, Released = 3 };
+
+// One thread's exact totals on one GIL, kept by the probe at every state
+// change with the same rules the CLI applies to the events
+// (docs/gil-internals.md, "Reconstruction rules"), so that they stay exact
+// when a full ring loses events.  Durations in raw clock units, closed
+// stretches only: the stretch since `since` is still running.  Single
+// writer (the ring's thread): a seqlock, odd while a change is being
+// written, lets the CLI take a consistent copy without the writer ever
+// waiting.
+struct alignas(64) ThreadTotals {
+  std::atomic<uint32_t> seq;
+  std::atomic<uint32_t> state;     // TotalsState
+  std::atomic<uint64_t> first_ts;  // the first state change
+  std::atomic<uint64_t> since;     // the latest state change
+  std::atomic<uint64_t> wait;
+  std::atomic<uint64_t> held;
+  std::atomic<uint64_t> released;
+  std::atomic<uint64_t> acquisitions;
+  std::atomic<uint64_t> forced_handoffs;
+};
+static_assert(sizeof(ThreadTotals) == 64);
+
 struct alignas(64) RingControl {
   std::atomic<uint32_t> state;  // RingState
   uint32_t tid;
-  uint32_t flags;  // RingFlags
+  uint32_t flags;       // RingFlags
   uint32_t generation;  // bumped at every claim
   uint64_t pthread_id;
-  alignas(64) std::atomic<uint64_t> head;     // producer: next slot to write
-  std::atomic<uint64_t> dropped;              // producer: events lost, ring full
-  alignas(64) std::atomic<uint64_t> tail;     // consumer: next slot to read
+  alignas(64) std::atomic<uint64_t> head;  // producer: next slot to write
+  std::atomic<uint64_t> dropped;           // producer: events lost, ring full
+  alignas(64) std::atomic<uint64_t> tail;  // consumer: next slot to read
+  // Probe: Header::session when the thread last reset `totals` (a thread
+  // keeps its ring across consumer sessions and resets them itself, being
+  // their only writer); the CLI ignores totals of another session.
+  alignas(64) std::atomic<uint32_t> totals_session;
+  ThreadTotals totals[kMaxGils];  // by GIL index
 };
 
 // Where a name came from.
@@ -226,8 +262,8 @@ enum class NameSource : uint32_t {
 struct NameSlot {
   std::atomic<uint64_t> seq;
   uint32_t tid;
-  uint32_t source;  // NameSource
-  uint64_t ts;      // clock (Header::clock_kind) when written
+  uint32_t source;      // NameSource
+  uint64_t ts;          // clock (Header::clock_kind) when written
   char name[kNameLen];  // UTF-8, NUL-padded; may be cut at kNameLen - 1 bytes
 };
 static_assert(sizeof(NameSlot) == 88);

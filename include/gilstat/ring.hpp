@@ -4,7 +4,7 @@
 // head and tail are free-running 64-bit counters; slot = counter & (cap - 1).
 // The producer never blocks: when the ring is full it counts a drop and
 // returns.  push() is async-signal-safe and allocation-free, so it may run on
-// the probe's hook path.
+// the probe's hook path; so is totals_add(), the thread's exact totals.
 #pragma once
 
 #include <atomic>
@@ -30,6 +30,70 @@ inline bool ring_push(RingControl* ctl, uint32_t capacity, const Event& ev) {
   ring_events(ctl)[head & (capacity - 1)] = ev;
   ctl->head.store(head + 1, std::memory_order_release);
   return true;
+}
+
+// Producer side: adds one event of the ring's thread to its totals on the
+// event's GIL (ThreadTotals), by the reconstruction rules the CLI applies
+// to events (report/thread_timeline.cpp), so that the totals stay exact
+// when a full ring loses the events.  Plain loads and stores: the thread is
+// the only writer; the seqlock tells a reader to retry.  Allocation-free,
+// no syscall: for the hook path.
+inline void totals_add(proto::ThreadTotals& t, proto::EventKind kind, uint64_t ts) {
+  using proto::EventKind;
+  using S = proto::TotalsState;
+  const auto state = static_cast<S>(t.state.load(std::memory_order_relaxed));
+  const uint64_t since = t.since.load(std::memory_order_relaxed);
+  S next = state;
+  std::atomic<uint64_t>* bucket = nullptr;  // where [since, ts) goes
+  switch (kind) {
+    case EventKind::WaitBegin:
+      next = S::Waiting;
+      if (state == S::Released || state == S::Waiting) bucket = &t.released;
+      break;
+    case EventKind::Acquire:
+      next = S::Holding;
+      if (state == S::Waiting) bucket = &t.wait;
+      break;
+    case EventKind::Release:
+      next = S::Released;
+      if (state == S::Holding) bucket = &t.held;
+      break;
+    case EventKind::WaitAbort:
+      next = S::Released;
+      if (state == S::Waiting) bucket = &t.released;
+      break;
+    case EventKind::ForcedHandoff:
+      // No state change; while released, the released stretch runs up to
+      // it (the CLI ends a released thread's lifetime at its last event).
+      if (state == S::Released) bucket = &t.released;
+      break;
+    default:
+      return;  // DropRequest (counted per GIL), GilEnabled
+  }
+  const uint32_t s = t.seq.load(std::memory_order_relaxed);
+  t.seq.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  if (state == S::None) {
+    if (next != S::None) {
+      t.first_ts.store(ts, std::memory_order_relaxed);
+      t.since.store(ts, std::memory_order_relaxed);
+    }
+  } else {
+    // A clock that ran backwards (it should not) adds no time.
+    const uint64_t at = ts > since ? ts : since;
+    if (bucket)
+      bucket->store(bucket->load(std::memory_order_relaxed) + (at - since),
+                    std::memory_order_relaxed);
+    if (bucket || next != state) t.since.store(at, std::memory_order_relaxed);
+  }
+  if (kind == EventKind::Acquire)
+    t.acquisitions.store(t.acquisitions.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);
+  if (kind == EventKind::ForcedHandoff)
+    t.forced_handoffs.store(t.forced_handoffs.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
+  t.state.store(static_cast<uint32_t>(next), std::memory_order_relaxed);
+  t.seq.store(s + 2, std::memory_order_release);
 }
 
 // What ring_drain returns when the ring's head cannot be right.

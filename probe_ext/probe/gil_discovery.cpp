@@ -36,6 +36,10 @@ void publish_gil(uintptr_t base, int64_t interp_id) {
   s.initial_holder = read_u64(base + g.fields.last_holder);
   s.last_switch_number.store(s.initial_switch_number, std::memory_order_relaxed);
   s.seq.store(0, std::memory_order_relaxed);
+  s.acquisitions.store(0, std::memory_order_relaxed);
+  s.switches.store(0, std::memory_order_relaxed);
+  s.drop_requests.store(0, std::memory_order_relaxed);
+  s.prev_holder.store(s.initial_holder, std::memory_order_relaxed);
   for (auto& id : s.interp_ids) id = -1;
   s.interp_ids[0] = interp_id;
   s.arm_ts = now_raw_clock();

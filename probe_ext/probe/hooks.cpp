@@ -15,8 +15,8 @@
 #include <cstring>
 #include <type_traits>
 
-#include "got_patch.hpp"
 #include "gilstat/ring.hpp"
+#include "got_patch.hpp"
 #include "probe_state.hpp"
 
 namespace gilstat::probe {
@@ -73,6 +73,22 @@ inline uint64_t now_raw() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
+// Zeroes a ring's totals for consumer session `session`.  Only the ring's
+// own thread calls it (it is their only writer), or the thread claiming it.
+void clear_totals(proto::RingControl* r, uint32_t session) {
+  for (proto::ThreadTotals& t : r->totals) {
+    const uint32_t s = t.seq.load(std::memory_order_relaxed);
+    t.seq.store(s + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    t.state.store(0, std::memory_order_relaxed);
+    for (auto* f : {&t.first_ts, &t.since, &t.wait, &t.held, &t.released, &t.acquisitions,
+                    &t.forced_handoffs})
+      f->store(0, std::memory_order_relaxed);
+    t.seq.store(s + 2, std::memory_order_release);
+  }
+  r->totals_session.store(session, std::memory_order_release);
+}
+
 inline bool recording() {
   if (!g.recording.load(std::memory_order_acquire)) return false;
   const uint32_t session = g.session.load(std::memory_order_relaxed);
@@ -80,6 +96,7 @@ inline bool recording() {
     t_state.held = 0;
     t_state.waiting = 0;
     t_state.session = session;
+    if (t_state.ring) clear_totals(t_state.ring, session);
   }
   return true;
 }
@@ -104,14 +121,14 @@ proto::RingControl* claim_ring() {
   for (uint32_t i = 0; i < g.ring_count; ++i) {
     proto::RingControl* r = ring_at(i);
     uint32_t expected = static_cast<uint32_t>(proto::RingState::Free);
-    if (!r->state.compare_exchange_strong(expected,
-                                          static_cast<uint32_t>(proto::RingState::Claiming),
-                                          std::memory_order_acq_rel))
+    if (!r->state.compare_exchange_strong(
+            expected, static_cast<uint32_t>(proto::RingState::Claiming), std::memory_order_acq_rel))
       continue;
     r->tid = static_cast<uint32_t>(syscall(SYS_gettid));
     r->flags = t_state.own ? uint32_t{proto::kRingOwnThread} : 0u;
     r->generation += 1;
     r->pthread_id = static_cast<uint64_t>(pthread_self());
+    clear_totals(r, t_state.session);
     r->state.store(static_cast<uint32_t>(proto::RingState::Active), std::memory_order_release);
     // The probe thread closes it once this thread has exited
     // (close_exited_rings).
@@ -130,8 +147,15 @@ inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, u
     }
     t_state.ring = r;
   }
+  proto::totals_add(r->totals[gil], kind, ts);
   proto::Event ev{ts, value, seq, static_cast<uint8_t>(kind), static_cast<uint8_t>(gil), 0};
   proto::ring_push(r, g.ring_capacity, ev);
+}
+
+// Adds one to a counter of the GIL's slot; the caller holds gil->mutex, so
+// there is one writer at a time.
+inline void bump(std::atomic<uint64_t>& counter) {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 // Serial number for events issued under gil->mutex.  The caller holds that
@@ -142,7 +166,6 @@ inline uint32_t next_seq(int gil) {
   slot.store(s, std::memory_order_relaxed);
   return s;
 }
-
 
 struct HookGuard {
   bool entered;
@@ -194,21 +217,38 @@ int hook_cond_signal(pthread_cond_t* c) noexcept {
   if (recording()) {
     HookGuard guard;
     if (guard.entered) {
-      const uint64_t ts = now_raw();
+      // The clock only for a GIL's condition: the interpreter signals others too.
       int i = gil_index<&GilAddrs::switch_cond>(c);
       if (i >= 0) {
+        const uint64_t ts = now_raw();
         // take_gil: locked = 1 and last_holder updated just before this call,
         // under switch_mutex (and gil->mutex).
         const uintptr_t base = g.gils[i].base;
-        g.header->gils[i].last_switch_number.store(read_u64(base + g.fields.switch_number),
-                                                   std::memory_order_relaxed);
+        proto::GilSlot& slot = g.header->gils[i];
+        const uint64_t switch_number = read_u64(base + g.fields.switch_number);
+        slot.last_switch_number.store(switch_number, std::memory_order_relaxed);
+        const uint64_t holder = read_u64(base + g.fields.last_holder);
+        if (slot.acquisitions.load(std::memory_order_relaxed) == 0) {
+          // The first acquisition seen opens the switch count: switch_number
+          // and the holder as of now.  Read at arming instead, they could
+          // miss a switch made between that read and the hooks recording.
+          slot.initial_switch_number = switch_number;
+          slot.initial_holder = holder;
+          slot.prev_holder.store(holder, std::memory_order_relaxed);
+        }
+        bump(slot.acquisitions);
+        if (holder != slot.prev_holder.load(std::memory_order_relaxed)) {
+          bump(slot.switches);
+          slot.prev_holder.store(holder, std::memory_order_relaxed);
+        }
         t_state.held |= (1u << i);
         t_state.waiting &= ~(1u << i);
-        emit(proto::EventKind::Acquire, i, read_u64(base + g.fields.last_holder), next_seq(i), ts);
+        emit(proto::EventKind::Acquire, i, holder, next_seq(i), ts);
       } else if ((i = gil_index<&GilAddrs::cond>(c)) >= 0 && (t_state.held & (1u << i))) {
         // drop_gil: locked = 0 just before this call, under gil->mutex.  A
         // signal from a non-holder (free-threaded "GIL got disabled" path)
         // is not a release.
+        const uint64_t ts = now_raw();
         t_state.held &= ~(1u << i);
         emit(proto::EventKind::Release, i, read_u64(g.gils[i].base + g.fields.last_holder),
              next_seq(i), ts);
@@ -232,6 +272,7 @@ int hook_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct time
     if (read_i32(base + g.fields.locked) == 1 &&
         read_u64(base + g.fields.switch_number) == switch_before) {
       HookGuard guard;
+      bump(g.header->gils[i].drop_requests);
       emit(proto::EventKind::DropRequest, i, read_u64(base + g.fields.last_holder), next_seq(i),
            now_raw());
     }
@@ -255,7 +296,6 @@ static_assert(std::is_same_v<MutexFn, decltype(&hook_mutex_unlock)>);
 static_assert(std::is_same_v<SignalFn, decltype(&hook_cond_signal)>);
 static_assert(std::is_same_v<WaitFn, decltype(&hook_cond_wait)>);
 static_assert(std::is_same_v<TimedWaitFn, decltype(&hook_cond_timedwait)>);
-
 
 template <typename Fn>
 bool resolve(Fn* out, const char* name, const char* version) {

@@ -1,6 +1,5 @@
 #include "cli/attach_session.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -8,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "attach/load_library.hpp"
-#include "attach/remote_exec_load.hpp"
 #include "attach/process_maps.hpp"
+#include "attach/remote_exec_load.hpp"
 #include "cli/capture.hpp"
 #include "cli/region_holder.hpp"
 #include "common/clock.hpp"
@@ -87,15 +87,18 @@ AttachMethod parse_attach_method(const std::string& text) {
   if (text.empty() || text == "ptrace") return AttachMethod::kPtrace;
   if (text == "remote-exec") return AttachMethod::kRemoteExec;
   if (text == "auto") return AttachMethod::kAuto;
-  throw Error(fmt::format("unknown --method '{}'", text),
-              "--method is ptrace, remote-exec or auto", kExitUsage);
+  throw Error(fmt::format("unknown --method '{}'", text), "--method is ptrace, remote-exec or auto",
+              kExitUsage);
 }
 
 const char* method_name(AttachMethod method) {
   switch (method) {
-    case AttachMethod::kPtrace: return "ptrace";
-    case AttachMethod::kRemoteExec: return "remote-exec";
-    case AttachMethod::kAuto: return "auto";
+    case AttachMethod::kPtrace:
+      return "ptrace";
+    case AttachMethod::kRemoteExec:
+      return "remote-exec";
+    case AttachMethod::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -108,10 +111,9 @@ MethodPlan plan_method(const attach::PreflightResult& target, AttachMethod reque
     plan.remote =
         attach::locate_remote_exec(memory, target.pid, target.py_runtime, target.version_hex);
     if (!plan.remote->enabled) {
-      throw attach::RemoteExecNotRun(
-          fmt::format("remote debugging is disabled in process {} ({})", target.pid,
-                      attach::disabled_reason(target.pid)),
-          "restart it without that setting, or use --method ptrace");
+      throw attach::RemoteExecNotRun(fmt::format("remote debugging is disabled in process {} ({})",
+                                                 target.pid, attach::disabled_reason(target.pid)),
+                                     "restart it without that setting, or use --method ptrace");
     }
     plan.method = AttachMethod::kRemoteExec;
   } catch (const attach::RemoteExecNotRun& e) {
@@ -147,8 +149,8 @@ AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_
   int64_t rc = 0;
   if (plan.method == AttachMethod::kRemoteExec) {
     try {
-      rc = attach::remote_exec_load_and_call(target_, *plan.remote, library,
-                                             "gilstat_probe_start", config)
+      rc = attach::remote_exec_load_and_call(target_, *plan.remote, library, "gilstat_probe_start",
+                                             config)
                .return_value;
       method_ = AttachMethod::kRemoteExec;
     } catch (const attach::RemoteExecNotRun& e) {
@@ -170,8 +172,8 @@ AttachSession::AttachSession(pid_t pid, AttachMethod method) : pid_(pid), clock_
              .return_value;
     method_ = AttachMethod::kPtrace;
   }
-  attach_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                   .count();
+  attach_ms_ =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (rc < 0) throw_start_failure(pid, rc, nullptr);
   region_ = std::make_unique<proto::ShmRegion>(
       proto::ShmRegion::open_in_process(pid, static_cast<int>(rc)));
@@ -192,7 +194,9 @@ bool AttachSession::target_exited(int timeout_ms) {
     if (timeout_ms > 0) usleep(static_cast<useconds_t>(timeout_ms) * 1000);
     return kill(pid_, 0) != 0 && errno == ESRCH;
   }
-  struct pollfd p {pidfd_, POLLIN, 0};
+  struct pollfd p {
+    pidfd_, POLLIN, 0
+  };
   return poll(&p, 1, timeout_ms) > 0 && (p.revents & POLLIN);
 }
 
@@ -223,7 +227,7 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
     }
     session.region().beat();
     if (!keep_going()) break;
-    if ((w.exited = session.target_exited(5))) break;
+    if ((w.exited = session.target_exited(capture.pause_ms()))) break;
   }
   // Unhook first, then close the window: every event the probe recorded
   // happened before this clock read, so no hold runs past the window.

@@ -13,6 +13,7 @@
 
 #include "attach/preflight.hpp"
 #include "attach/remote_exec.hpp"
+#include "cli/capture.hpp"
 #include "proto/shm_region.hpp"
 #include "report/report.hpp"
 
@@ -80,8 +81,6 @@ class AttachSession {
   int pidfd_ = -1;
   bool stopped_ = false;
 };
-
-class Capture;
 
 // The end of an attached recording.
 struct AttachedWindow {

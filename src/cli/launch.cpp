@@ -85,7 +85,9 @@ std::string join_command(const std::vector<std::string>& argv) {
 // end is exact; kernels without pidfd_open fall back to short sleeps.
 bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status) {
   if (pidfd >= 0) {
-    struct pollfd p {pidfd, POLLIN, 0};
+    struct pollfd p {
+      pidfd, POLLIN, 0
+    };
     poll(&p, 1, timeout_ms);
   } else {
     usleep(static_cast<useconds_t>(timeout_ms) * 1000);
@@ -104,7 +106,8 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
   if (h.claim_pid.load() == 0)
     return {fmt::format("no CPython found: {} did not run a CPython interpreter", program),
             "gilstat measures CPython 3.8 to 3.15; run e.g. `gilstat run -- python3 app.py`",
-            kExitNotCPython, {}};
+            kExitNotCPython,
+            {}};
   switch (status) {
     case proto::Status::Armed:
     case proto::Status::Stopped: {
@@ -115,21 +118,28 @@ Outcome outcome_of(const proto::Header& h, const std::string& program) {
       return measured;
     }
     case proto::Status::UnsupportedVersion:
-      return {detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython, {}};
+      return {
+          detail, "run the program with a CPython 3.8 to 3.15 interpreter", kExitNotCPython, {}};
     case proto::Status::NoGilFound:
       return {fmt::format("cannot locate the GIL in CPython {}: {}", h.py_version, detail),
               "this interpreter build is not in gilstat's layout tables; please report it",
-              kExitNotCPython, {}};
+              kExitNotCPython,
+              {}};
     case proto::Status::HookFailed:
       return {fmt::format("cannot hook the GIL in CPython {}: {}", h.py_version, detail),
               "please report this with the output of `readelf -d` on the interpreter",
-              kExitRuntime, {}};
+              kExitRuntime,
+              {}};
     case proto::Status::HooksInstalled:
-      return {"the interpreter exited before it created its GIL: nothing to report", {},
-              kExitRuntime, {}};
+      return {"the interpreter exited before it created its GIL: nothing to report",
+              {},
+              kExitRuntime,
+              {}};
     default:
       return {fmt::format("the probe did not start (status {})", static_cast<unsigned>(status)),
-              {}, kExitRuntime, {}};
+              {},
+              kExitRuntime,
+              {}};
   }
 }
 
@@ -184,10 +194,10 @@ LaunchResult launch(const LaunchOptions& opts) {
   const std::string probe = probe_library_path();
   const proto::ClockKind clock = choose_clock();
   ClockCalibration calibration(clock);
-  auto region = proto::ShmRegion::create(
-      proto::make_layout(proto::kDefaultRings, proto::kDefaultRingCapacity,
-                         proto::kDefaultNameSlots),
-      clock);
+  auto region =
+      proto::ShmRegion::create(proto::make_layout(proto::kDefaultRings, proto::kDefaultRingCapacity,
+                                                  proto::kDefaultNameSlots),
+                               clock);
   // Created before the program starts, so a bad path fails before it runs.
   std::unique_ptr<proto::RecordingWriter> writer;
   if (!opts.output.empty()) writer = std::make_unique<proto::RecordingWriter>(opts.output);
@@ -220,7 +230,7 @@ LaunchResult launch(const LaunchOptions& opts) {
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
                     capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0});
     }
-    if (wait_child(pid, pidfd, 5, &result.wait_status)) break;
+    if (wait_child(pid, pidfd, capture.pause_ms(), &result.wait_status)) break;
   }
   const uint64_t window_end = read_clock(clock);
   calibration.sample();

@@ -27,6 +27,7 @@ class AggregatorFeed : public proto::RecordingVisitor {
   }
   void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
   void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
+  void on_totals(const proto::RecTotals& t) override { agg_.add_thread_totals(t); }
   // A frame or stack out of order (a damaged file) is left out; samples
   // naming it then count as "(stack missing)".
   void on_frame(uint32_t id, const stacks::Frame& f) override { stacks_.define_frame(id, f); }
@@ -37,7 +38,9 @@ class AggregatorFeed : public proto::RecordingVisitor {
     if (window_.contains(s.ts)) profile_.add(s);
   }
   // The held-time profile of a report built from this feed's aggregator.
-  report::GilProfile gil_profile(const report::Report& r) const { return profile_.finish(r, stacks_); }
+  report::GilProfile gil_profile(const report::Report& r) const {
+    return profile_.finish(r, stacks_);
+  }
 
  private:
   report::Aggregator& agg_;

@@ -25,8 +25,8 @@
 #include "cli/terminal.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
-#include "common/procfs.hpp"
 #include "common/error.hpp"
+#include "common/procfs.hpp"
 #include "report/render_json.hpp"
 
 namespace gilstat::cli {
@@ -183,7 +183,7 @@ int top(const TopOptions& opts) {
     const std::string keys = terminal.keys();
     quit = !apply_keys(keys, view);
     if (screen && drawn && !quit && (terminal.resized() || !keys.empty())) draw();
-    exited = session.target_exited(5);
+    exited = session.target_exited(capture.pause_ms());
     const uint64_t now_ns = monotonic_ns();
     const bool done = exited || stop_requested() ||
                       (opts.duration > 0 && now_ns - started >= opts.duration * 1e9);

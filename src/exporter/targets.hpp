@@ -26,9 +26,6 @@
 #include "exporter/groups.hpp"
 #include "report/prometheus.hpp"
 
-namespace gilstat::cli {
-class Capture;
-}
 namespace gilstat {
 class ClockCalibration;
 }

@@ -44,13 +44,21 @@
 //   4 Drops  v tid | v count                   (new ring-full drops of a thread)
 //   5 Gil    v index | v address | v initial_switch_number | v switch_number
 //            | v initial_holder | v n | s interp_id * n   (when it appears / at end)
+//            [| v flags (1: the probe's counters follow) | v acquisitions
+//            | v switches | v drop_requests]
 //   6 End    v window_end | f64 ns_per_tick | v drops_no_ring   (last record)
+//            [| v flags (1: the Totals records cover every thread of the window)]
 //   7 Clock  v raw | v monotonic_ns | v drops_no_ring  (with every timed flush:
 //            calibration pairs and progress, so a cut-off file still converts
 //            ticks to ns and knows how far it got)
 //   8 HostIds s host_pid | v n | (v tid | v host_tid) * n   (a target in another
 //            PID namespace: the ids the recording's host sees for the pid and
 //            tids the probe reported; new pairs as threads appear)
+//   9 Totals v tid | v ring_flags | v gil | v lifetime | v held | v wait
+//            | v released | v acquisitions | v forced_handoffs   (raw clock
+//            units; the probe's exact totals of a thread that ended, and at
+//            the end those of the threads still running; one tid may have
+//            several, which add up)
 //   10 Frame v id | v kind (1 Python, 2 native) | str function | str file | v line
 //            | str object | v offset      (ids 0, 1, 2, ... in order, each once)
 //   11 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
@@ -74,6 +82,7 @@
 
 #include "gilstat/protocol.hpp"
 #include "proto/codec.hpp"
+#include "report/exact_totals.hpp"
 #include "stacks/stack_table.hpp"
 
 namespace gilstat::proto {
@@ -98,6 +107,7 @@ enum class RecordType : uint8_t {
   End = 6,
   Clock = 7,
   HostIds = 8,
+  Totals = 9,
   Frame = 10,
   Stack = 11,
   Sample = 12,
@@ -131,6 +141,11 @@ struct RecGil {
   uint64_t final_switch_number = 0;  // at the time of writing; final in the last one
   uint64_t initial_holder = 0;
   std::vector<int64_t> interp_ids;
+  // The probe's exact counters (proto::GilSlot) at the time of writing.
+  bool counters = false;
+  uint64_t acquisitions = 0;
+  uint64_t switches = 0;
+  uint64_t drop_requests = 0;
   bool operator==(const RecGil&) const = default;
 };
 
@@ -138,10 +153,14 @@ struct RecEnd {
   uint64_t window_end = 0;
   double ns_per_tick = 1.0;
   uint64_t drops_no_ring = 0;
+  // The recording's Totals records cover every thread of the window.
+  bool totals_exact = false;
   bool operator==(const RecEnd&) const = default;
 };
 
 // A calibration pair: the recording's clock and CLOCK_MONOTONIC read together.
+using RecTotals = report::ExactTotals;
+
 struct RecClock {
   uint64_t raw = 0;
   uint64_t mono_ns = 0;
@@ -174,6 +193,7 @@ class RecordingWriter {
   void name(uint32_t tid, const std::string&);
   void drops(uint32_t tid, uint64_t count);
   void gil(const RecGil&);
+  void totals(const RecTotals&);
   void clock(const RecClock&);
   void host_ids(int32_t host_pid, std::span<const TidPair> pairs);
   // Stacks: each frame and stack once, by the ids of the caller's
@@ -247,6 +267,7 @@ class RecordingVisitor {
   virtual void on_name(uint32_t, const std::string&) {}
   virtual void on_drops(uint32_t, uint64_t) {}
   virtual void on_gil(const RecGil&) {}
+  virtual void on_totals(const RecTotals&) {}
   virtual void on_clock(const RecClock&) {}
   virtual void on_host_ids(int32_t /*host_pid*/, std::span<const TidPair>) {}
   virtual void on_frame(uint32_t /*id*/, const stacks::Frame&) {}

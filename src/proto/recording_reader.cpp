@@ -218,6 +218,13 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       const uint64_t n = c.varint_max(64);
       for (uint64_t i = 0; i < n && c.ok(); ++i) g.interp_ids.push_back(c.svarint());
       if (!c.ok()) return false;
+      if (!c.at_end()) {  // appended: the probe's counters
+        g.counters = c.varint() & 1;
+        g.acquisitions = c.varint();
+        g.switches = c.varint();
+        g.drop_requests = c.varint();
+        if (!c.ok()) return false;
+      }
       v.on_gil(g);
       return true;
     }
@@ -227,8 +234,27 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       e.ns_per_tick = c.f64();
       e.drops_no_ring = c.varint();
       if (!c.ok()) return false;
+      if (!c.at_end()) {
+        e.totals_exact = c.varint() & 1;
+        if (!c.ok()) return false;
+      }
       v.on_end(e);
       r.complete = true;
+      return true;
+    }
+    case RecordType::Totals: {
+      RecTotals t;
+      t.tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      t.ring_flags = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      t.gil = static_cast<uint32_t>(c.varint_max(kMaxGils - 1));
+      t.lifetime = c.varint();
+      t.held = c.varint();
+      t.wait = c.varint();
+      t.released = c.varint();
+      t.acquisitions = c.varint();
+      t.forced_handoffs = c.varint();
+      if (!c.ok()) return false;
+      v.on_totals(t);
       return true;
     }
     case RecordType::HostIds: {

@@ -27,6 +27,9 @@ class RecordingSummary : public RecordingVisitor {
   void on_name(uint32_t tid, const std::string& name) override;
   void on_drops(uint32_t tid, uint64_t n) override;
   void on_gil(const RecGil& g) override;
+  void on_totals(const RecTotals& t) override {
+    if (next_) next_->on_totals(t);
+  }
   void on_clock(const RecClock& k) override;
   void on_host_ids(int32_t host_pid, std::span<const TidPair> pairs) override;
   void on_frame(uint32_t id, const stacks::Frame& f) override {

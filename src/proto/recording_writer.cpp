@@ -184,7 +184,21 @@ void RecordingWriter::gil(const RecGil& g) {
   const size_t n = std::min<size_t>(g.interp_ids.size(), 64);
   body_.varint(n);
   for (size_t i = 0; i < n; ++i) body_.svarint(g.interp_ids[i]);
+  body_.varint(g.counters ? 1 : 0);
+  body_.varint(g.acquisitions);
+  body_.varint(g.switches);
+  body_.varint(g.drop_requests);
   begin_record(RecordType::Gil, body_);
+}
+
+void RecordingWriter::totals(const RecTotals& t) {
+  body_.clear();
+  body_.varint(t.tid);
+  body_.varint(t.ring_flags);
+  body_.varint(t.gil);
+  for (uint64_t v : {t.lifetime, t.held, t.wait, t.released, t.acquisitions, t.forced_handoffs})
+    body_.varint(v);
+  begin_record(RecordType::Totals, body_);
 }
 
 void RecordingWriter::clock(const RecClock& k) {
@@ -201,6 +215,7 @@ void RecordingWriter::end(const RecEnd& e) {
   body_.varint(e.window_end);
   body_.f64(e.ns_per_tick);
   body_.varint(e.drops_no_ring);
+  body_.varint(e.totals_exact ? 1 : 0);
   begin_record(RecordType::End, body_);
   flush();
 }

@@ -9,6 +9,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -200,6 +201,7 @@ void ShmRegion::adopt() {
   // A region reused from an earlier attach: its older names may belong to
   // threads whose tids have been reused since.
   name_next_ = header_->name_start.load(std::memory_order_acquire);
+  session_ = header_->session.load(std::memory_order_acquire);
 }
 
 ShmRegion::ShmRegion(ShmRegion&& o) noexcept
@@ -214,6 +216,9 @@ ShmRegion::ShmRegion(ShmRegion&& o) noexcept
       seen_dropped_(std::move(o.seen_dropped_)),
       name_next_(o.name_next_),
       names_lost_(o.names_lost_),
+      session_(o.session_),
+      max_fill_(o.max_fill_),
+      totals_incomplete_(o.totals_incomplete_),
       corrupt_(std::move(o.corrupt_)) {
   o.fd_ = -1;
   o.base_ = nullptr;
@@ -251,18 +256,77 @@ uint32_t ShmRegion::gil_count() const {
   return n;
 }
 
-uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
+bool ShmRegion::read_totals(uint32_t i, RingControl* r, const TotalsFn& fn) {
+  if (r->totals_session.load(std::memory_order_acquire) != session_) return true;
+  bool complete = true;
+  for (uint32_t gil = 0; gil < kMaxGils; ++gil) {
+    const ThreadTotals& t = r->totals[gil];
+    TotalsSnapshot s;
+    bool settled = false;
+    // The writer's change takes a few stores; a seqlock that stays odd or
+    // keeps moving for this many tries is not a writer we can wait for.
+    for (int tries = 0; tries < 64 && !settled; ++tries) {
+      const uint32_t s1 = t.seq.load(std::memory_order_acquire);
+      const uint32_t state = t.state.load(std::memory_order_relaxed);
+      s.first_ts = t.first_ts.load(std::memory_order_relaxed);
+      s.since = t.since.load(std::memory_order_relaxed);
+      s.wait = t.wait.load(std::memory_order_relaxed);
+      s.held = t.held.load(std::memory_order_relaxed);
+      s.released = t.released.load(std::memory_order_relaxed);
+      s.acquisitions = t.acquisitions.load(std::memory_order_relaxed);
+      s.forced_handoffs = t.forced_handoffs.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if ((s1 & 1) || t.seq.load(std::memory_order_relaxed) != s1) continue;
+      if (state > static_cast<uint32_t>(TotalsState::Released))
+        fail(fmt::format("ring {} has totals in the unknown state {}", i, state));
+      s.state = static_cast<TotalsState>(state);
+      settled = true;
+    }
+    if (!settled) {
+      complete = false;
+      continue;
+    }
+    if (s.state == TotalsState::None && s.acquisitions == 0 && s.forced_handoffs == 0) continue;
+    s.tid = r->tid;
+    s.flags = r->flags;
+    s.gil = gil;
+    fn(s);
+  }
+  return complete;
+}
+
+uint32_t ShmRegion::owned_state(uint32_t i) const {
+  const uint32_t state = ring(i)->state.load(std::memory_order_acquire);
+  if (state > static_cast<uint32_t>(RingState::Claiming))
+    fail(fmt::format("ring {} has the unknown state {}", i, state));
+  return state == static_cast<uint32_t>(RingState::Active) ||
+                 state == static_cast<uint32_t>(RingState::Closed)
+             ? state
+             : static_cast<uint32_t>(RingState::Free);
+}
+
+bool ShmRegion::live_totals(const TotalsFn& on_totals) {
+  check_usable();
+  bool complete = true;
+  for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
+    // Closed rings are still live here: drain() hands over their final
+    // totals when it frees them.
+    if (owned_state(i) == static_cast<uint32_t>(RingState::Free)) continue;
+    complete &= read_totals(i, ring(i), on_totals);
+  }
+  return complete;
+}
+
+uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
+                          const TotalsFn& on_final_totals) {
   check_usable();
   const uint32_t capacity = layout_.layout.ring_capacity;
   uint64_t total = 0;
+  max_fill_ = 0;
   for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
     RingControl* r = ring(i);
-    const uint32_t state = r->state.load(std::memory_order_acquire);
-    if (state > static_cast<uint32_t>(RingState::Claiming))
-      fail(fmt::format("ring {} has the unknown state {}", i, state));
-    if (state != static_cast<uint32_t>(RingState::Active) &&
-        state != static_cast<uint32_t>(RingState::Closed))
-      continue;
+    const uint32_t state = owned_state(i);
+    if (state == static_cast<uint32_t>(RingState::Free)) continue;
     if (r->tail.load(std::memory_order_relaxed) != tails_[i])
       fail(fmt::format("ring {}'s read position was moved by the target", i));
     const uint32_t tid = r->tid;
@@ -277,6 +341,7 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
     if (n == kRingCorrupt)
       fail(fmt::format("ring {}'s write position is more than its {} events ahead", i, capacity));
     total += n;
+    max_fill_ = std::max(max_fill_, n);
     const uint64_t dropped = r->dropped.load(std::memory_order_relaxed);
     if (dropped < seen_dropped_[i]) fail(fmt::format("ring {}'s drop count went backwards", i));
     if (dropped > seen_dropped_[i]) {
@@ -286,6 +351,7 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops) {
     if (state == static_cast<uint32_t>(RingState::Closed)) {
       // Its thread has exited and published Closed after its last event
       // (release/acquire), so the drain above saw everything: free it.
+      if (on_final_totals && !read_totals(i, r, on_final_totals)) totals_incomplete_ = true;
       r->state.store(static_cast<uint32_t>(RingState::Free), std::memory_order_release);
     }
   }

@@ -26,6 +26,21 @@ struct ThreadName {
   std::string name;
 };
 
+// A consistent copy of one thread's totals on one GIL (ThreadTotals).
+struct TotalsSnapshot {
+  uint32_t tid = 0;
+  uint32_t flags = 0;  // RingFlags
+  uint32_t gil = 0;
+  TotalsState state = TotalsState::None;
+  uint64_t first_ts = 0;
+  uint64_t since = 0;
+  uint64_t wait = 0;
+  uint64_t held = 0;
+  uint64_t released = 0;
+  uint64_t acquisitions = 0;
+  uint64_t forced_handoffs = 0;
+};
+
 // The region cannot be what the probe wrote: something in the target wrote
 // over it (or handed gilstat something else).  One line, exit code 1.
 // `in_session`: found while draining (what was read before is kept), not
@@ -80,11 +95,24 @@ class ShmRegion {
 
   using EventFn = std::function<void(uint32_t tid, uint32_t flags, const Event&)>;
   using DropsFn = std::function<void(uint32_t tid, uint64_t dropped)>;
+  using TotalsFn = std::function<void(const TotalsSnapshot&)>;
   // Hands every pending event to on_event in each ring's order; reports new
-  // ring-full drops per thread; frees rings whose thread has exited.
-  // Returns the number of events drained.  Throws RegionCorrupt (and every
-  // later call throws it again) once the region cannot be right.
-  uint64_t drain(const EventFn& on_event, const DropsFn& on_drops);
+  // ring-full drops per thread; frees rings whose thread has exited, after
+  // handing their final totals to on_final_totals.  Returns the number of
+  // events drained.  Throws RegionCorrupt (and every later call throws it
+  // again) once the region cannot be right.
+  uint64_t drain(const EventFn& on_event, const DropsFn& on_drops,
+                 const TotalsFn& on_final_totals = {});
+  // The totals of the threads still running, as they are now.  False when
+  // some could not be read consistently (a writer that never finished its
+  // change: the target's doing), which leaves the totals incomplete.
+  // Throws RegionCorrupt as drain() does.
+  bool live_totals(const TotalsFn& on_totals);
+  // The fullest ring at the last drain, in events (a consumer polls sooner
+  // when it is high).
+  uint64_t max_fill() const { return max_fill_; }
+  // A ring freed by drain() whose final totals could not be read.
+  bool totals_incomplete() const { return totals_incomplete_; }
 
   // Attach sessions: tells the probe this CLI is alive (it unhooks itself
   // when the heartbeat stops for a second).
@@ -114,7 +142,13 @@ class ShmRegion {
   ShmRegion(int fd, void* base, size_t size, bool owned);
   void adopt();  // validates the layout and takes the private copies
   RingControl* ring(uint32_t i) const;
+  // Ring i's state when a thread owns it (Active, or Closed: exited, not yet
+  // freed), else Free (also for Claiming); RegionCorrupt for an unknown one.
+  uint32_t owned_state(uint32_t i) const;
   void check_usable() const;  // throws when corrupt, or the layout fields moved
+  // Ring i's totals of this session, each GIL with something in it; false
+  // when a seqlock never settled.
+  bool read_totals(uint32_t i, RingControl* r, const TotalsFn& fn);
   [[noreturn]] void fail(const std::string& what) const;
 
   int fd_ = -1;
@@ -128,6 +162,9 @@ class ShmRegion {
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
   uint64_t name_next_ = 0;              // next name-log index to read
   uint64_t names_lost_ = 0;
+  uint32_t session_ = 0;  // Header::session at open: totals of others are stale
+  uint64_t max_fill_ = 0;
+  bool totals_incomplete_ = false;
   mutable std::string corrupt_;  // what was found wrong; empty while usable
 };
 

@@ -63,6 +63,39 @@ void enabled_history(std::vector<std::pair<uint64_t, uint32_t>> events, uint64_t
   out->disabled_ns = static_cast<double>(disabled) * ns_per_tick;
 }
 
+uint64_t sat_add(uint64_t a, uint64_t b) {
+  uint64_t s = 0;
+  return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+// Adds b's figures to a's (a target may claim anything: saturating).
+void accumulate(ExactTotals& a, const ExactTotals& b) {
+  a.ring_flags |= b.ring_flags;
+  a.lifetime = sat_add(a.lifetime, b.lifetime);
+  a.held = sat_add(a.held, b.held);
+  a.wait = sat_add(a.wait, b.wait);
+  a.released = sat_add(a.released, b.released);
+  a.acquisitions = sat_add(a.acquisitions, b.acquisitions);
+  a.forced_handoffs = sat_add(a.forced_handoffs, b.forced_handoffs);
+}
+
+// Adds t to its (thread, GIL) entry of `totals`, keyed as the timelines are;
+// at most `limit` entries (a target may name any number of threads).
+void add_totals(std::unordered_map<uint64_t, ExactTotals>& totals, const ExactTotals& t,
+                size_t limit) {
+  if (t.gil >= proto::kMaxGils) return;
+  const uint64_t k = uint64_t{t.tid} << 8 | t.gil;
+  auto it = totals.find(k);
+  if (it == totals.end()) {
+    if (totals.size() >= limit) return;
+    ExactTotals zero;
+    zero.tid = t.tid;
+    zero.gil = t.gil;
+    it = totals.emplace(k, zero).first;
+  }
+  accumulate(it->second, t);
+}
+
 }  // namespace
 
 Aggregator::GilEntry& Aggregator::find_gil_entry(uint8_t gil) {
@@ -128,7 +161,10 @@ void Aggregator::set_thread_name(uint32_t tid, std::string name) {
 
 void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; }
 
-Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>& gil_infos) const {
+void Aggregator::add_thread_totals(const ExactTotals& t) { add_totals(totals_, t, max_threads_); }
+
+Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>& gil_infos,
+                          std::span<const ExactTotals> live) const {
   const double f = info.ns_per_tick;
   Report r;
   r.gilstat_version = info.gilstat_version;
@@ -159,16 +195,50 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       gil_times.emplace(id, it->second.stream.finish(info.window_end));
   }
 
+  // The probe's totals, when they cover the window: ended threads' plus
+  // the running ones'.
+  const bool exact = info.totals_exact && window_.whole();
+  r.totals_exact = exact;
+  std::unordered_map<uint64_t, ExactTotals> totals;
+  if (exact) {
+    totals = totals_;
+    for (const ExactTotals& t : live) add_totals(totals, t, max_threads_);
+  }
+  // Rows: every (thread, GIL) with events, and those whose events were all
+  // lost but whose totals are known.
+  std::map<uint64_t, const ThreadTimeline*> keys;
+  for (const auto& [k, timeline] : timelines_) keys.emplace(k, &timeline);
+  for (const auto& [k, t] : totals)
+    if (keys.size() < max_threads_ || keys.contains(k)) keys.emplace(k, nullptr);
+
   // Per (thread, GIL) rows; their wait histograms also make the GIL's.
   std::map<uint32_t, Histogram> gil_waits;
-  std::map<uint32_t, uint64_t> waiting;  // Σ waits of the program's threads (not gilstat's)
-  for (const auto& [k, timeline] : timelines_) {
-    const ThreadTimes t = timeline.finish(info.window_end);
+  std::map<uint32_t, uint64_t> waiting;   // Σ waits of the program's threads (not gilstat's)
+  std::map<uint32_t, uint64_t> holding;   // Σ holds, from exact totals
+  std::map<uint32_t, uint64_t> handoffs;  // Σ forced hand-offs, from exact totals
+  for (const auto& [k, timeline] : keys) {
+    ThreadTimes t = timeline ? timeline->finish(info.window_end) : ThreadTimes{};
+    const auto exact_row = totals.find(k);
+    if (exact_row != totals.end()) {
+      const ExactTotals& e = exact_row->second;
+      t.lifetime = e.lifetime;
+      t.held = e.held;
+      t.wait = e.wait;
+      t.released = e.released;
+      t.acquisitions = e.acquisitions;
+      t.forced_handoffs = e.forced_handoffs;
+      t.in_window = true;
+    }
     if (!window_.whole() && !t.in_window) continue;
     ThreadReport row;
     row.tid = static_cast<uint32_t>(k >> 8);
     row.gil = static_cast<uint32_t>(k & 0xff);
-    row.own = own_threads_.contains(row.tid);
+    row.own = own_threads_.contains(row.tid) ||
+              (exact_row != totals.end() && (exact_row->second.ring_flags & proto::kRingOwnThread));
+    if (exact_row != totals.end()) {
+      holding[row.gil] = sat_add(holding[row.gil], t.held);
+      handoffs[row.gil] = sat_add(handoffs[row.gil], t.forced_handoffs);
+    }
     if (row.own) {
       row.name = "gilstat";
     } else if (auto it = names_.find(row.tid); it != names_.end() && !it->second.empty()) {
@@ -194,7 +264,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
         row.drop_latency_ns = stats_ns(d->second, f);
     }
     gil_waits[row.gil].merge(t.wait_hist);
-    if (!row.own) waiting[row.gil] += t.wait;
+    if (!row.own) waiting[row.gil] = sat_add(waiting[row.gil], t.wait);
     r.threads.push_back(std::move(row));
   }
   std::sort(r.threads.begin(), r.threads.end(), [](const ThreadReport& a, const ThreadReport& b) {
@@ -222,6 +292,12 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     out.acquisitions = t.acquisitions;
     out.switches = t.switches(g ? g->initial_holder : 0);
     out.forced_switch_requests = t.drop_requests;
+    if (exact && g && g->counters) {
+      out.acquisitions = g->acquisitions;
+      out.switches = g->switches;
+      out.forced_switch_requests = g->drop_requests;
+    }
+    if (exact) out.forced_handoffs = handoffs[id];
     out.seq_gaps = t.seq_gaps;
     out.seq_stale = t.seq_stale;
     out.anomalies = t.anomalies;
@@ -231,8 +307,8 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
                               ? static_cast<double>(info.window_end - t.open_hold_since) * f
                               : 0.0;
     }
-    out.utilization =
-        window ? static_cast<double>(t.hold_hist.total()) / static_cast<double>(window) : 0.0;
+    const uint64_t held = exact ? holding[id] : t.hold_hist.total();
+    out.utilization = window ? static_cast<double>(held) / static_cast<double>(window) : 0.0;
     const Histogram& waits = gil_waits[id];
     out.mean_waiting_threads =
         window ? static_cast<double>(waiting[id]) / static_cast<double>(window) : 0.0;

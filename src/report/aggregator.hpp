@@ -7,12 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "gilstat/protocol.hpp"
+#include "report/exact_totals.hpp"
 #include "report/gil_stream.hpp"
 #include "report/report.hpp"
 #include "report/thread_timeline.hpp"
@@ -32,6 +34,10 @@ struct RecordingInfo {
   uint64_t window_start = 0;  // raw clock units
   uint64_t window_end = 0;
   uint64_t drops_no_ring = 0;
+  // The probe's exact totals (add_thread_totals, finish's `live`) and GIL
+  // counters cover the whole window: they replace what the events add up
+  // to, which undercounts when events were lost.
+  bool totals_exact = false;
 };
 
 struct GilInfo {
@@ -41,6 +47,11 @@ struct GilInfo {
   uint64_t final_switch_number = 0;
   uint64_t initial_holder = 0;
   std::vector<int64_t> interp_ids;
+  // The probe's exact counters (proto::GilSlot), when known.
+  bool counters = false;
+  uint64_t acquisitions = 0;
+  uint64_t switches = 0;
+  uint64_t drop_requests = 0;
 };
 
 class Aggregator {
@@ -69,11 +80,16 @@ class Aggregator {
   // Adds n ring-full drops to tid's count (pass deltas, not the ring's
   // running counter: a ring is reused by later threads).
   void add_thread_drops(uint32_t tid, uint64_t n);
+  // Adds the final totals of a thread that has ended (one ring's thread;
+  // a tid reused later adds up).
+  void add_thread_totals(const ExactTotals& t);
 
   // The report as if the recording ended now.  const: it closes open holds
   // and flushes the reorder buffers on copies, so it may be called again
-  // (e.g. by a live view) while events keep coming.
-  Report finish(const RecordingInfo& info, const std::vector<GilInfo>& gils) const;
+  // (e.g. by a live view) while events keep coming.  `live`: the totals of
+  // threads still running (used with info.totals_exact only).
+  Report finish(const RecordingInfo& info, const std::vector<GilInfo>& gils,
+                std::span<const ExactTotals> live = {}) const;
 
  private:
   // GilEnabled events kept per GIL: real programs change it twice per
@@ -124,6 +140,7 @@ class Aggregator {
   std::map<uint32_t, GilEntry> gils_;
   std::unordered_map<uint32_t, std::string> names_;
   std::unordered_map<uint32_t, uint64_t> drops_;
+  std::unordered_map<uint64_t, ExactTotals> totals_;  // by key(tid, gil), same bound
   std::unordered_set<uint32_t> own_threads_;
 };
 

@@ -125,8 +125,14 @@ std::vector<Finding> find_findings(const Report& r) {
         {"drops", "warning",
          fmt::format("{} events were lost ({} because a thread's ring was full: the reader did "
                      "not keep up; {} because every ring was taken: more live threads than "
-                     "rings). Counts and times undercount.",
-                     r.drops, r.drops - std::min(r.drops, r.drops_no_ring), r.drops_no_ring)});
+                     "rings). {}",
+                     r.drops, r.drops - std::min(r.drops, r.drops_no_ring), r.drops_no_ring,
+                     !r.totals_exact ? "Counts and times undercount."
+                     : r.drops_no_ring
+                         ? "Threads with a ring have exact totals (counted in the probe); "
+                           "threads with none are missing."
+                         : "Totals, acquisitions and switches are exact (counted in the "
+                           "probe); percentiles and histograms miss the lost events.")});
 
   for (const GilReport& g : r.gils) {
     const double waiters = g.mean_waiting_threads;

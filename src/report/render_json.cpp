@@ -183,6 +183,7 @@ void render_json(const Report& r, std::ostream& out) {
       r.libpython_shared ? "shared" : "static");
   fmt::format_to(it, R"("drops": {}, "drops_no_ring": {}, "untracked_events": {}, )", r.drops,
                  r.drops_no_ring, r.untracked_events);
+  fmt::format_to(it, R"("totals_exact": {}, )", r.totals_exact);
   put_recording(b, r);
   put_findings(b, r);
   fmt::format_to(it, "\"gils\": [");

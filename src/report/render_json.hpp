@@ -10,6 +10,9 @@
 //  "drops": int,            // ring-full drops of all threads + drops_no_ring
 //  "drops_no_ring": int,
 //  "untracked_events": int, // events of threads past the row limit (65536)
+//  "totals_exact": bool,    // times, acquisitions, switches and forced-switch counts
+//                           // are the probe's own counts: exact whatever was dropped
+//                           // (then only percentiles and histograms miss events)
 //  "recording": {"from_file": bool, "format_version": int, "host": str,
 //                "start_unix_s": float, "truncated": bool,   // cut off: partial figures
 //                "calibrated": bool, "corrupt_chunks": int, "skipped_bytes": int,

@@ -48,8 +48,9 @@ std::string python_line(const Report& r) {
 }
 
 void render_header(const Report& r, std::ostream& out) {
-  const std::string pid = r.host_pid ? fmt::format("{} (pid {} in its PID namespace)", r.host_pid, r.pid)
-                                     : std::to_string(r.pid);
+  const std::string pid = r.host_pid
+                              ? fmt::format("{} (pid {} in its PID namespace)", r.host_pid, r.pid)
+                              : std::to_string(r.pid);
   out << fmt::format("gilstat {} · pid {}{}{}\n", clip(clean(r.gilstat_version), 32), pid,
                      r.command.empty() ? "" : " · ", clip(clean(r.command), 100));
   out << fmt::format("{} · clock {} · window {} · drops {}\n", python_line(r),
@@ -66,11 +67,18 @@ void render_header(const Report& r, std::ostream& out) {
         "WARNING: {} damaged chunk(s) ({} bytes) skipped: their events are "
         "missing.\n",
         count(r.recording.corrupt_chunks), count(r.recording.skipped_bytes));
-  if (r.drops > 0) {
+  if (r.drops > 0 && r.totals_exact && r.drops_no_ring == 0) {
+    out << fmt::format(
+        "NOTE: {} events were lost with a full ring: totals, acquisitions and switches below are "
+        "exact (counted in the probe); percentiles, histograms and timelines miss those "
+        "events.\n",
+        count(r.drops));
+  } else if (r.drops > 0) {
     out << fmt::format(
         "WARNING: {} events were lost ({} with a full ring, {} with no free ring): the numbers "
-        "below undercount.\n",
-        count(r.drops), count(r.drops - r.drops_no_ring), count(r.drops_no_ring));
+        "below undercount{}.\n",
+        count(r.drops), count(r.drops - r.drops_no_ring), count(r.drops_no_ring),
+        r.totals_exact ? " (threads with no ring only: the others' totals are exact)" : "");
   }
 }
 
@@ -143,7 +151,7 @@ std::string compact_gil(const GilReport& g) {
   return s;
 }
 
-void render_gil(const GilReport& g, std::ostream& out) {
+void render_gil(const GilReport& g, bool totals_exact, std::ostream& out) {
   std::string interps;
   if (!g.interpreters.empty())
     interps = fmt::format("  interpreters {}", fmt::join(g.interpreters, ","));
@@ -154,9 +162,11 @@ void render_gil(const GilReport& g, std::ostream& out) {
                      count(g.forced_switch_requests), count(g.forced_handoffs));
   if (g.seq_gaps || g.seq_stale || g.anomalies) {
     out << fmt::format(
-        "  WARNING: {} events missing from the GIL's sequence, {} late, {} anomalies: "
-        "GIL-level figures are incomplete\n",
-        count(g.seq_gaps), count(g.seq_stale), count(g.anomalies));
+        "  WARNING: {} events missing from the GIL's sequence, {} late, {} anomalies: {}\n",
+        count(g.seq_gaps), count(g.seq_stale), count(g.anomalies),
+        totals_exact ? "hand-offs and the percentiles below miss them (the counts above and the "
+                       "utilization are exact)"
+                     : "GIL-level figures are incomplete");
   }
   out << fmt::format("  {}{}{}{}{}{}\n", cell("", 9, false), cell("p50", 10), cell("p90", 10),
                      cell("p99", 10), cell("max", 10), cell("count", 12));
@@ -251,7 +261,7 @@ Lines gil_section(const Report& r, size_t limit) {
   std::vector<Lines> blocks;
   size_t total = 0;
   for (const GilReport& g : r.gils) {
-    blocks.push_back(lines_of([&](std::ostream& o) { render_gil(g, o); }));
+    blocks.push_back(lines_of([&](std::ostream& o) { render_gil(g, r.totals_exact, o); }));
     total += blocks.back().size();
   }
   std::vector<bool> full(r.gils.size(), true);

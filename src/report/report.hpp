@@ -177,6 +177,10 @@ struct Report {
   // Events of threads past the aggregator's row limit (kDefaultMaxThreads):
   // left out of every figure.
   uint64_t untracked_events = 0;
+  // Totals, acquisitions, switches and forced-switch counts are the
+  // probe's own exact counts (a full ring loses events, never these); with
+  // drops, only histograms, percentiles and timelines miss the lost events.
+  bool totals_exact = false;
   RecordingStatus recording;
   ReportWindow window;
   std::vector<GilReport> gils;        // by id

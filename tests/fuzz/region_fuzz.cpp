@@ -1,7 +1,7 @@
 // libFuzzer target: the shared region as a hostile target leaves it, through
-// the CLI's region reader (header, ring controls, events, name log, GIL
-// slots) and on through the capture pipeline, the aggregator and both
-// renderers.  The first byte picks the layer:
+// the CLI's region reader (header, ring controls and their exact totals,
+// events, name log, GIL slots and their counters) and on through the capture pipeline, the
+// aggregator and both renderers.  The first byte picks the layer:
 //   even: the layout check at open: the next two bytes give the region's
 //         size, the rest is XORed over the start of a valid region's image
 //         (its header);
@@ -19,9 +19,9 @@
 #include <cstring>
 #include <memory>
 
-#include "cli/capture.hpp"
 #include "common/error.hpp"
 #include "gilstat/ring.hpp"
+#include "proto/capture.hpp"
 #include "proto/shm_region.hpp"
 #include "render_all.hpp"
 
@@ -53,9 +53,12 @@ void seed_region(void* base) {
   ring->state.store(static_cast<uint32_t>(proto::RingState::Active));
   const proto::EventKind kinds[] = {proto::EventKind::WaitBegin, proto::EventKind::Acquire,
                                     proto::EventKind::Release};
-  for (uint32_t i = 0; i < 3; ++i)
+  for (uint32_t i = 0; i < 3; ++i) {
     proto::ring_push(ring, kLayout.ring_capacity,
                      {200 + i, 0x77, i == 0 ? 0u : i, static_cast<uint8_t>(kinds[i]), 0, 0});
+    proto::totals_add(ring->totals[0], kinds[i], 200 + i);  // and its exact totals
+  }
+  h->gils[0].acquisitions.store(1);
   auto* names = reinterpret_cast<proto::NameSlot*>(static_cast<char*>(base) + kLayout.names_offset);
   names[0].tid = 4242;
   std::memcpy(names[0].name, "MainThread", 10);
@@ -93,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const Error&) {
     return 0;  // refused at open, as documented
   }
-  cli::Capture capture(*region, nullptr);
+  proto::Capture capture(*region, nullptr);
   auto poll = [&] {
     try {
       capture.poll();

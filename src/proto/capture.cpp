@@ -1,5 +1,6 @@
-#include "cli/capture.hpp"
+#include "proto/capture.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/clock.hpp"
@@ -7,10 +8,31 @@
 #include "gilstat/version.hpp"
 #include "report/host_ids.hpp"
 
-namespace gilstat::cli {
+namespace gilstat::proto {
 
-Capture::Capture(proto::ShmRegion& region, proto::RecordingWriter* writer)
-    : region_(region), writer_(writer) {}
+Capture::Capture(ShmRegion& region, RecordingWriter* writer) : region_(region), writer_(writer) {}
+
+report::ExactTotals close_totals(const TotalsSnapshot& s, uint64_t end) {
+  report::ExactTotals t;
+  t.tid = s.tid;
+  t.ring_flags = s.flags;
+  t.gil = s.gil;
+  t.held = s.held;
+  t.wait = s.wait;
+  t.released = s.released;
+  t.acquisitions = s.acquisitions;
+  t.forced_handoffs = s.forced_handoffs;
+  // A hold or a wait still running is closed at `end`, as the event
+  // timelines close it; a released thread's lifetime ends at its last change.
+  uint64_t last = s.since;
+  if (s.state == TotalsState::Holding || s.state == TotalsState::Waiting) {
+    last = std::max(end, s.since);
+    uint64_t& open = s.state == TotalsState::Holding ? t.held : t.wait;
+    if (__builtin_add_overflow(open, last - s.since, &open)) open = UINT64_MAX;
+  }
+  if (s.state != TotalsState::None && last >= s.first_ts) t.lifetime = last - s.first_ts;
+  return t;
+}
 
 void Capture::set_host_pid(pid_t host_pid) {
   HostIds ids(host_pid);
@@ -19,7 +41,7 @@ void Capture::set_host_pid(pid_t host_pid) {
 
 uint64_t Capture::poll() {
   const uint64_t n = region_.drain(
-      [&](uint32_t tid, uint32_t flags, const proto::Event& ev) {
+      [&](uint32_t tid, uint32_t flags, const Event& ev) {
         if (host_ids_ && tid != last_tid_) {
           last_tid_ = tid;
           if (seen_tids_.size() < HostIds::kMaxEntries) seen_tids_.insert(tid);
@@ -37,6 +59,12 @@ uint64_t Capture::poll() {
         }
         drops_ += dropped;
         if (writer_) writer_->drops(tid, dropped);
+      },
+      [&](const TotalsSnapshot& s) {
+        // An ended thread: its totals are final.
+        const report::ExactTotals t = close_totals(s, s.since);
+        aggregator_.add_thread_totals(t);
+        if (writer_) writer_->totals(t);
       });
   events_ += n;
   ++polls_;
@@ -52,6 +80,13 @@ uint64_t Capture::poll() {
   return n;
 }
 
+int Capture::pause_ms() const {
+  const uint64_t capacity = region_.layout().layout.ring_capacity;
+  const uint64_t fill = region_.max_fill();
+  if (fill >= capacity / 4) return 0;  // behind: drain again at once
+  return fill >= capacity / 16 ? 1 : 5;
+}
+
 void Capture::write_clock_sample() {
   writer_->clock({read_clock(region_.clock()), monotonic_ns(), drops_no_ring()});
 }
@@ -64,8 +99,8 @@ uint64_t Capture::drops_no_ring() const {
 // A recording cut off at any point still says what it measured: the
 // metadata as soon as the probe has armed a GIL, each GIL when it appears.
 void Capture::sync_recording_meta() {
-  proto::RecMeta meta;
-  std::vector<proto::RecGil> gils;
+  RecMeta meta;
+  std::vector<RecGil> gils;
   describe(UINT64_MAX, {}, &meta, &gils);
   if (gils.empty()) return;  // not armed yet
   if (!meta_written_) {
@@ -76,11 +111,15 @@ void Capture::sync_recording_meta() {
     write_clock_sample();  // the first calibration pair
     meta_written_ = true;
   }
-  for (proto::RecGil& g : gils) {
+  for (RecGil& g : gils) {
     auto it = written_gils_.find(g.index);
     if (it != written_gils_.end()) {
-      // switch_number moves all the time; it is written at the end.
+      // switch_number and the counters move all the time; they are written
+      // at the end.
       g.final_switch_number = it->second.final_switch_number;
+      g.acquisitions = it->second.acquisitions;
+      g.switches = it->second.switches;
+      g.drop_requests = it->second.drop_requests;
       if (it->second == g) continue;
     }
     writer_->gil(g);
@@ -125,15 +164,15 @@ void Capture::add_outside_names(const std::vector<std::pair<pid_t, std::string>>
   }
 }
 
-void Capture::describe(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
-                       std::vector<proto::RecGil>* gils) const {
+void Capture::describe(uint64_t window_end, const std::string& command, RecMeta* meta,
+                       std::vector<RecGil>* gils) const {
   if (!region_.corrupt()) {
     try {
       describe_live(window_end, command, meta, gils);
       last_meta_ = *meta;
       last_gils_ = *gils;
       return;
-    } catch (const proto::RegionCorrupt&) {
+    } catch (const RegionCorrupt&) {
       // region_.corrupt() says so from now on; the next poll() throws it.
       gils->clear();
     }
@@ -144,9 +183,9 @@ void Capture::describe(uint64_t window_end, const std::string& command, proto::R
   *gils = last_gils_;
 }
 
-void Capture::describe_live(uint64_t window_end, const std::string& command, proto::RecMeta* meta,
-                            std::vector<proto::RecGil>* gils) const {
-  const proto::Header& h = region_.header();
+void Capture::describe_live(uint64_t window_end, const std::string& command, RecMeta* meta,
+                            std::vector<RecGil>* gils) const {
+  const Header& h = region_.header();
   meta->pid = h.claim_pid.load();
   meta->clock = region_.clock();
   meta->py_version_hex = h.py_version_hex;
@@ -158,14 +197,18 @@ void Capture::describe_live(uint64_t window_end, const std::string& command, pro
   meta->window_start = window_end;
   const uint32_t count = region_.gil_count();  // bounded, or RegionCorrupt
   for (uint32_t i = 0; i < count; ++i) {
-    const proto::GilSlot& s = h.gils[i];
+    const GilSlot& s = h.gils[i];
     if (!s.valid.load()) continue;
-    proto::RecGil g;
+    RecGil g;
     g.index = i;
     g.address = s.address;
     g.initial_switch_number = s.initial_switch_number;
     g.final_switch_number = s.last_switch_number.load();
     g.initial_holder = s.initial_holder;
+    g.counters = true;
+    g.acquisitions = s.acquisitions.load(std::memory_order_relaxed);
+    g.switches = s.switches.load(std::memory_order_relaxed);
+    g.drop_requests = s.drop_requests.load(std::memory_order_relaxed);
     for (int64_t id : s.interp_ids)
       if (id >= 0) g.interp_ids.push_back(id);
     // A time of arming after the window's end cannot be right: ignored.
@@ -174,13 +217,31 @@ void Capture::describe_live(uint64_t window_end, const std::string& command, pro
   }
 }
 
+std::vector<report::ExactTotals> Capture::live_totals(uint64_t window_end, bool* exact) const {
+  std::vector<report::ExactTotals> live;
+  *exact = false;
+  if (region_.corrupt()) return live;
+  try {
+    *exact = region_.live_totals([&](const TotalsSnapshot& s) {
+      if (live.size() < report::Aggregator::kDefaultMaxThreads)
+        live.push_back(close_totals(s, window_end));
+    }) && !region_.totals_incomplete();
+  } catch (const RegionCorrupt&) {
+    // region_.corrupt() says so from now on; the next poll() throws it.
+    live.clear();
+    *exact = false;
+  }
+  return live;
+}
+
 report::Report Capture::snapshot(uint64_t now, double ns_per_tick,
                                  const std::string& command) const {
-  proto::RecMeta meta;
-  std::vector<proto::RecGil> gils;
+  RecMeta meta;
+  std::vector<RecGil> gils;
   describe(now, command, &meta, &gils);
-  proto::RecEnd end{now, ns_per_tick, drops_no_ring()};
-  report::Report r = build_report(aggregator_, meta, gils, end);
+  RecEnd end{now, ns_per_tick, drops_no_ring()};
+  const auto live = live_totals(now, &end.totals_exact);
+  report::Report r = build_report(aggregator_, meta, gils, end, live);
   if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
   return r;
 }
@@ -190,7 +251,7 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
   if (!region_.corrupt()) {
     try {
       poll();
-    } catch (const proto::RegionCorrupt&) {
+    } catch (const RegionCorrupt&) {
       // region_.corrupt() tells the caller; what was read so far is closed below.
     }
   }
@@ -200,23 +261,26 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
     aggregator_.set_thread_name(static_cast<uint32_t>(pid), "MainThread");
     if (writer_) writer_->name(static_cast<uint32_t>(pid), "MainThread");
   }
-  proto::RecMeta meta;
-  std::vector<proto::RecGil> gils;
+  RecMeta meta;
+  std::vector<RecGil> gils;
   describe(window_end, command, &meta, &gils);
-  proto::RecEnd end{window_end, ns_per_tick, drops_no_ring()};
+  RecEnd end{window_end, ns_per_tick, drops_no_ring()};
+  const auto live = live_totals(window_end, &end.totals_exact);
   if (host_ids_) sync_host_ids();
   if (writer_) {
     writer_->meta(meta);
     for (const auto& g : gils) writer_->gil(g);
+    for (const auto& t : live) writer_->totals(t);
     writer_->end(end);
   }
-  report::Report r = build_report(aggregator_, meta, gils, end);
+  report::Report r = build_report(aggregator_, meta, gils, end, live);
   if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
   return r;
 }
 
-report::Report build_report(const report::Aggregator& aggregator, const proto::RecMeta& meta,
-                            const std::vector<proto::RecGil>& gils, const proto::RecEnd& end) {
+report::Report build_report(const report::Aggregator& aggregator, const RecMeta& meta,
+                            const std::vector<RecGil>& gils, const RecEnd& end,
+                            std::span<const report::ExactTotals> live) {
   report::RecordingInfo info;
   info.pid = meta.pid;
   info.gilstat_version = meta.gilstat_version;
@@ -230,11 +294,13 @@ report::Report build_report(const report::Aggregator& aggregator, const proto::R
   info.window_start = meta.window_start;
   info.window_end = end.window_end;
   info.drops_no_ring = end.drops_no_ring;
+  info.totals_exact = end.totals_exact;
   std::vector<report::GilInfo> infos;
   for (const auto& g : gils)
     infos.push_back({g.index, g.address, g.initial_switch_number, g.final_switch_number,
-                     g.initial_holder, g.interp_ids});
-  return aggregator.finish(info, infos);
+                     g.initial_holder, g.interp_ids, g.counters, g.acquisitions, g.switches,
+                     g.drop_requests});
+  return aggregator.finish(info, infos, live);
 }
 
-}  // namespace gilstat::cli
+}  // namespace gilstat::proto
