@@ -421,6 +421,29 @@ def test_record_pid_exact(recorded, supported_python):
     assert recorded.report["duration_s"] >= WINDOW_S - 0.05, recorded.ctx
 
 
+def test_record_pid_held_time_profile(recorded):
+    """The held-time profile (samples of the holder's Python stack, read from outside):
+    the spinners' loop function `spin` is first, its self time is the spinners' exact
+    held time (they hold the GIL only there), and the profile adds up to the held time
+    of the program's threads."""
+    report, ctx = recorded.report, recorded.ctx
+    profile = report["gil_profile"]
+    spinners = [t for t in report["threads"] if t["name"].startswith("spin-")]
+    held = sum(t["held_s"] for t in spinners)
+    # 1.5 s at 200 Hz with the GIL always held: hundreds of samples.
+    assert profile["samples"] >= 50, (profile, ctx)
+    top = profile["functions"][0]
+    assert top["function"].endswith("spin") and top["file"].endswith("attach_spin.py"), (
+        profile["functions"][:3], ctx)
+    assert top["line"] > 0, (top, ctx)
+    # Only the spinners run `spin`; everything they held is in it, unless a sample caught
+    # one outside the loop (starting, publishing its count): at most a few samples.
+    assert abs(top["held_s"] - held) <= 0.05 * held, (top, held, ctx)
+    program = sum(t["held_s"] for t in report["threads"] if not t["own"])
+    total = profile["sampled_held_s"] + profile["spread_held_s"] + profile["unsampled_held_s"]
+    assert abs(total - program) <= 1e-6 * max(program, 1.0), (profile, program, ctx)
+
+
 def test_record_pid_nothing_outside_the_window(recorded):
     """The window closes after the probe has unhooked: no hold, no thread lifetime runs
     past duration_s, utilization <= 1."""
