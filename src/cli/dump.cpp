@@ -1,11 +1,13 @@
 // gilstat dump --pid PID [--json]
 //
 // A one-shot snapshot of a CPython process read from outside: per thread its
-// tid, Python name, GIL state and Python stack; per GIL its holder and
-// waiters.  Memory and /proc reads only: the target is not stopped, nothing
-// is injected, no GIL is taken, so it works on a process whose GIL is never
-// released, with or without a probe loaded.  docs/dump.md documents the
-// output.
+// tid, Python name, GIL state, Python stack and native stack; per GIL its
+// holder and waiters.  Every thread is stopped together (PTRACE_SEIZE +
+// INTERRUPT: no signal) while its Python and native stacks are read, then
+// let go; nothing is injected, no GIL is taken, so it works on a process
+// whose GIL is never released, with or without a probe loaded.
+// `--no-stop` reads memory only (no native stacks).  docs/dump.md documents
+// the output.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +15,7 @@
 #include <iostream>
 #include <memory>
 
+#include "attach/native_stack.hpp"
 #include "attach/preflight.hpp"
 #include "attach/remote_memory.hpp"
 #include "cli/commands.hpp"
@@ -22,6 +25,7 @@
 #include "pyruntime/runtime_reader.hpp"
 #include "pyruntime/thread_gil_state.hpp"
 #include "report/render_json.hpp"
+#include "symbols/symbolizer.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -31,13 +35,19 @@ using pyruntime::GilRole;
 struct DumpOptions {
   int pid = 0;
   bool json = false;
+  bool no_stop = false;
 };
+
+// The threads are stopped at most this long waiting for each to stop.
+constexpr std::chrono::milliseconds kStopTimeout{250};
 
 struct DumpThread {
   pid_t tid = 0;
   const pyruntime::PyThread* python = nullptr;  // nullptr: no Python thread state
   pyruntime::ThreadGilState gil;
   std::string comm;  // the kernel's thread name (the target can write it)
+  std::optional<attach::NativeStack> native;  // absent with --no-stop
+  std::vector<std::string> native_frames;     // symbolised, innermost first
 };
 
 struct Dump {
@@ -45,33 +55,78 @@ struct Dump {
   pyruntime::PySnapshot snapshot;
   std::vector<DumpThread> threads;
   double read_ms = 0;
+  bool stopped = false;
+  double stopped_ms = 0;  // the longest any thread was kept from running
 };
 
 // Python threads first (in the interpreter's order), then the others by tid.
-Dump take_dump(pid_t pid) {
+Dump take_dump(pid_t pid, bool stop) {
   Dump d;
-  // Reading memory needs what ptrace needs; another tracer does not stop a read.
-  d.target = attach::preflight(pid, /*refuse_traced=*/false);
+  // Reading memory needs what ptrace needs; another tracer does not stop a
+  // read, but it does stop a stop (`--no-stop` then).
+  d.target = attach::preflight(pid, /*refuse_traced=*/stop);
   const uint64_t started = monotonic_ns();
   attach::LiveRemoteMemory memory(pid);
-  d.snapshot = pyruntime::read_runtime(memory, pid, d.target.py_runtime, d.target.version_hex);
   std::vector<pid_t> tids = procfs::task_ids(pid);
   if (tids.empty())
     throw Error(fmt::format("process {} is not running", pid), "it exited while gilstat read it",
                 kExitRuntime);
+  std::sort(tids.begin(), tids.end());
+  // Which thread waits is read from /proc before the stop (a stopped
+  // thread's system call is the tracer's business); everything else while
+  // every thread stands still, so stacks and the GIL's holder agree.
+  std::optional<attach::ProcessMaps> maps;
+  std::unique_ptr<attach::StackUnwinder> unwinder;
+  std::optional<attach::StoppedThreads> stopped;
+  std::map<pid_t, attach::NativeStack> natives;
+  if (stop) {
+    maps = attach::ProcessMaps::read(pid);
+    unwinder = std::make_unique<attach::StackUnwinder>(*maps, memory);
+    unwinder->prepare();
+  }
+  const auto proc_states_tids = tids;
+  pyruntime::PySnapshot before = pyruntime::read_runtime(memory, pid, d.target.py_runtime,
+                                                         d.target.version_hex);
+  const auto early_states = pyruntime::gil_states(pid, proc_states_tids, before);
+  if (stop) {
+    stopped.emplace(pid, tids, kStopTimeout);
+    d.stopped = true;
+  }
+  d.snapshot = stop ? pyruntime::read_runtime(memory, pid, d.target.py_runtime,
+                                              d.target.version_hex)
+                    : std::move(before);
+  if (stop) {
+    for (pid_t tid : tids)
+      natives[tid] = attach::unwind_stopped(*stopped, tid, *unwinder, 128);
+    stopped->resume_all();
+    for (pid_t tid : tids) {
+      natives[tid].stopped = stopped->stopped_for(tid);
+      d.stopped_ms = std::max(d.stopped_ms, natives[tid].stopped.count() / 1e6);
+    }
+  }
   std::vector<pid_t> order;
   for (const auto& t : d.snapshot.threads)
     if (t.tid > 0 && std::find(tids.begin(), tids.end(), t.tid) != tids.end())
       order.push_back(t.tid);
-  std::sort(tids.begin(), tids.end());
   for (pid_t tid : tids)
     if (std::find(order.begin(), order.end(), tid) == order.end()) order.push_back(tid);
+  // Holding from the snapshot taken while stopped; waiting from /proc before.
   const auto states = pyruntime::gil_states(pid, order, d.snapshot);
   d.read_ms = (monotonic_ns() - started) / 1e6;
+  symbols::Symbolizer symbolizer;
+  if (maps) symbolizer.use_maps(pid, *maps);
   for (size_t i = 0; i < order.size(); ++i) {
     DumpThread t;
     t.tid = order[i];
     t.gil = states[i];
+    if (t.gil.role != GilRole::kHolds)
+      for (size_t k = 0; k < proc_states_tids.size(); ++k)
+        if (proc_states_tids[k] == t.tid && early_states[k].role == GilRole::kWaits)
+          t.gil = early_states[k];
+    if (auto n = natives.find(t.tid); n != natives.end()) {
+      t.native = n->second;
+      for (const auto& f : n->second.frames) t.native_frames.push_back(symbolizer.locate(pid, f).to_string());
+    }
     for (const auto& py : d.snapshot.threads)
       if (py.tid == t.tid) t.python = &py;
     auto comm = procfs::read(pid, fmt::format("task/{}/comm", t.tid));
@@ -116,14 +171,24 @@ std::string gil_line(const Dump& d, size_t i) {
                      g.switch_number);
 }
 
+// A thread's native frames (innermost first), when the threads were stopped.
+void print_native(const DumpThread& t) {
+  if (!t.native) return;
+  std::cout << "  native:\n";
+  for (const auto& f : t.native_frames) std::cout << "    " << f << "\n";
+  if (!t.native->why_incomplete.empty())
+    std::cout << "    (native stack incomplete: " << t.native->why_incomplete << ")\n";
+}
+
 void print_text(const Dump& d) {
   size_t python = 0;
   for (const auto& t : d.threads) python += t.python != nullptr;
   std::cout << fmt::format(
-      "gilstat dump: pid {}, CPython {}{}, {} threads ({} Python), read in {:.1f} ms "
-      "without stopping the target\n",
+      "gilstat dump: pid {}, CPython {}{}, {} threads ({} Python), read in {:.1f} ms{}\n",
       d.target.pid, d.target.version, d.snapshot.free_threaded ? " free-threaded" : "",
-      d.threads.size(), python, d.read_ms);
+      d.threads.size(), python, d.read_ms,
+      d.stopped ? fmt::format(", threads stopped together for at most {:.1f} ms", d.stopped_ms)
+                : " without stopping the target");
   for (size_t i = 0; i < d.snapshot.gils.size(); ++i) std::cout << gil_line(d, i) << "\n";
   for (const DumpThread& t : d.threads) {
     std::string role = pyruntime::gil_role_name(t.gil.role);
@@ -132,13 +197,16 @@ void print_text(const Dump& d) {
     std::cout << fmt::format("\nThread {} \"{}\"{}: {}{}\n", t.tid, thread_label(t),
                              t.python ? "" : " (no Python thread state)", role,
                              t.gil.syscall.empty() ? "" : " [" + t.gil.syscall + "]");
-    if (!t.python) continue;
-    for (const auto& f : t.python->stack)
-      std::cout << fmt::format("    {} ({}:{})\n", f.function, f.file,
-                               f.line ? std::to_string(f.line) : "?");
-    if (t.python->stack_truncated) std::cout << "    … deeper frames not shown\n";
-    if (!t.python->stack_error.empty())
-      std::cout << "    (stack incomplete: " << t.python->stack_error << ")\n";
+    if (t.python) {
+      std::cout << "  Python:\n";
+      for (const auto& f : t.python->stack)
+        std::cout << fmt::format("    {} ({}:{})\n", f.function, f.file,
+                                 f.line ? std::to_string(f.line) : "?");
+      if (t.python->stack_truncated) std::cout << "    … deeper frames not shown\n";
+      if (!t.python->stack_error.empty())
+        std::cout << "    (stack incomplete: " << t.python->stack_error << ")\n";
+    }
+    print_native(t);
   }
   for (const auto& p : d.snapshot.problems) std::cout << "note: " << p << "\n";
 }
@@ -150,8 +218,9 @@ void print_json(const Dump& d) {
   auto out = std::back_inserter(b);
   fmt::format_to(out,
                  "{{\"pid\": {}, \"python_version\": {}, \"free_threaded\": {}, "
-                 "\"stopped\": false, \"read_ms\": {:.3f},\n \"gils\": [",
-                 d.target.pid, jstr(d.target.version), d.snapshot.free_threaded, d.read_ms);
+                 "\"stopped\": {}, \"stopped_ms\": {:.3f}, \"read_ms\": {:.3f},\n \"gils\": [",
+                 d.target.pid, jstr(d.target.version), d.snapshot.free_threaded, d.stopped,
+                 d.stopped_ms, d.read_ms);
   for (size_t i = 0; i < d.snapshot.gils.size(); ++i) {
     const auto& g = d.snapshot.gils[i];
     auto holders = with_role(d, i, GilRole::kHolds);
@@ -189,9 +258,18 @@ void print_json(const Dump& d) {
                        jstr(f.function), jstr(f.file), f.line ? std::to_string(f.line) : "null");
       }
     }
-    fmt::format_to(out, "], \"stack_truncated\": {}, \"stack_error\": {}}}",
+    fmt::format_to(out, "], \"stack_truncated\": {}, \"stack_error\": {}, \"native_stack\": ",
                    py && py->stack_truncated,
                    py && !py->stack_error.empty() ? jstr(py->stack_error) : "null");
+    if (!t.native) {
+      fmt::format_to(out, "null}}");
+      continue;
+    }
+    fmt::format_to(out, "[");
+    for (size_t k = 0; k < t.native_frames.size(); ++k)
+      fmt::format_to(out, "{}{}", k ? ", " : "", jstr(t.native_frames[k]));
+    fmt::format_to(out, "], \"native_incomplete\": {}}}",
+                   t.native->why_incomplete.empty() ? "null" : jstr(t.native->why_incomplete));
   }
   fmt::format_to(out, "],\n \"problems\": [");
   for (size_t i = 0; i < d.snapshot.problems.size(); ++i)
@@ -201,7 +279,7 @@ void print_json(const Dump& d) {
 }
 
 int dump(const DumpOptions& opts) {
-  const Dump d = take_dump(opts.pid);
+  const Dump d = take_dump(opts.pid, !opts.no_stop);
   if (opts.json)
     print_json(d);
   else
@@ -214,9 +292,12 @@ int dump(const DumpOptions& opts) {
 void add_dump_command(CLI::App& app, Action& action) {
   auto opts = std::make_shared<DumpOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "dump", "Snapshot a CPython process from outside: threads, GIL state, Python stacks");
+      "dump",
+      "Snapshot a CPython process from outside: threads, GIL state, Python and native stacks");
   cmd->add_option("-p,--pid", opts->pid, "CPython process")->required();
   cmd->add_flag("--json", opts->json, "Machine-readable output (docs/dump.md)");
+  cmd->add_flag("--no-stop", opts->no_stop,
+                "Read memory only: do not stop the threads (no native stacks)");
   cmd->callback([opts, &action] { action = [opts] { return dump(*opts); }; });
 }
 

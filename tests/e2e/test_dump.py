@@ -108,6 +108,20 @@ def test_dump_python_stacks(stuck):
         assert t["stack_error"] is None, t
 
 
+def test_dump_native_stacks(stuck):
+    """The threads were stopped together and every one has a native stack: the holder's
+    ends in libc's mutex lock (where it keeps the GIL), the owner's in the GIL's own wait."""
+    target, tids, dump = stuck
+    assert dump["stopped"] and 0 < dump["stopped_ms"] < 3000, dump["stopped_ms"]
+    threads = by_tid(dump)
+    holder = threads[tids["holder"]]["native_stack"]
+    assert holder and any("pthread_mutex_lock" in f or "__lll_lock_wait" in f
+                          for f in holder[:4]), holder
+    owner = threads[tids["owner"]]["native_stack"]
+    assert owner and any("pthread_cond" in f or "futex" in f for f in owner[:4]), owner
+    assert target.alive(), target.describe()
+
+
 def test_dump_text(stuck, gilstat):
     target, tids, dump = stuck
     result = gilstat("dump", "--pid", target.pid)
