@@ -1,9 +1,10 @@
-// gilstat export FILE --format chrome|prometheus [-o OUT]
+// gilstat export FILE --format chrome|prometheus|collapsed [-o OUT]
 //
 // chrome: a Chrome trace-event JSON timeline (Perfetto UI, chrome://tracing),
 // streamed in two passes over the file (metadata, then events) so memory
 // does not grow with the recording.  prometheus: the report's counters and
-// histograms in the text exposition format.  With -o the output appears
+// histograms in the text exposition format.  collapsed: the held-time
+// profile as folded stacks (flamegraph.pl, speedscope, inferno).  With -o the output appears
 // atomically (written beside it, then renamed): a textfile collector never
 // reads half a file.
 #include <fmt/core.h>
@@ -24,6 +25,7 @@
 #include "report/chrome_trace.hpp"
 #include "report/prometheus.hpp"
 #include "report/render_json.hpp"
+#include "report/render_profile.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -118,6 +120,14 @@ void emit(const ExportOptions& opts, const std::function<void(std::ostream&)>& b
 int export_file(const ExportOptions& opts) {
   if (opts.format == "chrome") {
     emit(opts, [&](std::ostream& out) { export_chrome(opts, out); });
+  } else if (opts.format == "collapsed") {
+    const report::Report r = report_from_file(opts.file);
+    if (r.gil_profile.samples == 0)
+      throw Error(fmt::format("{} holds no stack samples: there is no held-time profile to export",
+                              opts.file),
+                  "record one with `gilstat record --pid PID -o FILE` (--profile-rate, default "
+                  "200 samples a second)");
+    emit(opts, [&](std::ostream& out) { report::render_collapsed(r, out); });
   } else {
     const report::Report r = report_from_file(opts.file);
     emit(opts, [&](std::ostream& out) { report::render_prometheus(r, out); });
@@ -132,14 +142,16 @@ int export_file(const ExportOptions& opts) {
 void add_export_command(CLI::App& app, Action& action) {
   auto opts = std::make_shared<ExportOptions>();
   CLI::App* cmd =
-      app.add_subcommand("export", "Convert a recording for other tools (Perfetto, Prometheus)");
+      app.add_subcommand("export",
+                         "Convert a recording for other tools (Perfetto, Prometheus, flame graphs)");
   cmd->add_option("file", opts->file, "Recording written by `gilstat record` or `run -o`")
       ->required();
   cmd->add_option("-f,--format", opts->format,
                   "chrome: trace-event JSON for Perfetto / chrome://tracing; "
-                  "prometheus: text exposition format")
+                  "prometheus: text exposition format; collapsed: folded stacks of the "
+                  "held-time profile (flamegraph.pl, speedscope), N = held ns")
       ->required()
-      ->check(CLI::IsMember({"chrome", "prometheus"}));
+      ->check(CLI::IsMember({"chrome", "prometheus", "collapsed"}));
   cmd->add_option("-o,--output", opts->output, "Write here instead of stdout");
   cmd->callback([opts, &action] { action = [opts] { return export_file(*opts); }; });
 }

@@ -33,11 +33,20 @@ class Walker {
         l_(layout),
         o_(memory, layout, minor) {}
 
-  // One thread's Python stack (the sampler's read: nothing else is read).
+  // One running thread's Python stack (the sampler's read: nothing else is
+  // read).  Empty when the thread's innermost frame changed during the read
+  // (a call returned, a generator yielded and unlinked its frame): such a
+  // stack can be cut short or mixed, and a profile must not count it.
   PyThread stack_of(RemoteAddr tstate) {
     PyThread t;
     t.tstate = tstate;
+    const auto before = first_frame(tstate);
     read_stack(&t);
+    const auto after = first_frame(tstate);
+    if (!before || !after || *before != *after) {
+      t.stack.clear();
+      t.stack_error = "the stack moved while read";
+    }
     return t;
   }
 

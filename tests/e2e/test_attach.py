@@ -381,8 +381,9 @@ def check_clear_error(result, code, *words):
 
 
 class Run:
-    def __init__(self, result, report, truth, ctx):
+    def __init__(self, result, report, truth, ctx, path=None):
         self.result, self.report, self.truth, self.ctx = result, report, truth, ctx
+        self.path = path  # the recording, when one was saved
 
 
 def record_spinners(gilstat, python, directory, seconds=WINDOW_S):
@@ -400,7 +401,7 @@ def record_spinners(gilstat, python, directory, seconds=WINDOW_S):
     assert "saved" in result.stderr_text, ctx
     report = load_report(gilstat, path)
     ctx += "\nreport:\n" + json.dumps(report)[:6000]
-    return Run(result, report, truth, ctx)
+    return Run(result, report, truth, ctx, path)
 
 
 @pytest.fixture(scope="module")
@@ -442,6 +443,24 @@ def test_record_pid_held_time_profile(recorded):
     program = sum(t["held_s"] for t in report["threads"] if not t["own"])
     total = profile["sampled_held_s"] + profile["spread_held_s"] + profile["unsampled_held_s"]
     assert abs(total - program) <= 1e-6 * max(program, 1.0), (profile, program, ctx)
+
+
+def test_record_pid_collapsed_export(recorded, gilstat):
+    """`export --format collapsed`: folded stacks rooted at the thread group, the
+    spinners' loop innermost, adding up to the program's held time in ns."""
+    result = gilstat("export", recorded.path, "--format", "collapsed")
+    assert result.returncode == 0, result.describe()
+    lines = result.stdout.decode().splitlines()
+    total = 0
+    for line in lines:
+        stack, _, ns = line.rpartition(" ")
+        assert stack and ns.isdigit(), line
+        total += int(ns)
+    program = sum(t["held_s"] for t in recorded.report["threads"] if not t["own"])
+    assert abs(total / 1e9 - program) <= 1e-6 * len(lines) + 1e-6, (total, program, lines)
+    spin = [line for line in lines if line.startswith("spin-N;")]
+    assert spin and any(";" in s and s.rpartition(" ")[0].split(";")[-1].split(" (")[0]
+                        .endswith("spin") for s in spin), lines
 
 
 def test_record_pid_nothing_outside_the_window(recorded):
