@@ -151,7 +151,7 @@ def supported_python(python):
 def active_tiers():
     """The tiers this run includes ($GILSTAT_TEST_TIERS, set per interpreter by
     tests/e2e/CMakeLists.txt); a run by hand includes every tier."""
-    return set((os.environ.get("GILSTAT_TEST_TIERS") or "exact,heavy").split(","))
+    return set((os.environ.get("GILSTAT_TEST_TIERS") or "exact,heavy,soak").split(","))
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +162,16 @@ def heavy(supported_python):
         pytest.skip("heavy tier: runs on Debian 3.11, pyenv 3.12 and the newest Debian "
                     "build only (GILSTAT_TEST_TIERS=%s)" % os.environ.get("GILSTAT_TEST_TIERS"))
     return supported_python
+
+
+@pytest.fixture(scope="session")
+def soak(heavy):
+    """Marks a soak test (a hundred attaches in a row): `make test` runs it on Debian's
+    3.11 only (static, non-PIE: the injection path with the fewest helpers)."""
+    if "soak" not in active_tiers():
+        pytest.skip("soak tier: runs on Debian 3.11 only (GILSTAT_TEST_TIERS=%s)"
+                    % os.environ.get("GILSTAT_TEST_TIERS"))
+    return heavy
 
 
 @pytest.fixture(scope="session")

@@ -673,8 +673,8 @@ def attach_detach_cycles(gilstat, target, path, duration, check_rss=True):
             CYCLES, "\n".join(problems))
 
 
-def test_hundred_attach_detach_cycles(gilstat, heavy, tmp_path):
-    with Target(heavy, "attach_spin.py", "--threads", 2) as target:
+def test_hundred_attach_detach_cycles(gilstat, soak, tmp_path):
+    with Target(soak, "attach_spin.py", "--threads", 2) as target:
         target.expect("ready")
         attach_detach_cycles(gilstat, target, tmp_path / "cycle.gilstat", 0.05)
         truth = target.finish()
@@ -682,11 +682,11 @@ def test_hundred_attach_detach_cycles(gilstat, heavy, tmp_path):
     assert all(t["iterations"] > 0 for t in truth["threads"]), truth
 
 
-def test_hundred_attaches_to_an_allocating_service(gilstat, heavy, tmp_path):
+def test_hundred_attaches_to_an_allocating_service(gilstat, soak, tmp_path):
     """Attaching refuses threads stopped inside malloc/free or the loader and waits for
     a safe stop (docs/attach.md): against threads that allocate all the time (Python
     objects, libc malloc/free through ctypes, os calls) all 100 attaches still work."""
-    with Target(heavy, "attach_alloc.py") as target:
+    with Target(soak, "attach_alloc.py") as target:
         target.expect("ready")
         # Its malloc arenas grow and shrink by megabytes on their own: no RSS bound.
         attach_detach_cycles(gilstat, target, tmp_path / "alloc.gilstat", 0.2,
