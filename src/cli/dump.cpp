@@ -84,10 +84,9 @@ Dump take_dump(pid_t pid, bool stop) {
     unwinder = std::make_unique<attach::StackUnwinder>(*maps, memory);
     unwinder->prepare();
   }
-  const auto proc_states_tids = tids;
   pyruntime::PySnapshot before = pyruntime::read_runtime(memory, pid, d.target.py_runtime,
                                                          d.target.version_hex);
-  const auto early_states = pyruntime::gil_states(pid, proc_states_tids, before);
+  const auto early_states = pyruntime::gil_states(pid, tids, before);
   if (stop) {
     stopped.emplace(pid, tids, kStopTimeout);
     d.stopped = true;
@@ -120,8 +119,8 @@ Dump take_dump(pid_t pid, bool stop) {
     t.tid = order[i];
     t.gil = states[i];
     if (t.gil.role != GilRole::kHolds)
-      for (size_t k = 0; k < proc_states_tids.size(); ++k)
-        if (proc_states_tids[k] == t.tid && early_states[k].role == GilRole::kWaits)
+      for (size_t k = 0; k < tids.size(); ++k)
+        if (tids[k] == t.tid && early_states[k].role == GilRole::kWaits)
           t.gil = early_states[k];
     if (auto n = natives.find(t.tid); n != natives.end()) {
       t.native = n->second;

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
-#include <map>
 #include <set>
 #include <span>
 
