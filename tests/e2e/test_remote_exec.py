@@ -14,7 +14,8 @@ usage-error test, which runs only on them):
 - a main thread blocked in a C call (time.sleep): remote-exec gives up after its 2 s
   timeout with a clear error and the request is withdrawn (the script never runs, not
   even when the sleep ends); auto falls back to ptrace; a gilstat SIGKILLed before it
-  could withdraw leaves a request that runs later but does nothing and cleans up;
+  could withdraw leaves a request that runs later but does nothing and cleans up (these
+  two wait out the timeout, ~9 s each: heavy tier, so the newest Debian build runs them);
 - a target that another process already traces (a debugger): ptrace is refused,
   remote-exec (which only writes memory) works;
 - a target in its own mount namespace that sees neither our probe library nor our
@@ -166,7 +167,7 @@ def test_remote_exec_disabled(gilstat, remote_python, tmp_path, how):
 
 
 def test_remote_exec_blocked_main_thread_withdraws(gilstat, gilstat_bin, remote_python,
-                                                   tmp_path):
+                                                   tmp_path, heavy):
     """The main thread sleeps in time.sleep (no bytecode, no safe point): remote-exec
     fails after its timeout with one clear line and withdraws the request, so the script
     does not run when the sleep ends (the target's audit hook would list it); nothing is
@@ -209,7 +210,7 @@ def test_remote_exec_blocked_main_thread_withdraws(gilstat, gilstat_bin, remote_
 
 
 def test_remote_exec_sigkilled_gilstat_leaves_nothing_that_runs(gilstat_bin, remote_python,
-                                                                tmp_path):
+                                                                tmp_path, heavy):
     """gilstat is SIGKILLed while its request waits for a safe point (main thread in
     time.sleep), so it can neither withdraw the request nor remove its files. When the
     sleep ends CPython runs the script (the audit hook lists it), which finds itself
