@@ -105,7 +105,14 @@ Histogram Histogram::scaled(double factor) const {
   const uint64_t lo = to_u64(static_cast<long double>(min_) * factor);
   const uint64_t hi = to_u64(static_cast<long double>(max_) * factor);
   for_each_bucket([&](size_t i, uint64_t n) {
-    const uint64_t v = to_u64(static_cast<long double>(bucket_mid(i)) * factor);
+    // A bucket's middle is an estimate already: double arithmetic is exact
+    // enough below 2^52 and several times cheaper than long double's roundl
+    // (a live scrape scales every thread's histograms).
+    const uint64_t mid = bucket_mid(i);
+    const double x = static_cast<double>(mid) * factor;
+    const uint64_t v = mid < (uint64_t{1} << 52) && x >= 0 && x < 0x1p52
+                           ? static_cast<uint64_t>(x + 0.5)
+                           : to_u64(static_cast<long double>(mid) * factor);
     out.add(std::clamp(v, lo, hi), n);
   });
   out.min_ = lo;

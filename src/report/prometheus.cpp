@@ -21,13 +21,24 @@ std::string value(double v) {
   return fmt::format("{}", v);
 }
 
+// `{a="x",b="y"` without the closing brace, so that a histogram appends its
+// `le` to labels escaped once; "" for no labels.
+std::string open_labels(const Labels& ls) {
+  std::string out;
+  for (size_t i = 0; i < ls.size(); ++i) {
+    out += i ? ',' : '{';
+    out += ls[i].name;
+    out += "=\"";
+    out += prometheus_label_value(ls[i].value);
+    out += '"';
+  }
+  return out;
+}
+
 std::string labels(const Labels& ls) {
-  if (ls.empty()) return {};
-  std::string out = "{";
-  for (size_t i = 0; i < ls.size(); ++i)
-    out +=
-        fmt::format("{}{}=\"{}\"", i ? "," : "", ls[i].name, prometheus_label_value(ls[i].value));
-  return out + "}";
+  std::string out = open_labels(ls);
+  if (!out.empty()) out += '}';
+  return out;
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -101,7 +112,10 @@ void Exposition::family(const char* name, const char* type, const char* help,
 }
 
 void Exposition::sample(const Labels& ls, double v, const char* suffix) {
-  std::string series = name_ + suffix + labels(ls);
+  write(name_ + suffix + labels(ls), v);
+}
+
+void Exposition::write(std::string series, double v) {
   if (floor_ && monotonic_) {
     auto [it, added] = floor_->try_emplace(series, v);
     if (!added) it->second = v = std::max(it->second, v);
@@ -115,14 +129,24 @@ void Exposition::counter(const Labels& ls, double v, double created) {
     out_ << base_ << "_created" << labels(ls) << ' ' << value(created) << '\n';
 }
 
-void Exposition::histogram(Labels ls, const Histogram& h_ns, double created) {
+void Exposition::histogram(const Labels& ls, const Histogram& h_ns, double created) {
+  // The bounds as written, formatted once.
+  static const std::vector<std::string> bounds = [] {
+    std::vector<std::string> out;
+    for (double le : kPrometheusBuckets) out.push_back(value(le));
+    out.push_back("+Inf");
+    return out;
+  }();
+  // The labels are escaped once per series, not once per bucket: a scrape
+  // writes ~20 bucket lines for each of hundreds of series.
+  const std::string open = open_labels(ls);
+  const std::string bucket_prefix = name_ + "_bucket" + open + (open.empty() ? "{le=\"" : ",le=\"");
   // Cumulative counts at each bound, each log bucket placed by its middle.
   const std::vector<Histogram::Bucket> buckets = h_ns.buckets();
   size_t next = 0;
   uint64_t cumulative = 0;
-  ls.push_back({"le", ""});
-  for (double le : kPrometheusBuckets) {
-    const double le_ns = le * 1e9;
+  for (size_t i = 0; i < std::size(kPrometheusBuckets); ++i) {
+    const double le_ns = kPrometheusBuckets[i] * 1e9;
     while (next < buckets.size()) {
       const Histogram::Bucket& b = buckets[next];
       const double mid = static_cast<double>(b.lo + (b.hi - b.lo) / 2);
@@ -130,15 +154,14 @@ void Exposition::histogram(Labels ls, const Histogram& h_ns, double created) {
       cumulative += b.count;
       ++next;
     }
-    ls.back().value = value(le);
-    sample(ls, static_cast<double>(cumulative), "_bucket");
+    write(bucket_prefix + bounds[i] + "\"}", static_cast<double>(cumulative));
   }
-  ls.back().value = "+Inf";
-  sample(ls, static_cast<double>(h_ns.count()), "_bucket");
-  ls.pop_back();
-  sample(ls, static_cast<double>(h_ns.total()) / 1e9, "_sum");
-  sample(ls, static_cast<double>(h_ns.count()), "_count");
-  if (format_ == ExpositionFormat::kOpenMetrics && created > 0) sample(ls, created, "_created");
+  write(bucket_prefix + bounds.back() + "\"}", static_cast<double>(h_ns.count()));
+  const std::string closed = open.empty() ? open : open + "}";
+  write(name_ + "_sum" + closed, static_cast<double>(h_ns.total()) / 1e9);
+  write(name_ + "_count" + closed, static_cast<double>(h_ns.count()));
+  if (format_ == ExpositionFormat::kOpenMetrics && created > 0)
+    write(name_ + "_created" + closed, created);
 }
 
 void Exposition::end() {

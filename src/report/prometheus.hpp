@@ -79,7 +79,7 @@ class Exposition {
   void sample(const Labels& ls, double v, const char* suffix = "");
   // A counter sample; `created` (unix seconds) is written in OpenMetrics.
   void counter(const Labels& ls, double v, double created);
-  void histogram(Labels ls, const Histogram& h_ns, double created = 0);
+  void histogram(const Labels& ls, const Histogram& h_ns, double created = 0);
   // OpenMetrics' "# EOF"; nothing in the text format.
   void end();
   // Live series: every counter and histogram sample written from now on is
@@ -90,6 +90,9 @@ class Exposition {
   void set_floor(std::unordered_map<std::string, double>* floor) { floor_ = floor; }
 
  private:
+  // One sample line, its series (name and rendered labels) already built.
+  void write(std::string series, double v);
+
   std::ostream& out_;
   ExpositionFormat format_;
   std::string name_;        // of the current family, as its samples are named
