@@ -115,3 +115,88 @@ def test_assert_releases_gil(api_run):
     assert message is not None, "assert_releases_gil passed for a function holding the GIL"
     for part in ("held the GIL", "held ", " s run time", "longest hold", "competing"):
         assert part in message, message
+
+
+def run_python(python, gilstat_bin, code, **env):
+    return run_process([python.path, "-c", code], env=python_env(gilstat_bin, python, **env))
+
+
+def test_import_refused_on_unsupported_interpreter(python, gilstat_bin):
+    if python.supported:
+        pytest.skip("Python %s is supported (the other tests here cover it)" % python.version)
+    r = run_python(python, gilstat_bin, "import gilstat")
+    assert r.returncode != 0
+    assert "ImportError: gilstat supports CPython 3.8 to 3.15; this is CPython %d.%d" \
+        % python.minor in r.stderr_text, r.stderr_text
+
+
+def test_measure_refused_under_gilstat_run(supported_python, gilstat_bin, gilstat):
+    """`gilstat run` reads the probe: import works, measure() says why it cannot."""
+    code = ("import gilstat\ntry:\n    with gilstat.measure():\n        pass\n"
+            "except gilstat.GilstatError as e:\n    print('refused:', e)\n")
+    r = gilstat("run", "--", supported_python.path, "-c", code,
+                env=python_env(gilstat_bin, supported_python))
+    assert r.returncode == 0, r.stderr_text
+    out = r.stdout.decode()
+    assert "refused: this process runs under `gilstat run`" in out, out
+    assert "hint: run the program without `gilstat run`" in out, out
+
+
+def test_gil_disabled_passes_with_warning(supported_python, gilstat_bin):
+    if not supported_python.free_threaded:
+        pytest.skip("not a free-threaded build")
+    code = ("import time, gilstat\n"
+            "print('result', gilstat.assert_releases_gil(lambda: time.sleep(0.01) or 42))\n")
+    r = run_python(supported_python, gilstat_bin, code, PYTHON_GIL="0")
+    assert r.returncode == 0, r.stderr_text
+    assert "result 42" in r.stdout.decode()
+    assert "GilstatWarning: gilstat: assert_releases_gil(<lambda>) passed without measuring: " \
+        "the GIL is disabled in this free-threaded build" in r.stderr_text, r.stderr_text
+
+
+PLUGIN_TESTS = '''
+import sys
+import time
+import _gilstat_demo
+
+
+def test_first_nothing_loaded():
+    """The plugin loads nothing before a test asks for its fixture."""
+    probe = sys.modules.get("gilstat._probe")
+    assert probe is None or probe._library is None
+    assert "libgilstat_probe" not in open("/proc/self/maps").read()
+
+
+def test_releases(gilstat):
+    assert gilstat.assert_releases_gil(time.sleep, 0.1) is None
+
+
+def test_holds(gilstat):
+    gilstat.assert_releases_gil(_gilstat_demo.busy_sum, 2000000, 20, False)
+
+
+def test_measure(gilstat):
+    with gilstat.measure() as m:
+        time.sleep(0.05)
+    assert m.thread("MainThread")["held_s"] > 1.0   # fails: shows the report
+
+'''
+
+
+def test_pytest_plugin(supported_python, gilstat_bin, tmp_path):
+    """The plugin in a pytest session of its own: the fixture, a failing assertion's
+    message and the report attached to failing tests' output."""
+    debian = os.path.realpath("/usr/bin/python3")
+    if os.path.realpath(supported_python.path) != debian:
+        pytest.skip("python3-pytest runs under Debian's python3 (%s) only" % debian)
+    (tmp_path / "test_ext.py").write_text(PLUGIN_TESTS)
+    r = run_process([supported_python.path, "-m", "pytest", "-p", "gilstat.pytest_plugin",
+                     "-p", "no:cacheprovider", "-q", "-p", "no:randomly", str(tmp_path)],
+                    env=python_env(gilstat_bin, supported_python), timeout=60)
+    out = r.stdout.decode()
+    assert r.returncode == 1, out + r.stderr_text
+    assert "2 failed, 2 passed" in out, out
+    assert "AssertionError: busy_sum held the GIL" in out, out
+    # Each failing test's output carries its last measurement's report.
+    assert out.count("gilstat report of the test's last measurement") == 2, out
+    assert "MainThread" in out and "gilstat-competitor" in out, out
