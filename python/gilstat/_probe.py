@@ -83,11 +83,25 @@ def status():
     return buf.value.decode("utf-8", "replace")
 
 
-def _holder_of(fd):
+def _region_files():
+    """(dev, inode) of this process's probe regions (memfds named "gilstat"; the probe
+    creates one when an attach or measure() first starts it)."""
+    files = set()
+    for name in os.listdir("/proc/self/fd"):
+        path = os.path.join("/proc/self/fd", name)
+        try:
+            if os.readlink(path).startswith("/memfd:gilstat"):
+                st = os.stat(path)
+                files.add((st.st_dev, st.st_ino))
+        except OSError:
+            continue
+    return files
+
+
+def _holder():
     """(pid, argv) of another gilstat process that has our region open, or None."""
-    try:
-        st = os.fstat(fd)
-    except OSError:
+    files = _region_files()
+    if not files:
         return None
     me = os.getpid()
     for entry in os.listdir("/proc"):
@@ -100,7 +114,7 @@ def _holder_of(fd):
             fd_dir = "/proc/%s/fd" % entry
             for name in os.listdir(fd_dir):
                 other = os.stat(os.path.join(fd_dir, name))
-                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                if (other.st_dev, other.st_ino) in files:
                     with open("/proc/%s/cmdline" % entry, "rb") as f:
                         argv = f.read().split(b"\0")
                     return int(entry), [a.decode("utf-8", "replace") for a in argv if a]
@@ -116,10 +130,10 @@ def _busy_error():
             "cannot read it as well",
             "run the program without `gilstat run` to measure from Python (or read the report "
             "`gilstat run` prints when the program exits)")
-    holder = _holder_of(_region_fd) if _region_fd is not None else None
+    holder = _holder()
     if holder:
         pid, argv = holder
-        what = " ".join(argv[:2]) if argv else "gilstat"
+        what = "gilstat " + argv[1] if len(argv) > 1 else "gilstat"
         return GilstatError("another gilstat reads this process: `%s` (pid %d)" % (what, pid),
                             "only one gilstat may read a process: stop it first")
     return GilstatError("another gilstat reads this process (`gilstat record --pid`, `top` or "
