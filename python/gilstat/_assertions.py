@@ -58,12 +58,14 @@ def assert_releases_gil(fn, *args, max_held_fraction=0.05, **kwargs):
     for the GIL, measured by gilstat.  Raises AssertionError when fn's thread held the
     GIL more than `max_held_fraction` of its run time; returns fn's result otherwise
     (fn's own exception propagates)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     return check_releases_gil(measure, fn, args, kwargs, max_held_fraction)
 
 
 def check_releases_gil(new_measurement, fn, args, kwargs, max_held_fraction):
     """assert_releases_gil, measured by new_measurement() (the pytest fixture keeps
     its measurements)."""
+    __tracebackhide__ = True
     if gil_disabled():
         warn_gil_disabled("assert_releases_gil(%s)" % getattr(fn, "__name__", "fn"))
         outcome = _run_in_thread(FN_THREAD, fn, args, kwargs)

@@ -37,6 +37,7 @@ class GilstatFixture:
     def assert_releases_gil(self, fn, *args, max_held_fraction=0.05, **kwargs):
         from gilstat import _assertions
 
+        __tracebackhide__ = True
         return _assertions.check_releases_gil(self.measure, fn, args, kwargs,
                                               max_held_fraction)
 
