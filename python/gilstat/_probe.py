@@ -23,6 +23,7 @@ _ENV_SHM_FD = "GILSTAT_SHM_FD"  # set by `gilstat run` (protocol.hpp kEnvShmFd)
 
 _library = None
 _region_fd = None
+_region_pid = None  # the process _region_fd belongs to (a forked child gets its own)
 
 
 def locations():
@@ -143,10 +144,10 @@ def _busy_error():
 def start(config):
     """Installs the hooks and arms the probe (the caller holds the GIL); returns the
     region's fd.  Raises GilstatError with the reason on failure."""
-    global _region_fd
+    global _region_fd, _region_pid
     rc = library().gilstat_probe_start(config.encode())
     if rc >= 0:
-        _region_fd = int(rc)
+        _region_fd, _region_pid = int(rc), os.getpid()
         return _region_fd
     if rc == -errno.EBUSY:
         raise _busy_error()
@@ -165,6 +166,12 @@ def stop():
 def region_fd():
     """The fd of this process's region, created (by a start and an immediate stop)
     the first time: the reader is started while the probe is not armed."""
+    if _region_pid is not None and _region_pid != os.getpid():
+        # The forking thread keeps its parent's per-thread probe state (its ring is
+        # in the parent's region): its events would not reach a region of ours.
+        raise GilstatError("gilstat cannot measure in a process forked from one it measured",
+                           "measure in the parent, or in a process started with exec "
+                           "(subprocess, or multiprocessing's 'spawn' start method)")
     if _region_fd is None:
         start("")
         stop()
