@@ -109,11 +109,12 @@ class Measurement:
             proc.wait()
         # The reader asked the probe to unhook; this makes sure even if it died.
         _probe.stop()
-        for line in err.decode("utf-8", "replace").splitlines():
-            print(line, file=sys.stderr)
+        said = err.decode("utf-8", "replace").strip()
         if proc.returncode != 0:
             raise GilstatError("the gilstat reader failed (exit %d): %s"
-                               % (proc.returncode, err.decode("utf-8", "replace").strip()))
+                               % (proc.returncode, said))
+        if said:  # its warnings (a probe that did not confirm its stop, ...)
+            print(said, file=sys.stderr)
         self._report = json.loads(out.decode("utf-8"))
 
     def _reader_failure(self):
