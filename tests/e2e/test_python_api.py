@@ -2,11 +2,16 @@
 assertions and the pytest plugin, on the real probe in the interpreter under test.
 
 Exactness tier: one workload process per interpreter (workloads/python_api.py)
-shared by every check below, about 2-3 s.  The pytest plugin runs under Debian's
+shared by most checks below, about 2 s, and a few short processes (one reader
+per process, gilstat run).  The pytest plugin runs under Debian's
 python3 only (its python3-pytest runs nowhere else).
 """
 import json
 import os
+import signal
+import subprocess
+import time
+
 import pytest
 
 from conftest import note_timing_retry, run_process, workload
@@ -200,3 +205,58 @@ def test_pytest_plugin(supported_python, gilstat_bin, tmp_path):
     # Each failing test's output carries its last measurement's report.
     assert out.count("gilstat report of the test's last measurement") == 2, out
     assert "MainThread" in out and "gilstat-competitor" in out, out
+
+
+def holds_region(pid):
+    """True once process `pid` has a probe region (memfd "gilstat") open."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/memfd:gilstat"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_one_reader_per_process(supported_python, gilstat_bin, tmp_path):
+    """measure() while `gilstat record --pid` reads the process is refused naming it,
+    and `gilstat record --pid` during a measurement is refused naming `gilstat drain`."""
+    proc = subprocess.Popen([supported_python.path, workload("python_api_readers.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=python_env(gilstat_bin, supported_python))
+    record = None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        record = subprocess.Popen([gilstat_bin, "record", "--pid", str(proc.pid), "-o",
+                                   str(tmp_path / "r.gilstat"), "--duration", "20"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not holds_region(record.pid) and time.monotonic() < deadline:
+            assert record.poll() is None, record.communicate()[1].decode()
+            time.sleep(0.01)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        said = proc.stdout.readline().decode()
+        record.send_signal(signal.SIGINT)
+        assert record.wait(timeout=10) == 0, record.communicate()[1].decode()
+        assert said == "refused: another gilstat reads this process: `gilstat record` " \
+            "(pid %d)\n" % record.pid, said
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"measuring\n"
+        r = run_process([gilstat_bin, "record", "--pid", str(proc.pid), "-o",
+                         str(tmp_path / "refused.gilstat"), "--duration", "1"])
+        assert r.returncode == 1, r.stderr_text
+        assert "another gilstat is already attached to process %d: `gilstat drain`" \
+            % proc.pid in r.stderr_text, r.stderr_text
+        out, _ = proc.communicate(b"go\n", timeout=30)
+        assert out.startswith(b"done "), out  # the measurement went on
+    finally:
+        for p in (proc, record):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
