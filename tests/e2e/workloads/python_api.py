@@ -39,6 +39,7 @@ with gilstat.measure() as outer:
     while time.perf_counter() - t0 < 0.1:
         pass
 out["main_alone"] = outer.thread("MainThread")
+outer.save(sys.argv[2])
 out["main_alone_report"] = outer.report()
 
 # Two spinners with one name: both rows, and the name alone is ambiguous.
