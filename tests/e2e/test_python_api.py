@@ -59,16 +59,20 @@ def check_exact(report):
 
 def test_measure_two_spinners(api_run):
     out, _, _ = api_run
-    report = out["spin_report"]
-    check_exact(report)
+    attempts = out["spin_attempts"]
+    for report in attempts:  # exact on every attempt, retried or not
+        check_exact(report)
+    for i in range(len(attempts) - 1):
+        note_timing_retry(i + 1, 3, AssertionError("spinners' held shares vs iteration "
+                                                   "shares off by 5 points or more"))
     rows = out["spin_rows"]
     assert [r["tid"] for r in rows] == out["spin_tids"]
     assert all(r["name"] == "spinner" for r in rows)
     held = [r["held_s"] for r in rows]
     counts = out["spin_counts"]
     assert min(held) > 0.1 and min(counts) > 0, (held, counts)
-    # Pure-Python loops: iterations follow held time.  A timing share (not
-    # retried: the two spinners share one process and one load).
+    # Pure-Python loops: iterations follow held time (a timing bound: the
+    # workload tried up to 3 times, said above).
     held_share = held[0] / sum(held)
     count_share = counts[0] / sum(counts)
     assert abs(held_share - count_share) < 0.05, (held, counts)

@@ -15,6 +15,7 @@ import _gilstat_demo
 import gilstat
 
 SPIN_S = 0.6
+SHARE_POINTS = 0.05  # test_python_api.py checks the same bound
 out = {}
 
 
@@ -43,16 +44,26 @@ outer.save(sys.argv[2])
 out["main_alone_report"] = outer.report()
 
 # Two spinners with one name: both rows, and the name alone is ambiguous.
-counts = [0, 0]
-stop = threading.Event()
-threads = [threading.Thread(target=spin, args=(counts, i, stop), name="spinner") for i in (0, 1)]
-with gilstat.measure() as m:
-    for t in threads:
-        t.start()
-    time.sleep(SPIN_S)
-    stop.set()
-    for t in threads:
-        t.join()
+# Held shares against iteration shares is a timing bound (a holder the kernel
+# preempts holds without iterating): up to 3 attempts, each one's report kept
+# for the exact checks.
+out["spin_attempts"] = []
+for attempt in range(3):
+    counts = [0, 0]
+    stop = threading.Event()
+    threads = [threading.Thread(target=spin, args=(counts, i, stop), name="spinner")
+               for i in (0, 1)]
+    with gilstat.measure() as m:
+        for t in threads:
+            t.start()
+        time.sleep(SPIN_S)
+        stop.set()
+        for t in threads:
+            t.join()
+    out["spin_attempts"].append(m.report())
+    held = [m.thread(t.native_id)["held_s"] for t in threads]
+    if abs(held[0] / sum(held) - counts[0] / sum(counts)) < SHARE_POINTS:
+        break
 out["spin_report"] = m.report()
 out["spin_tids"] = [t.native_id for t in threads]
 out["spin_counts"] = counts
