@@ -90,7 +90,7 @@ class Measurement:
             pass_fds=(fd,))
         # The probe arms here, in this thread, with the GIL held (PyDLL): this
         # thread is the GIL's holder from this instant.
-        _probe.start("heartbeat")
+        _probe.start("heartbeat", reader=self._proc.pid)
         try:
             self._proc.stdin.write(b"go\n")
             self._proc.stdin.flush()

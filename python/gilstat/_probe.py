@@ -99,14 +99,15 @@ def _region_files():
     return files
 
 
-def _holder():
-    """(pid, argv) of another gilstat process that has our region open, or None."""
+def _holder(ours=None):
+    """(pid, argv) of another gilstat process (not `ours`) that has our region open,
+    or None."""
     files = _region_files()
     if not files:
         return None
     me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) in (me, ours):
             continue
         try:
             with open("/proc/%s/comm" % entry) as f:
@@ -124,14 +125,14 @@ def _holder():
     return None
 
 
-def _busy_error():
+def _busy_error(ours=None):
     if _ENV_SHM_FD in os.environ:
         return GilstatError(
             "this process runs under `gilstat run`, which reads its probe; gilstat.measure() "
             "cannot read it as well",
             "run the program without `gilstat run` to measure from Python (or read the report "
             "`gilstat run` prints when the program exits)")
-    holder = _holder()
+    holder = _holder(ours)
     if holder:
         pid, argv = holder
         what = "gilstat " + argv[1] if len(argv) > 1 else "gilstat"
@@ -141,16 +142,21 @@ def _busy_error():
                         "`exporter`)", "only one gilstat may read a process: stop it first")
 
 
-def start(config):
+def start(config, reader=None):
     """Installs the hooks and arms the probe (the caller holds the GIL); returns the
-    region's fd.  Raises GilstatError with the reason on failure."""
+    region's fd.  `reader`: the pid of our own reader, already started.  Raises
+    GilstatError with the reason on failure."""
     global _region_fd, _region_pid
+    # A reader that has just attached may not have been seen beating yet, and the
+    # probe would then take its region over: ask the process table first.
+    if _region_files() and _holder(reader):
+        raise _busy_error(reader)
     rc = library().gilstat_probe_start(config.encode())
     if rc >= 0:
         _region_fd, _region_pid = int(rc), os.getpid()
         return _region_fd
     if rc == -errno.EBUSY:
-        raise _busy_error()
+        raise _busy_error(reader)
     if rc <= -_START_STATUS_BASE:
         code = -rc - _START_STATUS_BASE
         raise GilstatError("the probe cannot measure this interpreter: %s (%s)"

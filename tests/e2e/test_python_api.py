@@ -98,8 +98,10 @@ def test_arming_thread_counts_as_holder(api_run, gilstat, tmp_path):
     out, _, _ = api_run
     main = out["main_alone"]
     # It spun 0.1 s (perf_counter) without releasing: held, or waiting after a
-    # forced switch (the probe's thread reads names under the GIL).
-    assert main["held_s"] + main["wait_s"] >= 0.1 - 1e-3, main
+    # forced switch (the probe's thread reads names under the GIL); a forced
+    # switch can also leave it preempted between the drop and its next request
+    # (released): a few ms on a busy machine.
+    assert main["held_s"] + main["wait_s"] >= 0.08, main
     trace = tmp_path / "alone.json"
     r = gilstat("export", out["alone_recording"], "--format", "chrome", "-o", trace)
     assert r.returncode == 0, r.stderr_text
