@@ -22,5 +22,6 @@ void add_attach_command(CLI::App& app, Action& action);
 void add_demo_command(CLI::App& app, Action& action);
 void add_exporter_command(CLI::App& app, Action& action);
 void add_dump_command(CLI::App& app, Action& action);
+void add_drain_command(CLI::App& app, Action& action);
 
 }  // namespace gilstat::cli

@@ -1,5 +1,4 @@
 #include <CLI/CLI.hpp>
-
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -21,6 +20,7 @@ int main(int argc, char** argv) {
   cli::add_demo_command(app, action);
   cli::add_exporter_command(app, action);
   cli::add_dump_command(app, action);
+  cli::add_drain_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -162,7 +162,18 @@ uint64_t check_sealed_memfd(int fd, int target_fd) {
 }  // namespace
 
 ShmRegion ShmRegion::open_in_process(int pid, int target_fd) {
-  const int fd = take_fd(pid, target_fd);
+  return map_taken(take_fd(pid, target_fd), target_fd);
+}
+
+ShmRegion ShmRegion::open_inherited(int fd) {
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0)
+    throw Error(fmt::format("cannot use fd {} as the probe's region: {}", fd, std::strerror(errno)),
+                "it must be the fd gilstat_probe_start returned, inherited by gilstat");
+  return map_taken(own, fd);
+}
+
+ShmRegion ShmRegion::map_taken(int fd, int target_fd) {
   uint64_t size = 0;
   try {
     size = check_sealed_memfd(fd, target_fd);

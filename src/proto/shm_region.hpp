@@ -78,6 +78,10 @@ class ShmRegion {
   // gilstat seals it, so its size cannot change under us (no SIGBUS).
   // Throws RegionCorrupt for anything else, Error when it cannot be taken.
   static ShmRegion open_in_process(int pid, int target_fd);
+  // The region of the process that started gilstat and handed it `fd`
+  // (the Python package's reader): duplicated, then checked and mapped as
+  // open_in_process does.
+  static ShmRegion open_inherited(int fd);
   // A region already in memory that this object does not own (tests,
   // fuzzing).  Validated as open_in_process validates.
   static ShmRegion over_memory(void* base, size_t size);
@@ -140,6 +144,8 @@ class ShmRegion {
 
  private:
   ShmRegion(int fd, void* base, size_t size, bool owned);
+  // Checks and maps `fd` (owned; closed on failure); `target_fd` names it in errors.
+  static ShmRegion map_taken(int fd, int target_fd);
   void adopt();  // validates the layout and takes the private copies
   RingControl* ring(uint32_t i) const;
   // Ring i's state when a thread owns it (Active, or Closed: exited, not yet

@@ -193,3 +193,23 @@ TEST(ShmRegion, OnlyASealedMemfdIsTaken) {
   EXPECT_NE(corruption_of([&] { ShmRegion::open_in_process(getpid(), 1000); }).find("closed"),
             std::string::npos);
 }
+
+// `gilstat drain`: the fd is inherited, not taken with pidfd_getfd; the same
+// checks apply, and the caller's fd stays its own.
+TEST(ShmRegion, InheritedFdIsCheckedLikeATakenOne) {
+  ShmRegion region = ShmRegion::create(kLayout, ClockKind::Monotonic);
+  {
+    ShmRegion inherited = ShmRegion::open_inherited(region.fd());
+    EXPECT_NE(inherited.fd(), region.fd());
+    EXPECT_EQ(inherited.layout().layout.ring_count, kLayout.ring_count);
+  }
+  EXPECT_EQ(fcntl(region.fd(), F_GET_SEALS), kRegionSeals);  // still open
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  EXPECT_NE(
+      corruption_of([&] { ShmRegion::open_inherited(pipe_fds[0]); }).find("is a FIFO, not a memfd"),
+      std::string::npos);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  EXPECT_THROW(ShmRegion::open_inherited(1000), gilstat::Error);
+}
