@@ -4,9 +4,15 @@ while a long hold lasts; `report` shows them ("GIL hogs", JSON `hogs`) and
 
 Exactness tier (every interpreter): one attach to tests/e2e/workloads/hog_waiters.py,
 whose thread `hog` calls hog_caller() -> _gilstat_demo.hold_for(200 ms) while two
-pure-Python threads wait; one recording serves every check."""
+pure-Python threads wait; one recording serves every check.
+
+Heavy tier: a copy of the extension, stripped, shows its frames as `object+0xoffset`;
+a thread sleeping in time.sleep and reading a socket while the hog is stopped and
+resumed is not disturbed; a recording reported after the extension's file was deleted
+shows the same names."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -33,10 +39,8 @@ def demo_dir(supported_python, gilstat_bin):
     return directory
 
 
-@pytest.fixture(scope="module")
-def hog_run(gilstat, supported_python, demo_dir, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("hogs") / "hog.gilstat")
-    with Target(supported_python, "hog_waiters.py", demo_dir, HOLD_MS) as target:
+def record_hog(gilstat, python, demo_dir, path, *extra):
+    with Target(python, "hog_waiters.py", demo_dir, HOLD_MS, *extra) as target:
         target.expect("ready")
         result = gilstat("record", "--pid", target.pid, "-o", path, "--duration", RECORD_S)
         truth = target.finish()
@@ -47,6 +51,67 @@ def hog_run(gilstat, supported_python, demo_dir, tmp_path_factory):
     assert collapsed.returncode == 0, collapsed.describe()
     ctx += "\nhogs: " + json.dumps(report.get("hogs"))[:6000]
     return report, collapsed.stdout.decode(), truth, ctx
+
+
+@pytest.fixture(scope="module")
+def hog_run(gilstat, supported_python, demo_dir, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("hogs") / "hog.gilstat")
+    return record_hog(gilstat, supported_python, demo_dir, path)
+
+
+def copy_extension(python, demo_dir, directory, strip):
+    """The extension this interpreter loads, copied into `directory` (stripped of
+    every symbol table with `strip`); skips when it or objcopy is missing."""
+    names = [n for n in os.listdir(demo_dir) if n.startswith("_gilstat_demo")]
+    pick = [n for n in names if "313t" in n] if python.free_threaded else \
+        [n for n in names if n.endswith(".abi3.so")]
+    if not pick:
+        pytest.skip("no _gilstat_demo for this interpreter in " + demo_dir)
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, pick[0])
+    if strip:
+        if not shutil.which("objcopy"):
+            pytest.skip("objcopy not found (binutils)")
+        subprocess.run(["objcopy", "--strip-all", os.path.join(demo_dir, pick[0]), target],
+                       check=True, timeout=30)
+    else:
+        shutil.copy(os.path.join(demo_dir, pick[0]), target)
+    return target
+
+
+def test_hog_stripped_extension_shows_object_offset(heavy, gilstat, demo_dir, tmp_path):
+    """No symbol covers hold_for in a stripped copy: its frames are named
+    `object+0xoffset`, never the nearest unrelated symbol; the caller is still named."""
+    so = copy_extension(heavy, demo_dir, str(tmp_path / "ext"), strip=True)
+    report, _, truth, ctx = record_hog(gilstat, heavy, os.path.dirname(so),
+                                       str(tmp_path / "stripped.gilstat"))
+    for e in report["hogs"]["entries"]:
+        python = [f for f in e["stack"] if f["kind"] == "python"]
+        if python and python[0]["function"] == "hog_caller":
+            native = [f for f in e["stack"] if f["kind"] == "native"
+                      and f["object"].startswith("_gilstat_demo")]
+            assert native, ctx
+            assert all(f["function"] == "" and f["offset"] > 0 for f in native), ctx
+            assert python[0]["line"] == truth["caller_line"], ctx
+            return
+    raise AssertionError("no long hold in hog_caller\n" + ctx)
+
+
+def test_hog_neighbours_undisturbed_and_names_kept_after_delete(heavy, gilstat, demo_dir,
+                                                                tmp_path):
+    """While the hog is stopped and resumed for its stacks, a thread in time.sleep
+    sleeps its whole time and a socket read gets its bytes whole; the recording,
+    reported again after the extension's file is deleted, names the same frames."""
+    so = copy_extension(heavy, demo_dir, str(tmp_path / "ext"), strip=False)
+    path = str(tmp_path / "io.gilstat")
+    report, _, truth, ctx = record_hog(gilstat, heavy, os.path.dirname(so), path, "io")
+    assert truth["sleep_s"] >= 0.4, ctx
+    assert truth["recv_intact"] is True, ctx
+    before = hog_entry(report, ctx)
+    os.remove(so)
+    again = load_report(gilstat, path)
+    assert hog_entry(again, ctx)["stack"] == before["stack"], ctx
+    assert again["hogs"] == report["hogs"], ctx
 
 
 def hog_entry(report, ctx):
