@@ -44,9 +44,24 @@ class TraceFeed : public proto::RecordingVisitor {
   void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
     w_.add_events(tid, flags, events.data(), events.size());
   }
+  void on_frame(uint32_t id, const stacks::Frame& f) override { stacks_.define_frame(id, f); }
+  void on_stack(uint32_t id, std::span<const uint32_t> ids) override {
+    stacks_.define_stack(id, {ids.begin(), ids.end()});
+  }
+  // A long hold's stack goes on its slice.
+  void on_sample(const stacks::Sample& s) override {
+    if (s.reason != stacks::SampleReason::LongHold || s.gil > 0xff) return;
+    const std::vector<uint32_t>* ids = stacks_.stack(s.stack);
+    if (!ids) return;
+    std::vector<std::string> frames;
+    for (uint32_t id : *ids)
+      if (const stacks::Frame* f = stacks_.frame(id)) frames.push_back(stacks::describe(*f));
+    w_.add_long_hold(s.tid, static_cast<uint8_t>(s.gil), s.hold_start, std::move(frames));
+  }
 
  private:
   report::ChromeTraceWriter& w_;
+  stacks::StackTable stacks_;
 };
 
 void export_chrome(const ExportOptions& opts, std::ostream& out) {

@@ -49,6 +49,10 @@ def record_hog(gilstat, python, demo_dir, path, *extra):
     report = load_report(gilstat, path)
     collapsed = gilstat("export", path, "--format", "collapsed")
     assert collapsed.returncode == 0, collapsed.describe()
+    chrome = gilstat("export", path, "--format", "chrome")
+    assert chrome.returncode == 0, chrome.describe()
+    truth["chrome_slices"] = [e for e in json.loads(chrome.stdout.decode())["traceEvents"]
+                              if e.get("name") == "holding" and "stack" in e.get("args", {})]
     ctx += "\nhogs: " + json.dumps(report.get("hogs"))[:6000]
     return report, collapsed.stdout.decode(), truth, ctx
 
@@ -172,3 +176,15 @@ def test_hog_collapsed_export(hog_run):
     assert "_gilstat_demo" in stack, lines[0]
     assert stack.index("hog_caller (") < stack.index("hold_for"), lines[0]
     assert int(lines[0].rsplit(" ", 1)[1]) > 0, lines[0]
+
+
+def test_hog_chrome_slice_has_the_stack(hog_run):
+    """The Chrome export puts the long hold's stack on its `holding` slice, whose
+    length is the hold's."""
+    _, _, truth, ctx = hog_run
+    slices = [e for e in truth["chrome_slices"]
+              if any("hold_for" in f for f in e["args"]["stack"])]
+    assert slices, ctx
+    native_us = truth["native_ns"] / 1e3
+    assert abs(slices[0]["dur"] - native_us) <= 0.05 * native_us, (slices[0], ctx)
+    assert any(f.startswith("hog_caller (") for f in slices[0]["args"]["stack"]), slices[0]
