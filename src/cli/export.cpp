@@ -24,6 +24,7 @@
 #include "common/error.hpp"
 #include "report/chrome_trace.hpp"
 #include "report/prometheus.hpp"
+#include "report/render_hogs.hpp"
 #include "report/render_json.hpp"
 #include "report/render_profile.hpp"
 
@@ -43,9 +44,24 @@ class TraceFeed : public proto::RecordingVisitor {
   void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
     w_.add_events(tid, flags, events.data(), events.size());
   }
+  void on_frame(uint32_t id, const stacks::Frame& f) override { stacks_.define_frame(id, f); }
+  void on_stack(uint32_t id, std::span<const uint32_t> ids) override {
+    stacks_.define_stack(id, {ids.begin(), ids.end()});
+  }
+  // A long hold's stack goes on its slice.
+  void on_sample(const stacks::Sample& s) override {
+    if (s.reason != stacks::SampleReason::LongHold || s.gil > 0xff) return;
+    const std::vector<uint32_t>* ids = stacks_.stack(s.stack);
+    if (!ids) return;
+    std::vector<std::string> frames;
+    for (uint32_t id : *ids)
+      if (const stacks::Frame* f = stacks_.frame(id)) frames.push_back(stacks::describe(*f));
+    w_.add_long_hold(s.tid, static_cast<uint8_t>(s.gil), s.hold_start, std::move(frames));
+  }
 
  private:
   report::ChromeTraceWriter& w_;
+  stacks::StackTable stacks_;
 };
 
 void export_chrome(const ExportOptions& opts, std::ostream& out) {
@@ -122,12 +138,15 @@ int export_file(const ExportOptions& opts) {
     emit(opts, [&](std::ostream& out) { export_chrome(opts, out); });
   } else if (opts.format == "collapsed") {
     const report::Report r = report_from_file(opts.file);
-    if (r.gil_profile.samples == 0)
+    if (r.gil_profile.samples == 0 && r.hogs.holds == 0)
       throw Error(fmt::format("{} holds no stack samples: there is no held-time profile to export",
                               opts.file),
                   "record one with `gilstat record --pid PID -o FILE` (--profile-rate, default "
                   "200 samples a second)");
-    emit(opts, [&](std::ostream& out) { report::render_collapsed(r, out); });
+    emit(opts, [&](std::ostream& out) {
+      report::render_collapsed(r, out);
+      report::render_hogs_collapsed(r, out);
+    });
   } else {
     const report::Report r = report_from_file(opts.file);
     emit(opts, [&](std::ostream& out) { report::render_prometheus(r, out); });
@@ -141,15 +160,15 @@ int export_file(const ExportOptions& opts) {
 
 void add_export_command(CLI::App& app, Action& action) {
   auto opts = std::make_shared<ExportOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("export",
-                         "Convert a recording for other tools (Perfetto, Prometheus, flame graphs)");
+  CLI::App* cmd = app.add_subcommand(
+      "export", "Convert a recording for other tools (Perfetto, Prometheus, flame graphs)");
   cmd->add_option("file", opts->file, "Recording written by `gilstat record` or `run -o`")
       ->required();
   cmd->add_option("-f,--format", opts->format,
                   "chrome: trace-event JSON for Perfetto / chrome://tracing; "
                   "prometheus: text exposition format; collapsed: folded stacks of the "
-                  "held-time profile (flamegraph.pl, speedscope), N = held ns")
+                  "held-time profile and, under the root \"long holds\", the long holds' "
+                  "stacks (flamegraph.pl, speedscope), N = held ns")
       ->required()
       ->check(CLI::IsMember({"chrome", "prometheus", "collapsed"}));
   cmd->add_option("-o,--output", opts->output, "Write here instead of stdout");

@@ -36,8 +36,12 @@ void ProfileSampler::run(pid_t pid, attach::RemoteAddr py_runtime, uint32_t vers
       for (pyruntime::HolderSample& s : sampler.sample(monotonic_ns())) {
         Taken t{s.gil, static_cast<uint32_t>(s.tid), read_clock(clock_), {}};
         for (const pyruntime::PyFrame& f : s.stack)
-          t.frames.push_back(stacks::Frame{stacks::FrameKind::Python, f.function, f.file,
-                                           static_cast<uint32_t>(std::max(f.line, 0)), {}, 0});
+          t.frames.push_back(stacks::Frame{stacks::FrameKind::Python,
+                                           f.function,
+                                           f.file,
+                                           static_cast<uint32_t>(std::max(f.line, 0)),
+                                           {},
+                                           0});
         std::lock_guard lock(mutex_);
         if (pending_.size() < kMaxPending) pending_.push_back(std::move(t));
       }
@@ -71,18 +75,25 @@ void ProfileSampler::flush(proto::ShmRegion& region, proto::RecordingWriter& wri
       if (region.header().gils[i].valid.load() && region.header().gils[i].address == t.gil_address)
         gil = i;
     if (gil == gil_count) continue;
-    std::vector<uint32_t> ids;
-    for (const stacks::Frame& f : t.frames)
-      if (auto id = table_.frame_id(f)) ids.push_back(*id);
-    auto stack = table_.stack_id(ids);
-    if (!stack) continue;  // the table is full
-    for (; frames_written_ < table_.frame_count(); ++frames_written_)
-      writer.frame(frames_written_, *table_.frame(frames_written_));
-    for (; stacks_written_ < table_.stack_count(); ++stacks_written_)
-      writer.stack(stacks_written_, *table_.stack(stacks_written_));
-    writer.sample({t.tid, gil, t.ts, *stack, stacks::SampleReason::Profile, 0});
-    ++written_;
+    if (write_sample(writer, t.frames, {t.tid, gil, t.ts, 0, stacks::SampleReason::Profile, 0}))
+      ++written_;
   }
+}
+
+bool ProfileSampler::write_sample(proto::RecordingWriter& writer,
+                                  const std::vector<stacks::Frame>& frames, stacks::Sample sample) {
+  std::vector<uint32_t> ids;
+  for (const stacks::Frame& f : frames)
+    if (auto id = table_.frame_id(f)) ids.push_back(*id);
+  auto stack = table_.stack_id(ids);
+  if (!stack) return false;  // the table is full
+  for (; frames_written_ < table_.frame_count(); ++frames_written_)
+    writer.frame(frames_written_, *table_.frame(frames_written_));
+  for (; stacks_written_ < table_.stack_count(); ++stacks_written_)
+    writer.stack(stacks_written_, *table_.stack(stacks_written_));
+  sample.stack = *stack;
+  writer.sample(sample);
+  return true;
 }
 
 }  // namespace gilstat::cli

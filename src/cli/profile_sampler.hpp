@@ -39,11 +39,18 @@ class ProfileSampler {
   void flush(proto::ShmRegion& region, proto::RecordingWriter& writer);
   uint64_t samples_written() const { return written_; }
 
+  // Stores one stack and its sample (`sample.stack` is set here): the
+  // frames and stacks of a recording share one table, so every stack taken
+  // while recording (long holds too) goes through this.  False when the
+  // table is full.
+  bool write_sample(proto::RecordingWriter& writer, const std::vector<stacks::Frame>& frames,
+                    stacks::Sample sample);
+
  private:
   struct Taken {
     uint64_t gil_address;
     uint32_t tid;
-    uint64_t ts;  // recording clock
+    uint64_t ts;                        // recording clock
     std::vector<stacks::Frame> frames;  // innermost first
   };
   void run(pid_t pid, attach::RemoteAddr py_runtime, uint32_t version_hex, double rate_hz);

@@ -5,16 +5,17 @@
 // With -- PROGRAM it is `run -o FILE` without the printed report; with --pid
 // it attaches to a running process until Ctrl-C, SIGTERM, --duration or the
 // target's exit, then unhooks the probe.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/hog_watcher.hpp"
 #include "cli/launch.hpp"
 #include "cli/outside_names.hpp"
 #include "cli/profile_sampler.hpp"
@@ -28,9 +29,10 @@ struct RecordOptions {
   std::string output;
   std::vector<std::string> argv;
   int pid = 0;
-  double duration = 0;  // seconds; 0 = until stopped
-  std::string method;   // --method, with --pid
+  double duration = 0;                        // seconds; 0 = until stopped
+  std::string method;                         // --method, with --pid
   double profile_rate = kDefaultProfileRate;  // Hz, with --pid; 0: no profile
+  std::string hog_threshold = "10";           // ms, with --pid; "off": no long-hold stacks
 };
 
 std::string status_line(const LiveStatus& s) {
@@ -39,9 +41,10 @@ std::string status_line(const LiveStatus& s) {
 }
 
 void print_saved(const std::string& path, const LiveStatus& s) {
-  std::cerr << fmt::format("gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
-                           "read it with `gilstat report {}`\n",
-                           path, s.events, s.drops, s.bytes / 1024.0, path);
+  std::cerr << fmt::format(
+      "gilstat: saved {} ({} events, {} drops, {:.1f} KiB); "
+      "read it with `gilstat report {}`\n",
+      path, s.events, s.drops, s.bytes / 1024.0, path);
 }
 
 int record_pid(const RecordOptions& opts) {
@@ -54,6 +57,7 @@ int record_pid(const RecordOptions& opts) {
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
   ProfileSampler profile(session.target(), session.clock(), opts.profile_rate);
+  HogWatcher hogs(session.target(), session.clock(), parse_hog_threshold(opts.hog_threshold));
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   auto status = [&] {
@@ -62,6 +66,7 @@ int record_pid(const RecordOptions& opts) {
   };
   const bool exited = record_attached(session, capture, [&] {
                         profile.flush(session.region(), writer);
+                        hogs.tick(session.region(), profile, writer);
                         if (stop_requested()) return false;
                         if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9)
                           return false;
@@ -74,6 +79,8 @@ int record_pid(const RecordOptions& opts) {
   writer.close();
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
+  if (parse_hog_threshold(opts.hog_threshold) != 0)
+    std::cerr << "gilstat: " << hogs.summary() << "\n";
   print_saved(opts.output, status());
   if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption(), true);
   return kExitOk;
@@ -84,6 +91,7 @@ int record_program(const RecordOptions& opts) {
     if (!opts.argv.empty())
       throw Error("give either --pid or a program after --, not both", {}, kExitUsage);
     parse_attach_method(opts.method);  // a bad --method is a usage error before attaching
+    parse_hog_threshold(opts.hog_threshold);
     return record_pid(opts);
   }
   if (opts.argv.empty())
@@ -123,6 +131,10 @@ void add_record_command(CLI::App& app, Action& action) {
                   "Samples per second of the GIL holder's Python stack for the held-time "
                   "profile (with --pid; default 200, 0: none)")
       ->check(CLI::Range(0.0, kMaxProfileRate));
+  cmd->add_option("--hog-threshold", opts->hog_threshold,
+                  "Take the holder's Python and native stack of every GIL hold longer than "
+                  "this while another thread waits (ms, e.g. 10, 2.5ms, 0.5s; with --pid; "
+                  "default 10, off: none)");
   add_method_option(*cmd, opts->method);
   cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)");
   cmd->positionals_at_end();

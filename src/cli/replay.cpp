@@ -103,6 +103,7 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
   report::Report r = build_report(aggregator, meta, summary.gils(), end);
   report::apply_host_ids(r, summary.host_pid(), summary.host_tids());
   r.gil_profile = replay.gil_profile(r);
+  r.hogs = replay.hogs(r, end.window_end);
   describe_read(read, summary, frame.calibrated, r);
   if (spec.partial()) {
     r.window.partial = true;

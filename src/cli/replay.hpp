@@ -24,6 +24,7 @@ class AggregatorFeed : public proto::RecordingVisitor {
       : agg_(agg), window_(window) {}
   void on_events(uint32_t tid, uint32_t flags, std::span<const proto::Event> events) override {
     agg_.add_events(tid, flags, events.data(), events.size());
+    hogs_.add_events(tid, events.data(), events.size());
   }
   void on_name(uint32_t tid, const std::string& name) override { agg_.set_thread_name(tid, name); }
   void on_drops(uint32_t tid, uint64_t n) override { agg_.add_thread_drops(tid, n); }
@@ -35,11 +36,17 @@ class AggregatorFeed : public proto::RecordingVisitor {
     stacks_.define_stack(id, {ids.begin(), ids.end()});
   }
   void on_sample(const stacks::Sample& s) override {
-    if (window_.contains(s.ts)) profile_.add(s);
+    if (!window_.contains(s.ts)) return;
+    profile_.add(s);
+    if (window_.contains(s.hold_start)) hogs_.add_sample(s);
   }
   // The held-time profile of a report built from this feed's aggregator.
   report::GilProfile gil_profile(const report::Report& r) const {
     return profile_.finish(r, stacks_);
+  }
+  // Its long holds (window_end: raw clock).
+  report::HogsReport hogs(const report::Report& r, uint64_t window_end) const {
+    return hogs_.finish(r, stacks_, window_end);
   }
 
  private:
@@ -47,6 +54,7 @@ class AggregatorFeed : public proto::RecordingVisitor {
   report::TimeWindow window_;
   stacks::StackTable stacks_;
   report::ProfileCounter profile_;
+  report::HogCounter hogs_;
 };
 
 struct WindowSpec {

@@ -92,6 +92,13 @@ void ChromeTraceWriter::accumulate(std::vector<double>& buckets, uint64_t begin,
   }
 }
 
+void ChromeTraceWriter::add_long_hold(uint32_t tid, uint8_t gil, uint64_t hold_start,
+                                      std::vector<std::string> stack) {
+  const auto key = std::make_pair(uint64_t{tid} << 8 | gil, hold_start);
+  if (stacks_.size() >= kMaxStacks && !stacks_.count(key)) return;
+  stacks_[key] = std::move(stack);
+}
+
 void ChromeTraceWriter::span(const Track& t, const ThreadTimeline::Span& s) {
   if (s.state != State::Waiting && s.state != State::Holding) return;
   const bool holding = s.state == State::Holding;
@@ -99,8 +106,19 @@ void ChromeTraceWriter::span(const Track& t, const ThreadTimeline::Span& s) {
   const double dur_us = static_cast<double>(s.end - s.begin) * info_.ns_per_tick / 1000.0;
   fmt::format_to(std::back_inserter(buf_),
                  R"({{"ph": "X", "name": "{}", "cat": "gil", "pid": {}, "tid": {}, "ts": {}, )"
-                 R"("dur": {:.3f}, "args": {{"gil": {}}}}})",
+                 R"("dur": {:.3f}, "args": {{"gil": {})",
                  holding ? "holding" : "waiting", pid_, t.tid, us(s.begin), dur_us, t.gil);
+  if (holding) {
+    auto it = stacks_.find({uint64_t{t.tid} << 8 | t.gil, s.begin});
+    if (it != stacks_.end()) {
+      fmt::format_to(std::back_inserter(buf_), R"(, "stack": [)");
+      for (size_t i = 0; i < it->second.size(); ++i)
+        fmt::format_to(std::back_inserter(buf_), "{}{}", i ? ", " : "", json_string(it->second[i]));
+      fmt::format_to(std::back_inserter(buf_), "]");
+      stacks_.erase(it);
+    }
+  }
+  fmt::format_to(std::back_inserter(buf_), "}}}}");
   ++slices_;
   Counters& c = counters_[t.gil];
   accumulate(holding ? c.held_ticks : c.wait_ticks, s.begin, s.end);

@@ -7,7 +7,8 @@
 //     {"ph": "M", "name": "thread_name", "pid": P, "tid": T, "args": {"name": "spin-0"}},
 //     {"ph": "X", "name": "waiting", "cat": "gil", "pid": P, "tid": T, "ts": µs, "dur": µs,
 //      "args": {"gil": 0}},
-//     {"ph": "X", "name": "holding", ...},
+//     {"ph": "X", "name": "holding", ...},     (a long hold: "args": {"gil": 0, "stack":
+//                                               [frame, ...]}, innermost first)
 //     {"ph": "i", "name": "forced-switch request" | "forced hand-off", "s": "t", ...},
 //     {"ph": "C", "name": "GIL 0 held %", "pid": P, "ts": µs, "args": {"held %": 97.5}},
 //     {"ph": "C", "name": "GIL 0 waiting threads", ..., "args": {"waiting": 2.1}}],
@@ -49,6 +50,12 @@ struct ChromeTraceInfo {
 class ChromeTraceWriter {
  public:
   ChromeTraceWriter(std::ostream& out, const ChromeTraceInfo& info);
+  // The stack taken during a long hold (the hold that began at hold_start,
+  // raw), put on its slice; a later stack of the same hold replaces it.  A
+  // recording has a hold's stacks before its Release.  At most kMaxStacks.
+  void add_long_hold(uint32_t tid, uint8_t gil, uint64_t hold_start,
+                     std::vector<std::string> stack);
+  static constexpr size_t kMaxStacks = 1u << 16;
   // One thread's events in ring order (as the recording holds them).
   void add_events(uint32_t tid, uint32_t ring_flags, const proto::Event* events, size_t n);
   // Closes what is still open at window_end, writes the counters and the
@@ -87,6 +94,7 @@ class ChromeTraceWriter {
   uint64_t bucket_ticks_ = 1;
   size_t bucket_count_ = 1;
   uint64_t slices_ = 0;
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> stacks_;  // (track, start)
 };
 
 }  // namespace gilstat::report

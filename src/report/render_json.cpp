@@ -8,6 +8,7 @@
 
 #include "report/findings.hpp"
 #include "report/groups.hpp"
+#include "report/render_hogs.hpp"
 #include "report/render_profile.hpp"
 #include "report/utf8.hpp"
 
@@ -66,9 +67,11 @@ void put_gil(Buf& b, const GilReport& g) {
 // shares gilstat's PID namespace, null when it ended before it was looked up.
 void put_thread(Buf& b, const ThreadReport& t, bool namespaced) {
   auto it = std::back_inserter(b);
-  const std::string host_tid =
-      !namespaced ? std::to_string(t.tid) : t.host_tid ? std::to_string(t.host_tid) : "null";
-  fmt::format_to(it, R"({{"tid": {}, "host_tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )",
+  const std::string host_tid = !namespaced  ? std::to_string(t.tid)
+                               : t.host_tid ? std::to_string(t.host_tid)
+                                            : "null";
+  fmt::format_to(it,
+                 R"({{"tid": {}, "host_tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )",
                  t.tid, host_tid, json_string(t.name), json_string(group_key(t)), t.own, t.gil);
   fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
                  number(t.lifetime_ns / 1e9), number(t.held_ns / 1e9),
@@ -201,7 +204,7 @@ void render_json(const Report& r, std::ostream& out) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
     put_group(b, r.groups[i]);
   }
-  fmt::format_to(it, "],\n\"gil_profile\": {}}}\n", profile_json(r));
+  fmt::format_to(it, "],\n\"gil_profile\": {},\n\"hogs\": {}}}\n", profile_json(r), hogs_json(r));
   out.write(b.data(), static_cast<std::streamsize>(b.size()));
 }
 

@@ -10,6 +10,7 @@
 
 #include "report/findings.hpp"
 #include "report/fit_name.hpp"
+#include "report/render_hogs.hpp"
 #include "report/render_profile.hpp"
 #include "report/thread_table.hpp"
 #include "report/utf8.hpp"
@@ -254,6 +255,9 @@ constexpr size_t kGilLines = 45;
 constexpr size_t kFindingLines = 40;
 // Functions in the short report's held-time profile (plus 3 per top group).
 constexpr size_t kProfileEntries = 10;
+// Long-hold stacks in the short report, and frames of each.
+constexpr size_t kHogEntries = 5;
+constexpr size_t kHogFrames = 8;
 // Thread rows a short report keeps before it drops histograms.
 constexpr size_t kFirstRows = 10;
 
@@ -440,6 +444,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   const Lines findings =
       opt.findings ? findings_section(r, short_report ? kFindingLines : 0) : Lines{};
   const Lines profile = profile_section(r, short_report ? kProfileEntries : SIZE_MAX);
+  const Lines hogs =
+      hogs_section(r, short_report ? kHogEntries : SIZE_MAX, short_report ? kHogFrames : SIZE_MAX);
   const std::vector<Lines> histograms = histogram_blocks(r, opt);
   const std::vector<TableRow> rows = table_rows(r.threads);
   TableLayout table{opt.max_threads == 0 ? rows.size() : opt.max_threads, opt.max_threads == 0,
@@ -448,8 +454,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   if (short_report) {
     // The room left after what is always shown goes to the first rows,
     // then to the histograms, then to the other rows.
-    const size_t fixed =
-        header.size() + gils.size() + profile.size() + findings.size() + 1;  // + blank line
+    const size_t fixed = header.size() + gils.size() + profile.size() + hogs.size() +
+                         findings.size() + 1;  // + blank line
     const size_t room = opt.max_lines > fixed ? opt.max_lines - fixed : 0;
     const auto lines = [&](size_t n) { return thread_table_lines(rows, n, table.members); };
     const size_t max_rows = std::min(table.rows, rows.size());
@@ -474,6 +480,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   body.push_back("");
   append(body, thread_table(r, rows, table));
   append(body, profile);
+  append(body, hogs);
   for (size_t i = 0; i < drawn; ++i) append(body, histograms[i]);
   if (drawn < histograms.size()) {
     body.push_back("");

@@ -10,6 +10,7 @@
 #include "gilstat/protocol.hpp"
 #include "report/gil_profile.hpp"
 #include "report/histogram.hpp"
+#include "report/hogs.hpp"
 
 namespace gilstat::report {
 
@@ -187,6 +188,7 @@ struct Report {
   std::vector<ThreadReport> threads;  // by held time, descending
   std::vector<GroupReport> groups;    // every thread in one group; by held time
   GilProfile gil_profile;             // empty (no samples) unless stacks were sampled
+  HogsReport hogs;                    // empty unless long holds had their stacks taken
 };
 
 }  // namespace gilstat::report

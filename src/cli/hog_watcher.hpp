@@ -1,0 +1,100 @@
+// Long holds ("GIL hogs") caught while they last.  Between two drains the
+// recording loop asks the probe's per-thread totals (proto::ThreadTotals:
+// the state and since when) which thread holds a GIL that another thread is
+// waiting for, and since when; a hold older than the threshold gets its
+// holder's stack taken while it still holds, and again at each further
+// threshold of the same hold (a hold that moves shows each place).
+//
+// A stack: the holder alone is stopped (PTRACE_SEIZE + PTRACE_INTERRUPT, no
+// signal, attach/native_stack.hpp), its Python frames are read from memory
+// and its native frames unwound, and it is resumed at once; symbols are
+// looked up after the resume.  The two are merged the way `py-spy --native`
+// shows them (stacks::merge_stacks).  The hook path is not involved: the probe
+// already keeps the totals.
+//
+// A hold nobody waits for is not a hog (a program's only thread holds the
+// GIL all the time): it is never stopped.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attach/preflight.hpp"
+#include "attach/process_maps.hpp"
+#include "attach/remote_memory.hpp"
+#include "attach/stop_point.hpp"
+#include "common/clock.hpp"
+#include "proto/recording.hpp"
+#include "proto/shm_region.hpp"
+#include "pyruntime/runtime_reader.hpp"
+#include "stacks/stack_table.hpp"
+#include "symbols/symbolizer.hpp"
+
+namespace gilstat::cli {
+
+class ProfileSampler;
+
+// The default: twice CPython's default switch interval (5 ms).  The
+// target's own sys.getswitchinterval() lives in its interpreter state, which
+// gilstat does not read.
+inline constexpr double kDefaultHogThresholdMs = 10;
+
+// Parses --hog-threshold: milliseconds ("10", "2.5", "10ms", "0.2s"), or
+// "off"/"0" (no long-hold stacks).  Returns ns; 0 = off.  Throws Error
+// (usage) for anything else.
+uint64_t parse_hog_threshold(const std::string& text);
+
+class HogWatcher {
+ public:
+  // threshold_ns 0: does nothing.
+  HogWatcher(const attach::PreflightResult& target, proto::ClockKind clock, uint64_t threshold_ns);
+  ~HogWatcher();
+  HogWatcher(const HogWatcher&) = delete;
+  HogWatcher& operator=(const HogWatcher&) = delete;
+
+  // Looks for long holds and stores their stacks (through `stacks`, which
+  // owns the recording's stack table).  Call from one thread only (ptrace
+  // binds a tracee to the tracing thread).  Never throws for the target's
+  // doing: a stack that cannot be taken is counted in failed().
+  void tick(proto::ShmRegion& region, ProfileSampler& stacks, proto::RecordingWriter& writer);
+
+  uint64_t taken() const { return taken_; }
+  uint64_t failed() const { return failed_; }
+  std::chrono::nanoseconds longest_stop() const { return longest_stop_; }
+  // "12 long-hold stacks (each holder stopped at most 0.31 ms)", for stderr.
+  std::string summary() const;
+
+ private:
+  struct Hold {
+    uint64_t since = 0;  // raw clock: the hold's acquisition
+    uint64_t taken = 0;  // thresholds passed that have a stack
+  };
+  // The holder's merged stack, or nullopt (it let go first, or could not be
+  // stopped or read).
+  std::optional<std::vector<stacks::Frame>> take(proto::ShmRegion& region, uint32_t tid,
+                                                 uint32_t gil, uint64_t since);
+  bool still_holds(proto::ShmRegion& region, uint32_t tid, uint32_t gil, uint64_t since);
+
+  attach::PreflightResult target_;
+  proto::ClockKind clock_;
+  uint64_t threshold_ns_;
+  ClockCalibration calibration_;
+  std::string interpreter_;  // basename of the interpreter's object
+  std::unique_ptr<attach::LiveRemoteMemory> memory_;
+  std::unique_ptr<pyruntime::HolderSampler> python_;
+  std::unique_ptr<attach::ProcessMaps> maps_;
+  std::unique_ptr<attach::StackUnwinder> unwinder_;
+  symbols::Symbolizer symbolizer_;
+  std::map<std::pair<uint32_t, uint32_t>, Hold> holds_;  // by (tid, GIL index)
+  uint64_t taken_ = 0, failed_ = 0;
+  std::chrono::nanoseconds longest_stop_{0};
+  bool disabled_ = false;
+};
+
+}  // namespace gilstat::cli
