@@ -67,6 +67,8 @@ std::string HogWatcher::summary() const {
   if (taken_)
     s += fmt::format(" (each holder stopped at most {:.2f} ms)", longest_stop_.count() / 1e6);
   if (failed_) s += fmt::format(", {} not taken (the holder let go or could not be read)", failed_);
+  if (skipped_)
+    s += fmt::format(", {} skipped to keep the holders stopped under 1 % of the time", skipped_);
   return s;
 }
 
@@ -113,7 +115,16 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
     if (passed > hold.taken) {
       // Thresholds passed between two ticks are not made up for.
       hold.taken = passed;
-      if (auto frames = take(region, t.tid, t.gil, t.since)) {
+      if (monotonic_ns() < next_stop_ns_) {
+        ++skipped_;
+        holding[key] = hold;
+        continue;
+      }
+      auto frames = take(region, t.tid, t.gil, t.since);
+      const auto gap = std::max<uint64_t>(
+          kMinStopGapNs, kStopBudgetFactor * static_cast<uint64_t>(last_stop_.count()));
+      next_stop_ns_ = monotonic_ns() + gap;
+      if (frames) {
         if (stacks.write_sample(
                 writer, *frames,
                 {t.tid, t.gil, read_clock(clock_), 0, stacks::SampleReason::LongHold, t.since}))
@@ -129,6 +140,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
 
 std::optional<std::vector<stacks::Frame>> HogWatcher::take(proto::ShmRegion& region, uint32_t tid,
                                                            uint32_t gil, uint64_t since) {
+  last_stop_ = std::chrono::nanoseconds{0};
   uint64_t gil_address = 0;
   try {
     if (gil >= region.gil_count()) return std::nullopt;
@@ -169,6 +181,7 @@ std::optional<std::vector<stacks::Frame>> HogWatcher::take(proto::ShmRegion& reg
     return std::nullopt;  // ptrace refused (another tracer came along)
   }
   longest_stop_ = std::max(longest_stop_, stopped_for);
+  last_stop_ = stopped_for;
   // The same hold before and after the stop: the stack is that hold's.
   if ((python.empty() && native.frames.empty()) || !still_holds(region, tid, gil, since))
     return std::nullopt;

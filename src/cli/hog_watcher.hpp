@@ -12,6 +12,12 @@
 // shows them (stacks::merge_stacks).  The hook path is not involved: the probe
 // already keeps the totals.
 //
+// The stop budget: a stopped holder keeps the GIL, so the whole program
+// waits while its stack is taken.  After a stop of d, the next one comes
+// no sooner than 99 d later (and 10 ms at least): at most 1 % of the
+// program's time is spent stopped, however many holds pass the threshold on
+// a loaded machine; the thresholds passed meanwhile are counted as skipped.
+//
 // A hold nobody waits for is not a hog (a program's only thread holds the
 // GIL all the time): it is never stopped.
 #pragma once
@@ -44,6 +50,8 @@ class ProfileSampler;
 // target's own sys.getswitchinterval() lives in its interpreter state, which
 // gilstat does not read.
 inline constexpr double kDefaultHogThresholdMs = 10;
+inline constexpr uint64_t kStopBudgetFactor = 99;      // stopped <= 1/(1 + 99) of the time
+inline constexpr uint64_t kMinStopGapNs = 10'000'000;  // and never twice within 10 ms
 
 // Parses --hog-threshold: milliseconds ("10", "2.5", "10ms", "0.2s"), or
 // "off"/"0" (no long-hold stacks).  Returns ns; 0 = off.  Throws Error
@@ -66,6 +74,8 @@ class HogWatcher {
 
   uint64_t taken() const { return taken_; }
   uint64_t failed() const { return failed_; }
+  // Thresholds passed while the stop budget was spent (no stack taken).
+  uint64_t skipped() const { return skipped_; }
   std::chrono::nanoseconds longest_stop() const { return longest_stop_; }
   // "12 long-hold stacks (each holder stopped at most 0.31 ms)", for stderr.
   std::string summary() const;
@@ -92,8 +102,10 @@ class HogWatcher {
   std::unique_ptr<attach::StackUnwinder> unwinder_;
   symbols::Symbolizer symbolizer_;
   std::map<std::pair<uint32_t, uint32_t>, Hold> holds_;  // by (tid, GIL index)
-  uint64_t taken_ = 0, failed_ = 0;
+  uint64_t taken_ = 0, failed_ = 0, skipped_ = 0;
   std::chrono::nanoseconds longest_stop_{0};
+  std::chrono::nanoseconds last_stop_{0};  // the latest take()'s stop
+  uint64_t next_stop_ns_ = 0;              // monotonic: no stop before (the stop budget)
   bool disabled_ = false;
 };
 
