@@ -256,6 +256,35 @@ uint32_t ShmRegion::gil_count() const {
   return n;
 }
 
+std::vector<report::ModuleCounts> ShmRegion::modules() const {
+  check_usable();
+  const uint32_t n = header_->module_count.load(std::memory_order_acquire);
+  if (n > kMaxModules) fail(fmt::format("its module count {} is above {}", n, kMaxModules));
+  std::vector<report::ModuleCounts> out;
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const ModuleSlot& s = header_->modules[i];
+    const uint32_t state = s.state.load(std::memory_order_acquire);
+    // Free: being filled in right now (or cleared by a new session).
+    if (state == static_cast<uint32_t>(ModuleState::Free)) continue;
+    if (state > static_cast<uint32_t>(ModuleState::Restored))
+      fail(fmt::format("module slot {} has the unknown state {}", i, state));
+    report::ModuleCounts c;
+    c.path.assign(s.name, strnlen(s.name, sizeof(s.name)));
+    c.state = state;
+    c.releases = s.releases.load(std::memory_order_relaxed);
+    c.released = s.released.load(std::memory_order_relaxed);
+    c.restores = s.restores.load(std::memory_order_relaxed);
+    c.restore_wait = s.restore_wait.load(std::memory_order_relaxed);
+    c.ensures = s.ensures.load(std::memory_order_relaxed);
+    c.ensure_wait = s.ensure_wait.load(std::memory_order_relaxed);
+    c.gil_releases = s.gil_releases.load(std::memory_order_relaxed);
+    c.callback_held = s.callback_held.load(std::memory_order_relaxed);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 bool ShmRegion::read_totals(uint32_t i, RingControl* r, const TotalsFn& fn) {
   if (r->totals_session.load(std::memory_order_acquire) != session_) return true;
   bool complete = true;

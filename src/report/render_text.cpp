@@ -18,6 +18,8 @@ namespace gilstat::report {
 
 namespace {
 
+constexpr size_t kModuleRows = 10;  // rows of "GIL by module" in a short report
+
 std::string clean(std::string_view s) { return printable(s); }
 
 std::string cell(std::string_view s, size_t width, bool right = true) {
@@ -440,6 +442,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   const Lines findings =
       opt.findings ? findings_section(r, short_report ? kFindingLines : 0) : Lines{};
   const Lines profile = profile_section(r, short_report ? kProfileEntries : SIZE_MAX);
+  const Lines modules = lines_of(
+      [&](std::ostream& o) { render_modules_text(r.modules, o, short_report ? kModuleRows : 0); });
   const std::vector<Lines> histograms = histogram_blocks(r, opt);
   const std::vector<TableRow> rows = table_rows(r.threads);
   TableLayout table{opt.max_threads == 0 ? rows.size() : opt.max_threads, opt.max_threads == 0,
@@ -449,7 +453,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
     // The room left after what is always shown goes to the first rows,
     // then to the histograms, then to the other rows.
     const size_t fixed =
-        header.size() + gils.size() + profile.size() + findings.size() + 1;  // + blank line
+        header.size() + gils.size() + profile.size() + modules.size() + findings.size() +
+        1;  // + blank line
     const size_t room = opt.max_lines > fixed ? opt.max_lines - fixed : 0;
     const auto lines = [&](size_t n) { return thread_table_lines(rows, n, table.members); };
     const size_t max_rows = std::min(table.rows, rows.size());
@@ -474,6 +479,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   body.push_back("");
   append(body, thread_table(r, rows, table));
   append(body, profile);
+  append(body, modules);
   for (size_t i = 0; i < drawn; ++i) append(body, histograms[i]);
   if (drawn < histograms.size()) {
     body.push_back("");

@@ -10,6 +10,7 @@
 #include "gilstat/protocol.hpp"
 #include "report/gil_profile.hpp"
 #include "report/histogram.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::report {
 
@@ -187,6 +188,7 @@ struct Report {
   std::vector<ThreadReport> threads;  // by held time, descending
   std::vector<GroupReport> groups;    // every thread in one group; by held time
   GilProfile gil_profile;             // empty (no samples) unless stacks were sampled
+  ModuleTable modules;                // per-module C API calls (report/modules.hpp)
 };
 
 }  // namespace gilstat::report
