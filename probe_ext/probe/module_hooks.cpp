@@ -199,16 +199,22 @@ int find_entry(const ObjectView& v) {
   return -1;
 }
 
-void hook_object(const ObjectView& v) {
+// Whether the object imports one of the four (read-only tables, mapped
+// before the object enters the loader's list).
+bool imports_c_api(const ObjectView& v) {
   DynInfo dyn;
-  if (!read_dynamic(v.base, reinterpret_cast<const ElfW(Dyn)*>(v.dynamic), &dyn)) return;
-  // Which of the four it imports, before taking a table entry.
+  if (!read_dynamic(v.base, reinterpret_cast<const ElfW(Dyn)*>(v.dynamic), &dyn)) return false;
   bool any = false;
   for_each_import(dyn, v.base, [&](const char* name, uintptr_t*) {
     for (const char* s : kSymbols) any |= std::strcmp(name, s) == 0;
     return !any;
   });
-  if (!any) return;
+  return any;
+}
+
+void hook_object(const ObjectView& v) {
+  DynInfo dyn;
+  if (!read_dynamic(v.base, reinterpret_cast<const ElfW(Dyn)*>(v.dynamic), &dyn)) return;
   proto::Header* h = g.header;
   if (g_count == proto::kMaxModules) {
     h->modules_not_hooked.fetch_add(1, std::memory_order_relaxed);
@@ -238,6 +244,21 @@ void hook_object(const ObjectView& v) {
   h->module_count.store(g_count, std::memory_order_release);
 }
 
+// Objects a walk found that are not in the table yet.  They are hooked
+// after the walk: an object being loaded is in the loader's list before its
+// relocations are applied, which would overwrite our slots (and hand us
+// unrelocated values to restore), so each is first opened with RTLD_NOLOAD,
+// which waits for a load in progress and keeps the object from being
+// unloaded until we close it.
+constexpr int kMaxCandidates = 64;
+struct Candidate {
+  ObjectView view;
+  char name[proto::kModuleNameLen];
+};
+Candidate g_candidates[kMaxCandidates];
+int g_ncandidates = 0;
+bool g_more_candidates = false;
+
 int scan_one(dl_phdr_info* info, size_t, void*) {
   const ObjectView v = view_of(info);
   // Nameless: the executable and the vDSO (a static interpreter's
@@ -245,11 +266,32 @@ int scan_one(dl_phdr_info* info, size_t, void*) {
   if (!v.name || !v.name[0] || !v.dynamic || v.dynamic == g_interp_dynamic || v.base == g_own_base)
     return 0;
   const int m = find_entry(v);
-  if (m >= 0)
+  if (m >= 0) {
     g_patches[m].seen = true;
-  else
-    hook_object(v);
+  } else if (!imports_c_api(v)) {
+    return 0;
+  } else if (g_ncandidates == kMaxCandidates) {
+    g_more_candidates = true;
+  } else {
+    Candidate& c = g_candidates[g_ncandidates++];
+    c.view = v;
+    std::snprintf(c.name, sizeof(c.name), "%s", v.name);
+    c.view.name = c.name;
+  }
   return 0;
+}
+
+void hook_candidates() {
+  for (int i = 0; i < g_ncandidates; ++i) {
+    const Candidate& c = g_candidates[i];
+    void* handle = dlopen(c.name, RTLD_NOLOAD | RTLD_LAZY);
+    if (!handle) continue;  // unloaded meanwhile, or a name the loader does not match
+    link_map* map = nullptr;
+    if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map &&
+        reinterpret_cast<uintptr_t>(map->l_ld) == c.view.dynamic && map->l_addr == c.view.base)
+      hook_object(c.view);
+    dlclose(handle);
+  }
 }
 
 // Runs inside dl_iterate_phdr, which holds the loader's lock: an object in
@@ -329,8 +371,13 @@ void scan_modules() {
   if (!real_save || !g.header || !lock_waiting()) return;
   g_token.store(objects_token(), std::memory_order_relaxed);
   for (uint32_t m = 0; m < g_count; ++m) g_patches[m].seen = false;
+  g_ncandidates = 0;
+  g_more_candidates = false;
   dl_iterate_phdr(scan_one, nullptr);
   mark_unseen_unloaded();
+  hook_candidates();
+  // More new objects than one pass takes: the next check scans again.
+  if (g_more_candidates) g_token.store(~uint64_t{0}, std::memory_order_relaxed);
   unlock();
 }
 
