@@ -42,7 +42,6 @@ std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, doub
   std::vector<ModuleReport> rows;
   for (const ModuleCounts& c : counts) {
     if (rows.size() == kMaxModuleRows) break;
-    if (c.releases + c.restores + c.ensures + c.gil_releases == 0) continue;
     ModuleReport m;
     m.path = c.path;
     m.name = file_name(c.path);
@@ -82,15 +81,18 @@ void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_row
   if (t.gil_disabled)
     out << "  the GIL was disabled (free-threaded build): these calls detached thread states, "
            "they released no GIL\n";
-  if (t.rows.empty()) {
+  std::vector<const ModuleReport*> busy;  // hooked objects that made no call are JSON-only
+  for (const ModuleReport& m : t.rows)
+    if (m.releases + m.restores + m.callbacks + m.callback_releases) busy.push_back(&m);
+  if (busy.empty()) {
     out << "  no extension module released the GIL or called back into Python\n";
   } else {
     out << fmt::format("  {:<28} {:>9} {:>10} {:>10} {:>9} {:>8} {:>10} {:>10}\n", "module",
                        "releases", "released", "wait back", "callbacks", "/s", "cb wait",
                        "cb held");
-    const size_t n = max_rows == 0 ? t.rows.size() : std::min(max_rows, t.rows.size());
+    const size_t n = max_rows == 0 ? busy.size() : std::min(max_rows, busy.size());
     for (size_t i = 0; i < n; ++i) {
-      const ModuleReport& m = t.rows[i];
+      const ModuleReport& m = *busy[i];
       std::string name = printable(m.name);
       if (m.state == "unloaded") name += " (unloaded)";
       out << fmt::format("  {} {:>9} {:>10} {:>10} {:>9} {:>8.0f} {:>10} {:>10}\n",
@@ -98,7 +100,7 @@ void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_row
                          dur(m.restore_wait_ns), format_count(m.callbacks), m.callbacks_per_s,
                          dur(m.callback_wait_ns), dur(m.callback_held_ns));
     }
-    if (n < t.rows.size()) out << fmt::format("  … {} more modules\n", t.rows.size() - n);
+    if (n < busy.size()) out << fmt::format("  … {} more modules\n", busy.size() - n);
   }
   if (t.not_hooked)
     out << fmt::format("  {} objects were not hooked: the probe's table of {} was full\n",

@@ -52,7 +52,7 @@ struct ModuleTable {
   bool present = false;       // the probe kept a table (protocol 4+, or a recording with one)
   bool gil_disabled = false;  // free-threaded, GIL disabled all along: these are not GIL releases
   uint64_t not_hooked = 0;    // objects left out: the probe's table was full
-  std::vector<ModuleReport> rows;  // busiest first; modules with no call are left out
+  std::vector<ModuleReport> rows;  // busiest first; every hooked object
 };
 
 // Rows from the probe's counters, busiest first.  Bounded: at most
