@@ -4,13 +4,11 @@
     python3 bench/module_hooks.py [--python PY] [--rounds N] [--calls N]
 
 Each round runs the same loop of `_gilstat_demo.busy_sum(1, 1, True)` calls (one
-PyEval_SaveThread + PyEval_RestoreThread each, around almost no work) in a process
-without gilstat, then in one under `gilstat run`; the script prints ns per call for
-both, their difference and their ratio, medians over the rounds. The difference is everything gilstat adds to
-one release/re-take made by an extension: the per-module hooks (two clock reads and
-two relaxed atomic adds each for SaveThread and RestoreThread) and the GIL's pthread
-hooks (a release and an acquisition event), so it bounds the per-module hooks' cost
-from above.
+PyEval_SaveThread + PyEval_RestoreThread each, around almost no work) in three
+processes: without gilstat, under `gilstat run` with the per-module hooks left out
+(GILSTAT_NO_MODULE_HOOKS=1: only the GIL's pthread hooks), and under `gilstat run`
+with them. Medians over the rounds; the per-module hooks' cost per hooked call is
+(with - without module hooks) / 2, since each busy_sum makes two hooked calls.
 """
 import argparse
 import os
@@ -37,9 +35,9 @@ print("NS", (t1 - t0) / n, flush=True)
 """
 
 
-def ns_per_call(argv):
+def ns_per_call(argv, env=None):
     out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True,
-                         timeout=300).stdout.decode()
+                         timeout=300, env=dict(os.environ, **(env or {}))).stdout.decode()
     return float([line for line in out.splitlines() if line.startswith("NS ")][-1].split()[1])
 
 
@@ -52,14 +50,18 @@ def main():
     a = ap.parse_args()
     demo = os.path.join(os.path.dirname(a.gilstat), "..", "lib", "gilstat", "python")
     base = [a.python, "-c", LOOP, demo, str(a.calls)]
-    without, with_ = [], []
+    without, no_modules, with_ = [], [], []
+    run = [a.gilstat, "run", "--"] + base
     for _ in range(a.rounds):
         without.append(ns_per_call(base))
-        with_.append(ns_per_call([a.gilstat, "run", "--"] + base))
-    w0, w1 = statistics.median(without), statistics.median(with_)
+        no_modules.append(ns_per_call(run, {"GILSTAT_NO_MODULE_HOOKS": "1"}))
+        with_.append(ns_per_call(run))
+    w0, wn, w1 = (statistics.median(x) for x in (without, no_modules, with_))
     print("python %s, %d calls x %d rounds (medians)" % (a.python, a.calls, a.rounds))
-    print("ns per extension release+re-take: without gilstat %.1f, with %.1f" % (w0, w1))
-    print("added: %.1f ns per call (ratio %.3f)" % (w1 - w0, w1 / w0))
+    print("ns per busy_sum(release): without gilstat %.1f, gilstat without module hooks %.1f, "
+          "with them %.1f" % (w0, wn, w1))
+    print("per-module hooks: %.1f ns per hooked call (2 per busy_sum); ratio with/without "
+          "module hooks %.3f" % ((w1 - wn) / 2, w1 / wn))
 
 
 if __name__ == "__main__":

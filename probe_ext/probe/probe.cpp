@@ -205,7 +205,9 @@ bool discover() {
   pthread_atfork(nullptr, nullptr, on_fork_child);
   init_thread_naming(map);
   // Without them the module table stays empty; the GIL is measured anyway.
-  g_module_hooks = resolve_module_functions(map);
+  // GILSTAT_NO_MODULE_HOOKS (bench/module_hooks.py) leaves them out, to
+  // measure what they cost.
+  g_module_hooks = !getenv("GILSTAT_NO_MODULE_HOOKS") && resolve_module_functions(map);
   g_interp_map = map;
   return true;
 }
