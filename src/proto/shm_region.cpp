@@ -13,6 +13,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "gilstat/ring.hpp"
 #include "proto/codec.hpp"
@@ -272,14 +273,12 @@ std::vector<report::ModuleCounts> ShmRegion::modules() const {
     report::ModuleCounts c;
     c.path.assign(s.name, strnlen(s.name, sizeof(s.name)));
     c.state = state;
-    c.releases = s.releases.load(std::memory_order_relaxed);
-    c.released = s.released.load(std::memory_order_relaxed);
-    c.restores = s.restores.load(std::memory_order_relaxed);
-    c.restore_wait = s.restore_wait.load(std::memory_order_relaxed);
-    c.ensures = s.ensures.load(std::memory_order_relaxed);
-    c.ensure_wait = s.ensure_wait.load(std::memory_order_relaxed);
-    c.gil_releases = s.gil_releases.load(std::memory_order_relaxed);
-    c.callback_held = s.callback_held.load(std::memory_order_relaxed);
+    const std::pair<uint64_t*, const std::atomic<uint64_t>*> fields[] = {
+        {&c.releases, &s.releases},         {&c.released, &s.released},
+        {&c.restores, &s.restores},         {&c.restore_wait, &s.restore_wait},
+        {&c.ensures, &s.ensures},           {&c.ensure_wait, &s.ensure_wait},
+        {&c.gil_releases, &s.gil_releases}, {&c.callback_held, &s.callback_held}};
+    for (const auto& [to, from] : fields) *to = from->load(std::memory_order_relaxed);
     out.push_back(std::move(c));
   }
   return out;
