@@ -39,7 +39,7 @@ inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
 inline constexpr uint32_t kDefaultNameSlots = 4096;     // log entries, power of two
 inline constexpr size_t kNameLen = 64;
-inline constexpr uint32_t kMaxModules = 512;      // objects whose C API calls are charged
+inline constexpr uint32_t kMaxModules = 512;  // objects whose C API calls are charged
 inline constexpr size_t kModuleNameLen = 160;
 
 // Upper bounds a reader accepts (docs/region.md).  The region's pages are
@@ -167,18 +167,18 @@ enum class ModuleState : uint32_t {
 // any thread of the target with relaxed atomic adds (no lock); the CLI
 // reads values only.  Durations in raw clock units (Header::clock_kind).
 struct alignas(64) ModuleSlot {
-  std::atomic<uint32_t> state;  // ModuleState
-  uint32_t hooked_slots;        // GOT slots patched in it
-  uint64_t base;                // its load address (dlpi_addr)
-  std::atomic<uint64_t> releases;      // PyEval_SaveThread calls
-  std::atomic<uint64_t> released;      // from SaveThread's return to RestoreThread's entry
-  std::atomic<uint64_t> restores;      // PyEval_RestoreThread calls
-  std::atomic<uint64_t> restore_wait;  // inside RestoreThread: the wait to get the GIL back
-  std::atomic<uint64_t> ensures;       // PyGILState_Ensure calls (callbacks)
-  std::atomic<uint64_t> ensure_wait;   // inside PyGILState_Ensure
-  std::atomic<uint64_t> gil_releases;  // PyGILState_Release calls
-  std::atomic<uint64_t> callback_held; // outermost Ensure's return to its Release's entry
-  char name[kModuleNameLen];           // its path, NUL-padded (set before state leaves Free)
+  std::atomic<uint32_t> state;          // ModuleState
+  uint32_t hooked_slots;                // GOT slots patched in it
+  uint64_t base;                        // its load address (dlpi_addr)
+  std::atomic<uint64_t> releases;       // PyEval_SaveThread calls
+  std::atomic<uint64_t> released;       // from SaveThread's return to RestoreThread's entry
+  std::atomic<uint64_t> restores;       // PyEval_RestoreThread calls
+  std::atomic<uint64_t> restore_wait;   // inside RestoreThread: the wait to get the GIL back
+  std::atomic<uint64_t> ensures;        // PyGILState_Ensure calls (callbacks)
+  std::atomic<uint64_t> ensure_wait;    // inside PyGILState_Ensure
+  std::atomic<uint64_t> gil_releases;   // PyGILState_Release calls
+  std::atomic<uint64_t> callback_held;  // outermost Ensure's return to its Release's entry
+  char name[kModuleNameLen];            // its path, NUL-padded (set before state leaves Free)
 };
 static_assert(sizeof(ModuleSlot) == 256);
 

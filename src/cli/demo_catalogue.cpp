@@ -125,8 +125,8 @@ Verdict release_demo(Session& s, double) {
   const Fact& sum = one(rel.truth, "sum");
   double native_s = 0;
   for (const Fact* f : sum_workers(rel)) native_s += f->num("native_s");
-  release_module_checks(rel.report(),
-                        static_cast<uint64_t>(sum.num("threads") * sum.num("chunks")), native_s, v);
+  release_module_checks(rel.report(), static_cast<uint64_t>(sum.num("threads") * sum.num("chunks")),
+                        native_s, v);
   // Releasing the GIL only allows parallelism; the speed-up needs free cores.
   v.notes.push_back(
       fmt::format("cores used (Σ thread CPU time / wall time): {:.2f} holding, "
