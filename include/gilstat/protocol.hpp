@@ -31,7 +31,7 @@
 namespace gilstat::proto {
 
 inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
-inline constexpr uint32_t kProtocolVersion = 3;
+inline constexpr uint32_t kProtocolVersion = 4;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
@@ -39,6 +39,8 @@ inline constexpr uint32_t kMaxRings = 4096;
 inline constexpr uint32_t kDefaultRingCapacity = 8192;  // events, power of two
 inline constexpr uint32_t kDefaultNameSlots = 4096;     // log entries, power of two
 inline constexpr size_t kNameLen = 64;
+inline constexpr uint32_t kMaxModules = 512;  // objects whose C API calls are charged
+inline constexpr size_t kModuleNameLen = 160;
 
 // Upper bounds a reader accepts (docs/region.md).  The region's pages are
 // charged to the target's memory cgroup, so a header asking for more than
@@ -151,6 +153,35 @@ struct GilSlot {
   std::atomic<uint64_t> prev_holder;    // the probe's: last_holder at the last Acquire
 };
 
+// What the probe did with one loaded object that imports the CPython
+// thread-state calls (an extension module, or a library calling the C API).
+enum class ModuleState : uint32_t {
+  Free = 0,      // slot unused
+  Hooked = 1,    // its GOT slots lead to the probe's per-module hooks
+  Unloaded = 2,  // dlclose'd after it was hooked (counters kept, slots forgotten)
+  Restored = 3,  // its GOT slots were given back at stop
+};
+
+// One object's calls to PyEval_SaveThread / PyEval_RestoreThread /
+// PyGILState_Ensure / PyGILState_Release through its own GOT.  Written by
+// any thread of the target with relaxed atomic adds (no lock); the CLI
+// reads values only.  Durations in raw clock units (Header::clock_kind).
+struct alignas(64) ModuleSlot {
+  std::atomic<uint32_t> state;          // ModuleState
+  uint32_t hooked_slots;                // GOT slots patched in it
+  uint64_t base;                        // its load address (dlpi_addr)
+  std::atomic<uint64_t> releases;       // PyEval_SaveThread calls
+  std::atomic<uint64_t> released;       // from SaveThread's return to RestoreThread's entry
+  std::atomic<uint64_t> restores;       // PyEval_RestoreThread calls
+  std::atomic<uint64_t> restore_wait;   // inside RestoreThread: the wait to get the GIL back
+  std::atomic<uint64_t> ensures;        // PyGILState_Ensure calls (callbacks)
+  std::atomic<uint64_t> ensure_wait;    // inside PyGILState_Ensure
+  std::atomic<uint64_t> gil_releases;   // PyGILState_Release calls
+  std::atomic<uint64_t> callback_held;  // outermost Ensure's return to its Release's entry
+  char name[kModuleNameLen];            // its path, NUL-padded (set before state leaves Free)
+};
+static_assert(sizeof(ModuleSlot) == 256);
+
 struct Header {
   uint64_t magic;
   uint32_t version;
@@ -206,6 +237,13 @@ struct Header {
   // older entries may name threads whose tids were reused since).
   std::atomic<uint64_t> name_head;
   std::atomic<uint64_t> name_start;
+  // Per-module accounting of the C API's thread-state calls (protocol 4).
+  // Slots [0, module_count) are in use; module_count only grows within a
+  // consumer session.  Calls made without a GOT (inside the interpreter
+  // object: builtins, libpython, the eval loop) are in no slot.
+  std::atomic<uint32_t> module_count;
+  std::atomic<uint32_t> modules_not_hooked;  // objects left out: the table was full
+  ModuleSlot modules[kMaxModules];
 };
 
 // What a thread was doing on one GIL at its latest state change.

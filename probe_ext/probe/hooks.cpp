@@ -66,13 +66,6 @@ WaitFn real_cond_wait;
 TimedWaitFn real_cond_timedwait;
 CreateFn real_pthread_create;
 
-inline uint64_t now_raw() {
-  if (g.clock_tsc) return __rdtsc();
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO, no syscall
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
 // Zeroes a ring's totals for consumer session `session`.  Only the ring's
 // own thread calls it (it is their only writer), or the thread claiming it.
 void clear_totals(proto::RingControl* r, uint32_t session) {
@@ -327,6 +320,23 @@ int hook_pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*r
 
 static_assert(std::is_same_v<CreateFn, decltype(&hook_pthread_create)>);
 
+// Not a GIL call: CPython looks up PyInit_<name> with dlsym right after it
+// dlopens an extension, before any of its code runs, so the new module's
+// C API calls are hooked from its first one (module_hooks.cpp).  dlopen
+// itself is not hooked: glibc resolves $ORIGIN and RUNPATH from its
+// caller's address, which a hook would change.
+using DlsymFn = void* (*)(void*, const char*) noexcept;
+DlsymFn real_dlsym;
+void* hook_dlsym(void* handle, const char* name) noexcept {
+  if (g.recording.load(std::memory_order_acquire)) note_objects_loaded();
+  return real_dlsym(handle, name);
+}
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+static_assert(std::is_same_v<DlsymFn, decltype(&dlsym)>);
+#pragma GCC diagnostic pop
+static_assert(std::is_same_v<DlsymFn, decltype(&hook_dlsym)>);
+
 const HookSpec kHooks[] = {
     {"pthread_mutex_init", reinterpret_cast<void*>(&hook_mutex_init)},
     {"pthread_mutex_lock", reinterpret_cast<void*>(&hook_mutex_lock)},
@@ -335,6 +345,7 @@ const HookSpec kHooks[] = {
     {"pthread_cond_wait", reinterpret_cast<void*>(&hook_cond_wait)},
     {"pthread_cond_timedwait", reinterpret_cast<void*>(&hook_cond_timedwait)},
     {"pthread_create", reinterpret_cast<void*>(&hook_pthread_create)},
+    {"dlsym", reinterpret_cast<void*>(&hook_dlsym)},
 };
 
 }  // namespace
@@ -354,6 +365,7 @@ bool resolve_real_functions() {
   ok &= resolve(&real_cond_wait, "pthread_cond_wait", "GLIBC_2.3.2");
   ok &= resolve(&real_cond_timedwait, "pthread_cond_timedwait", "GLIBC_2.3.2");
   ok &= resolve(&real_pthread_create, "pthread_create", "GLIBC_2.34");
+  ok &= resolve(&real_dlsym, "dlsym", "GLIBC_2.34");
   return ok;
 }
 

@@ -108,6 +108,9 @@ void on_fork_child() {
   g.want_arm.store(0);
   g_patcher.reset_lock_after_fork();
   g_patcher.restore();
+  // Extension modules' slots stay hooked: with recording off those hooks
+  // only call through, and walking the loaded objects here could block on
+  // a loader lock a thread of the parent held at the fork.
   g.restore_pending.store(0);
   g.header = nullptr;
 }
@@ -155,6 +158,7 @@ bool map_region(int fd) {
 // pthread functions.  Returns false (with status and detail set) when the
 // process cannot be measured.
 link_map* g_interp_map = nullptr;
+bool g_module_hooks = false;
 
 bool discover() {
   if (g_interp_map) return true;
@@ -200,6 +204,10 @@ bool discover() {
   }
   pthread_atfork(nullptr, nullptr, on_fork_child);
   init_thread_naming(map);
+  // Without them the module table stays empty; the GIL is measured anyway.
+  // GILSTAT_NO_MODULE_HOOKS (bench/module_hooks.py) leaves them out, to
+  // measure what they cost.
+  g_module_hooks = !getenv("GILSTAT_NO_MODULE_HOOKS") && resolve_module_functions(map);
   g_interp_map = map;
   return true;
 }
@@ -248,6 +256,7 @@ bool install_and_arm() {
   set_status(proto::Status::HooksInstalled);
   g.want_arm.store(1, std::memory_order_release);
   if (try_arm()) register_existing_gils();
+  if (g_module_hooks) scan_modules();
   start_probe_thread();
   return true;
 }
@@ -327,6 +336,7 @@ void reset_session() {
   // The new CLI reads the name log from here on: publish every name again.
   h->name_start.store(h->name_head.load());
   forget_published_names();
+  clear_module_table();
 }
 
 bool config_flag(const char* config, const char* key) {
@@ -382,10 +392,12 @@ __attribute__((visibility("default"))) int gilstat_probe_stop() {
     return 0;
   }
   const int restored = g_patcher.restore();
-  g.restore_pending.store(0);
   g_patcher.unlock();
+  // Objects dlclose'd since they were hooked are skipped, never written.
+  g.restore_pending.store(restore_modules() ? 0 : 1);
   if (g.header) {
-    g.header->hooks_restored.store(static_cast<uint32_t>(restored));
+    // A retried stop (deferred module restore) has no interpreter slots left.
+    if (restored > 0) g.header->hooks_restored.store(static_cast<uint32_t>(restored));
     g.header->status.store(static_cast<uint32_t>(gilstat::proto::Status::Stopped));
   }
   return restored;

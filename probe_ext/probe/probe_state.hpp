@@ -4,6 +4,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <time.h>
+#include <x86intrin.h>
 
 #include <atomic>
 #include <cstdint>
@@ -76,6 +78,15 @@ inline constexpr int32_t kEnabledUnseen = INT32_MIN;
 
 extern ProbeGlobals g;
 
+// The region's clock, raw units: TSC ticks or vDSO CLOCK_MONOTONIC ns (no
+// syscall either way).
+inline uint64_t now_raw() {
+  if (g.clock_tsc) return __rdtsc();
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
 inline uint64_t read_u64(uintptr_t addr) {
   return __atomic_load_n(reinterpret_cast<const uint64_t*>(addr), __ATOMIC_RELAXED);
 }
@@ -140,6 +151,23 @@ int close_exited_rings(uint32_t* in_use);
 // it when the create succeeded, and drops the reference.
 uintptr_t python_thread_method(void* (*routine)(void*), void* arg);
 void name_started_thread(int create_rc, pthread_t thread, uintptr_t method);
+
+// module_hooks.cpp: per-module accounting of the C API's thread-state calls.
+// Resolves the real PyEval_SaveThread & co. in the interpreter object
+// `interp`; false when one is missing (the module table then stays empty).
+bool resolve_module_functions(const struct link_map* interp);
+// Hooks every loaded object not hooked yet and marks those unloaded since
+// (dl_iterate_phdr, outside any hook).  Waits for a concurrent scan.
+void scan_modules();
+// From the dlsym hook: scans when objects were loaded or unloaded since the
+// last scan.
+void note_objects_loaded();
+// Gives every hooked object still loaded its GOT slots back (skipping those
+// unloaded since: never a write to unmapped memory).  False when another
+// thread is scanning: the probe thread retries.
+bool restore_modules();
+// A new consumer session: the table starts empty.
+void clear_module_table();
 
 // probe_thread.cpp
 void start_probe_thread();

@@ -224,6 +224,8 @@ void* probe_thread_main(void*) {
     // from here once the interpreter has created it.
     if (g.want_arm.load() && try_arm()) register_existing_gils();
     sample_gil_enabled();
+    // Objects loaded without CPython's import (ctypes, other libraries).
+    if (g.recording.load()) note_objects_loaded();
     uint32_t in_use = 0;
     close_exited_rings(&in_use);
     tick_ns = in_use > g.ring_count / 4 ? kBusyTickNs : kTickNs;

@@ -89,6 +89,7 @@ Verdict hold_demo(Session& s, double) {
                         fmt::format("≥ native time {}", secs(native)), secs(t->held_ns / 1e9),
                         t->held_ns / 1e9 >= native - 0.001});
   }
+  hold_module_checks(r, v);
   // While one sums, the other can only wait for the GIL (or, right after a
   // forced drop, for a CPU to ask for it again: see the starvation note).
   if (workers.size() == 2)
@@ -121,6 +122,11 @@ Verdict release_demo(Session& s, double) {
                                    fmt::format("≤ 5 % of {} (hold)", secs(hold_held)),
                                    secs(rel_held), hold_held > 0 && rel_held <= 0.05 * hold_held}));
   for (const Fact* f : sum_workers(rel)) require_thread(rel.report(), *f, v);
+  const Fact& sum = one(rel.truth, "sum");
+  double native_s = 0;
+  for (const Fact* f : sum_workers(rel)) native_s += f->num("native_s");
+  release_module_checks(rel.report(), static_cast<uint64_t>(sum.num("threads") * sum.num("chunks")),
+                        native_s, v);
   // Releasing the GIL only allows parallelism; the speed-up needs free cores.
   v.notes.push_back(
       fmt::format("cores used (Σ thread CPU time / wall time): {:.2f} holding, "
@@ -136,8 +142,10 @@ Verdict pool_demo(Session& s, double param) {
   v.shown = &run;
   const auto& r = run.report();
   const double interval = one(run.truth, "pool").num("switch_interval_s");
-  double native_held = 0;
+  double native_held = 0, callbacks = 0, callback_wait = 0;
   for (const Fact* f : all(run.truth, "thread", "worker")) {
+    callbacks += f->num("calls");
+    callback_wait += f->num("native_wait_s");
     const std::string who = fmt::format("native-{}", f->tid());
     const auto* t = find_thread(r, f->tid());
     if (!t) {
@@ -170,6 +178,7 @@ Verdict pool_demo(Session& s, double param) {
                                   t->acquisitions / (t->lifetime_ns / 1e9),
                                   secs(t->wait_total_ns / 1e9), secs(t->held_ns / 1e9)));
   }
+  pool_module_checks(r, static_cast<uint64_t>(callbacks), callback_wait, v);
   for (const Fact* f : all(run.truth, "thread", "app")) {
     const auto* t = require_thread(r, *f, v);
     if (!t) continue;

@@ -80,8 +80,7 @@ Check share_within(std::string what, double expected, double below_pp, double ab
   constexpr double kRounding = 1e-9;  // 0.55 − 0.5 is 5.000000000000004 pp
   return timing_bound({std::move(what),
                        fmt::format("{:.1f} % −{:g}/+{:g} pp", expected * 100, below_pp, above_pp),
-                       pct(measured),
-                       off >= -below_pp - kRounding && off <= above_pp + kRounding});
+                       pct(measured), off >= -below_pp - kRounding && off <= above_pp + kRounding});
 }
 Check share_at_least(std::string what, double bound, double measured) {
   return timing_bound({std::move(what), "≥ " + pct(bound), pct(measured), measured >= bound});
@@ -156,6 +155,69 @@ void exact_checks(const report::Report& r, const std::string& label, Verdict& v)
   v.checks.push_back({label + "each thread: held + wait + released",
                       fmt::format("= lifetime ± 1 µs ({} threads)", r.threads.size()),
                       fmt::format("± {:.0f} ns", worst_ns), worst_ns <= 1000});
+}
+
+const report::ModuleReport* demo_module(const report::Report& r) {
+  for (const report::ModuleReport& m : r.modules.rows)
+    if (m.name.rfind("_gilstat_demo", 0) == 0) return &m;
+  return nullptr;
+}
+
+namespace {
+
+// The demo extension's row, or a failed check saying the table lacks it.
+const report::ModuleReport* require_module(const report::Report& r, Verdict& v) {
+  if (!r.modules.present) {
+    v.checks.push_back({"GIL by module: the probe's table", "present", "missing", false});
+    return nullptr;
+  }
+  const report::ModuleReport* m = demo_module(r);
+  if (!m) v.checks.push_back({"GIL by module: _gilstat_demo", "a row", "no row", false});
+  return m;
+}
+
+}  // namespace
+
+void release_module_checks(const report::Report& r, uint64_t calls, double native_s, Verdict& v) {
+  const report::ModuleReport* m = require_module(r, v);
+  if (!m) return;
+  v.checks.push_back({"_gilstat_demo: GIL releases (PyEval_SaveThread)",
+                      fmt::format("{} calls", calls), std::to_string(m->releases),
+                      m->releases == calls});
+  v.checks.push_back({"_gilstat_demo: GIL re-takes (PyEval_RestoreThread)",
+                      fmt::format("{} calls", calls), std::to_string(m->restores),
+                      m->restores == calls});
+  const double released = m->released_ns / 1e9;
+  v.checks.push_back(timing_bound(
+      {"_gilstat_demo: time released", fmt::format("≈ native work {} ± 5 %", secs(native_s)),
+       secs(released), std::abs(released - native_s) <= 0.05 * native_s}));
+}
+
+void hold_module_checks(const report::Report& r, Verdict& v) {
+  if (!r.modules.present) {
+    v.checks.push_back({"GIL by module: the probe's table", "present", "missing", false});
+    return;
+  }
+  const report::ModuleReport* m = demo_module(r);
+  const uint64_t releases = m ? m->releases : 0;
+  v.checks.push_back({"_gilstat_demo: GIL releases", "0", std::to_string(releases), releases == 0});
+}
+
+void pool_module_checks(const report::Report& r, uint64_t calls, double native_wait_s, Verdict& v) {
+  const report::ModuleReport* m = require_module(r, v);
+  if (!m) return;
+  v.checks.push_back({"_gilstat_demo: callbacks (PyGILState_Ensure)",
+                      fmt::format("{} calls", calls), std::to_string(m->callbacks),
+                      m->callbacks == calls});
+  v.checks.push_back({"_gilstat_demo: PyGILState_Release calls", fmt::format("{} calls", calls),
+                      std::to_string(m->callback_releases), m->callback_releases == calls});
+  v.notes.push_back(fmt::format("GIL by module: _gilstat_demo made {} callbacks, {:.0f}/s, held {}",
+                                m->callbacks, m->callbacks_per_s, secs(m->callback_held_ns / 1e9)));
+  const double wait = m->callback_wait_ns / 1e9;
+  v.checks.push_back(
+      timing_bound({"_gilstat_demo: GIL wait in callbacks",
+                    fmt::format("≈ {} (timed natively) ± 10 %", secs(native_wait_s)), secs(wait),
+                    std::abs(wait - native_wait_s) <= 0.1 * native_wait_s + 0.002}));
 }
 
 }  // namespace gilstat::cli::demo

@@ -86,6 +86,20 @@ double share(double part_ns, const report::ThreadReport& t);
 // CPU, from the run-queue waits the scripts read (schedstat).
 double starvation(const std::vector<Fact>& truth, const report::Report& r);
 
+// ---------------------------------------------------------------------------
+// The module table ("GIL by module") against the demo extension's truth.
+
+// The demo extension's row (_gilstat_demo*), or nullptr.
+const report::ModuleReport* demo_module(const report::Report& r);
+// `release`: every busy_sum call is one PyEval_SaveThread (exact), and the
+// time released covers the native work (± 5 %, a timing bound).
+void release_module_checks(const report::Report& r, uint64_t calls, double native_s, Verdict& v);
+// `hold`: the extension never releases the GIL (exact).
+void hold_module_checks(const report::Report& r, Verdict& v);
+// `pool`: every callback is one PyGILState_Ensure (exact), their rate is
+// shown, and the wait inside them is the one timed natively (± 10 %).
+void pool_module_checks(const report::Report& r, uint64_t calls, double native_wait_s, Verdict& v);
+
 // What holds by construction in every report, however busy the machine:
 // switches == switch_number delta, nothing dropped or impossible, held +
 // wait + released == lifetime per thread.  `label` prefixes each check.

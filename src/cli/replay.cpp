@@ -104,6 +104,9 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
   report::apply_host_ids(r, summary.host_pid(), summary.host_tids());
   r.gil_profile = replay.gil_profile(r);
   r.hogs = replay.hogs(r, end.window_end);
+  // The table's counts cover the whole recording: not shown for a part of it.
+  if (!spec.partial() && !summary.modules().empty())
+    report::attach_modules(r, summary.modules(), summary.modules_not_hooked());
   describe_read(read, summary, frame.calibrated, r);
   if (spec.partial()) {
     r.window.partial = true;

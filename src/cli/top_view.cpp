@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "cli/top_modules.hpp"
 #include "report/fit_name.hpp"
 #include "report/groups.hpp"
 #include "report/host_ids.hpp"
@@ -73,6 +74,8 @@ std::vector<GilDelta> gil_deltas(const report::Report& prev, const report::Repor
 // ---- the view
 
 namespace {
+
+constexpr size_t kTopModuleRows = 3;  // the busiest modules of the interval
 
 double pct(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0.0; }
 
@@ -292,9 +295,12 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
 
   // How many rows fit: the header, the column titles, the exited rows, the
   // "… more" line and the key help stay; thread rows take the rest.
+  const std::vector<std::string> modules =
+      top_module_lines(*in.prev, *in.now, in.interval_s, kTopModuleRows);
   size_t fit = opt.max_threads ? std::min(rows.size(), opt.max_threads) : rows.size();
   if (opt.height) {
-    const size_t fixed = head.size() + 1 + exited.size() + (opt.key_help ? 1 : 0);
+    const size_t fixed = head.size() + 1 + exited.size() + (opt.key_help ? 1 : 0) +
+                         (modules.empty() ? 0 : modules.size() + 1);
     const size_t room = opt.height > fixed ? opt.height - fixed : 0;
     fit = std::min(fit, room);
     if (fit < rows.size() && fit + 1 > room) fit = room > 0 ? room - 1 : 0;
@@ -371,6 +377,10 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
     lines.push_back(fmt::format("… {} more thread{} (held {:.1f} %, wait {:.1f} %)",
                                 thousands(threads), threads == 1 ? "" : "s", pct(held, interval_ns),
                                 pct(wait, interval_ns)));
+  }
+  if (!modules.empty()) {
+    lines.push_back("");
+    lines.insert(lines.end(), modules.begin(), modules.end());
   }
   if (opt.key_help)
     lines.push_back(

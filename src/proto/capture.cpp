@@ -243,7 +243,21 @@ report::Report Capture::snapshot(uint64_t now, double ns_per_tick,
   const auto live = live_totals(now, &end.totals_exact);
   report::Report r = build_report(aggregator_, meta, gils, end, live);
   if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
+  attach_live_modules(r);
   return r;
+}
+
+void Capture::attach_live_modules(report::Report& r) const {
+  if (!region_.corrupt()) {
+    try {
+      last_modules_ = region_.modules();
+      last_not_hooked_ = region_.modules_not_hooked();
+      have_modules_ = true;
+    } catch (const RegionCorrupt&) {
+      // region_.corrupt() says so from now on; the last good table stays.
+    }
+  }
+  if (have_modules_) report::attach_modules(r, last_modules_, last_not_hooked_);
 }
 
 report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
@@ -271,10 +285,15 @@ report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
     writer_->meta(meta);
     for (const auto& g : gils) writer_->gil(g);
     for (const auto& t : live) writer_->totals(t);
-    writer_->end(end);
   }
   report::Report r = build_report(aggregator_, meta, gils, end, live);
   if (host_ids_) report::apply_host_ids(r, host_ids_->host_pid(), host_ids_->known());
+  attach_live_modules(r);
+  if (writer_) {
+    if (have_modules_)
+      for (const auto& m : last_modules_) writer_->module(m, last_not_hooked_);
+    writer_->end(end);
+  }
   return r;
 }
 

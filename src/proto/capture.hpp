@@ -66,6 +66,9 @@ class Capture {
   // The totals of the threads still running, closed at window_end; *exact:
   // every thread's totals could be read (false once the region is corrupt).
   std::vector<report::ExactTotals> live_totals(uint64_t window_end, bool* exact) const;
+  // The probe's module table into r (the last one read while the region
+  // was sound).
+  void attach_live_modules(report::Report& r) const;
   void describe_live(uint64_t window_end, const std::string& command, RecMeta* meta,
                      std::vector<RecGil>* gils) const;  // throws RegionCorrupt
 
@@ -87,6 +90,9 @@ class Capture {
   mutable RecMeta last_meta_;
   mutable std::vector<RecGil> last_gils_;
   mutable uint64_t last_drops_no_ring_ = 0;
+  mutable std::vector<RecModule> last_modules_;
+  mutable uint64_t last_not_hooked_ = 0;
+  mutable bool have_modules_ = false;
 };
 
 // Replays the metadata of a recording (live or saved) into a report.

@@ -64,6 +64,11 @@
 //   11 Stack v id | v n | v frame_id * n  (innermost first; ids in order, each once)
 //   12 Sample v tid | v gil | v ts | v stack_id | v reason (1 profile, 2 long hold)
 //            | v hold_start                (the holder's stack; see stacks/)
+//   13 Module str path | v state | v releases | v released | v restores
+//            | v restore_wait | v ensures | v ensure_wait | v gil_releases
+//            | v callback_held | v not_hooked   (raw clock units; one per object
+//            of the probe's module table at the end, report/modules.hpp;
+//            not_hooked: objects the full table left out, the same in each)
 //
 // The writer flushes a chunk every WriterOptions::chunk_events events or
 // every flush_interval, each with one write(2): a SIGKILLed writer leaves a
@@ -83,6 +88,7 @@
 #include "gilstat/protocol.hpp"
 #include "proto/codec.hpp"
 #include "report/exact_totals.hpp"
+#include "report/modules.hpp"
 #include "stacks/stack_table.hpp"
 
 namespace gilstat::proto {
@@ -111,6 +117,7 @@ enum class RecordType : uint8_t {
   Frame = 10,
   Stack = 11,
   Sample = 12,
+  Module = 13,
 };
 
 // At most this many (tid, host tid) pairs per HostIds record.
@@ -160,6 +167,7 @@ struct RecEnd {
 
 // A calibration pair: the recording's clock and CLOCK_MONOTONIC read together.
 using RecTotals = report::ExactTotals;
+using RecModule = report::ModuleCounts;
 
 struct RecClock {
   uint64_t raw = 0;
@@ -194,6 +202,7 @@ class RecordingWriter {
   void drops(uint32_t tid, uint64_t count);
   void gil(const RecGil&);
   void totals(const RecTotals&);
+  void module(const RecModule&, uint64_t not_hooked);
   void clock(const RecClock&);
   void host_ids(int32_t host_pid, std::span<const TidPair> pairs);
   // Stacks: each frame and stack once, by the ids of the caller's
@@ -268,6 +277,7 @@ class RecordingVisitor {
   virtual void on_drops(uint32_t, uint64_t) {}
   virtual void on_gil(const RecGil&) {}
   virtual void on_totals(const RecTotals&) {}
+  virtual void on_module(const RecModule&, uint64_t /*not_hooked*/) {}
   virtual void on_clock(const RecClock&) {}
   virtual void on_host_ids(int32_t /*host_pid*/, std::span<const TidPair>) {}
   virtual void on_frame(uint32_t /*id*/, const stacks::Frame&) {}

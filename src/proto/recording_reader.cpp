@@ -307,6 +307,18 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
       v.on_sample(s);
       return true;
     }
+    case RecordType::Module: {
+      RecModule m;
+      m.path = c.str(kMaxNameBytes);
+      m.state = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+      for (uint64_t* f : {&m.releases, &m.released, &m.restores, &m.restore_wait, &m.ensures,
+                          &m.ensure_wait, &m.gil_releases, &m.callback_held})
+        *f = c.varint();
+      const uint64_t not_hooked = c.varint();
+      if (!c.ok()) return false;
+      v.on_module(m, not_hooked);
+      return true;
+    }
     case RecordType::Clock: {
       RecClock k;
       k.raw = c.varint();

@@ -31,6 +31,11 @@ class RecordingSummary : public RecordingVisitor {
     if (next_) next_->on_totals(t);
   }
   void on_clock(const RecClock& k) override;
+  void on_module(const RecModule& m, uint64_t not_hooked) override {
+    if (modules_.size() < report::kMaxModuleRows) modules_.push_back(m);
+    modules_not_hooked_ = not_hooked;
+    if (next_) next_->on_module(m, not_hooked);
+  }
   void on_host_ids(int32_t host_pid, std::span<const TidPair> pairs) override;
   void on_frame(uint32_t id, const stacks::Frame& f) override {
     if (next_) next_->on_frame(id, f);
@@ -52,6 +57,9 @@ class RecordingSummary : public RecordingVisitor {
   // host saw them (0 and empty otherwise).
   int32_t host_pid() const { return host_pid_; }
   const std::map<uint32_t, uint32_t>& host_tids() const { return host_tids_; }
+  // The module table (Module records; empty before format 2's type 13).
+  const std::vector<RecModule>& modules() const { return modules_; }
+  uint64_t modules_not_hooked() const { return modules_not_hooked_; }
   uint64_t events() const { return events_; }
   uint64_t first_event_ts() const { return first_ts_; }
   uint64_t last_event_ts() const { return last_ts_; }
@@ -73,6 +81,8 @@ class RecordingSummary : public RecordingVisitor {
   std::map<uint32_t, uint32_t> host_tids_;
   std::optional<RecEnd> end_;
   std::optional<RecClock> first_clock_, last_clock_;
+  std::vector<RecModule> modules_;
+  uint64_t modules_not_hooked_ = 0;
   uint64_t events_ = 0;
   uint64_t first_ts_ = UINT64_MAX;
   uint64_t last_ts_ = 0;

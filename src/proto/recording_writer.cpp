@@ -201,6 +201,16 @@ void RecordingWriter::totals(const RecTotals& t) {
   begin_record(RecordType::Totals, body_);
 }
 
+void RecordingWriter::module(const RecModule& m, uint64_t not_hooked) {
+  body_.clear();
+  body_.str(std::string_view(m.path).substr(0, kMaxNameBytes));
+  body_.varint(m.state);
+  for (uint64_t v : {m.releases, m.released, m.restores, m.restore_wait, m.ensures, m.ensure_wait,
+                     m.gil_releases, m.callback_held, not_hooked})
+    body_.varint(v);
+  begin_record(RecordType::Module, body_);
+}
+
 void RecordingWriter::clock(const RecClock& k) {
   body_.clear();
   body_.varint(k.raw);

@@ -13,6 +13,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "gilstat/ring.hpp"
 #include "proto/codec.hpp"
@@ -265,6 +266,33 @@ uint32_t ShmRegion::gil_count() const {
   const uint32_t n = header_->gil_count.load(std::memory_order_acquire);
   if (n > kMaxGils) fail(fmt::format("its GIL count {} is above {}", n, kMaxGils));
   return n;
+}
+
+std::vector<report::ModuleCounts> ShmRegion::modules() const {
+  check_usable();
+  const uint32_t n = header_->module_count.load(std::memory_order_acquire);
+  if (n > kMaxModules) fail(fmt::format("its module count {} is above {}", n, kMaxModules));
+  std::vector<report::ModuleCounts> out;
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const ModuleSlot& s = header_->modules[i];
+    const uint32_t state = s.state.load(std::memory_order_acquire);
+    // Free: being filled in right now (or cleared by a new session).
+    if (state == static_cast<uint32_t>(ModuleState::Free)) continue;
+    if (state > static_cast<uint32_t>(ModuleState::Restored))
+      fail(fmt::format("module slot {} has the unknown state {}", i, state));
+    report::ModuleCounts c;
+    c.path.assign(s.name, strnlen(s.name, sizeof(s.name)));
+    c.state = state;
+    const std::pair<uint64_t*, const std::atomic<uint64_t>*> fields[] = {
+        {&c.releases, &s.releases},         {&c.released, &s.released},
+        {&c.restores, &s.restores},         {&c.restore_wait, &s.restore_wait},
+        {&c.ensures, &s.ensures},           {&c.ensure_wait, &s.ensure_wait},
+        {&c.gil_releases, &s.gil_releases}, {&c.callback_held, &s.callback_held}};
+    for (const auto& [to, from] : fields) *to = from->load(std::memory_order_relaxed);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 bool ShmRegion::read_totals(uint32_t i, RingControl* r, const TotalsFn& fn) {

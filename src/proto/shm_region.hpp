@@ -18,6 +18,7 @@
 
 #include "common/error.hpp"
 #include "gilstat/protocol.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::proto {
 
@@ -137,6 +138,11 @@ class ShmRegion {
 
   // Header::gil_count, bounded by kMaxGils.  Throws RegionCorrupt.
   uint32_t gil_count() const;
+  // The probe's module table as it is now: module_count bounded by
+  // kMaxModules, every state known, names strnlen-bounded; counters are
+  // values.  Throws RegionCorrupt.
+  std::vector<report::ModuleCounts> modules() const;
+  uint64_t modules_not_hooked() const { return header_->modules_not_hooked.load(); }
   // True once drain(), new_names() or gil_count() found the region corrupt.
   bool corrupt() const { return !corrupt_.empty(); }
   // What was found wrong (for RegionCorrupt's message); empty while usable.

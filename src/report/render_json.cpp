@@ -204,7 +204,8 @@ void render_json(const Report& r, std::ostream& out) {
     fmt::format_to(it, "{}\n  ", i ? "," : "");
     put_group(b, r.groups[i]);
   }
-  fmt::format_to(it, "],\n\"gil_profile\": {},\n\"hogs\": {}}}\n", profile_json(r), hogs_json(r));
+  fmt::format_to(it, "],\n\"modules\": {},\n\"gil_profile\": {},\n\"hogs\": {}}}\n",
+                 modules_json(r.modules), profile_json(r), hogs_json(r));
   out.write(b.data(), static_cast<std::streamsize>(b.size()));
 }
 

@@ -19,6 +19,8 @@ namespace gilstat::report {
 
 namespace {
 
+constexpr size_t kModuleRows = 10;  // rows of "GIL by module" in a short report
+
 std::string clean(std::string_view s) { return printable(s); }
 
 std::string cell(std::string_view s, size_t width, bool right = true) {
@@ -446,6 +448,8 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   const Lines profile = profile_section(r, short_report ? kProfileEntries : SIZE_MAX);
   const Lines hogs =
       hogs_section(r, short_report ? kHogEntries : SIZE_MAX, short_report ? kHogFrames : SIZE_MAX);
+  const Lines modules = lines_of(
+      [&](std::ostream& o) { render_modules_text(r.modules, o, short_report ? kModuleRows : 0); });
   const std::vector<Lines> histograms = histogram_blocks(r, opt);
   const std::vector<TableRow> rows = table_rows(r.threads);
   TableLayout table{opt.max_threads == 0 ? rows.size() : opt.max_threads, opt.max_threads == 0,
@@ -455,7 +459,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
     // The room left after what is always shown goes to the first rows,
     // then to the histograms, then to the other rows.
     const size_t fixed = header.size() + gils.size() + profile.size() + hogs.size() +
-                         findings.size() + 1;  // + blank line
+                         modules.size() + findings.size() + 1;  // + blank line
     const size_t room = opt.max_lines > fixed ? opt.max_lines - fixed : 0;
     const auto lines = [&](size_t n) { return thread_table_lines(rows, n, table.members); };
     const size_t max_rows = std::min(table.rows, rows.size());
@@ -481,6 +485,7 @@ void render_text(const Report& r, std::ostream& out, const TextOptions& opt) {
   append(body, thread_table(r, rows, table));
   append(body, profile);
   append(body, hogs);
+  append(body, modules);
   for (size_t i = 0; i < drawn; ++i) append(body, histograms[i]);
   if (drawn < histograms.size()) {
     body.push_back("");

@@ -11,6 +11,7 @@
 #include "report/gil_profile.hpp"
 #include "report/histogram.hpp"
 #include "report/hogs.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::report {
 
@@ -189,6 +190,7 @@ struct Report {
   std::vector<GroupReport> groups;    // every thread in one group; by held time
   GilProfile gil_profile;             // empty (no samples) unless stacks were sampled
   HogsReport hogs;                    // empty unless long holds had their stacks taken
+  ModuleTable modules;                // per-module C API calls (report/modules.hpp)
 };
 
 }  // namespace gilstat::report

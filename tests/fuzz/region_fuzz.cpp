@@ -64,6 +64,15 @@ void seed_region(void* base) {
   std::memcpy(names[0].name, "MainThread", 10);
   names[0].seq.store(2);
   h->name_head.store(1);
+  // Two objects in the module table: one hooked with calls, one unloaded.
+  std::memcpy(h->modules[0].name, "/x/_demo.so", 11);
+  h->modules[0].releases.store(3);
+  h->modules[0].released.store(30);
+  h->modules[0].ensures.store(2);
+  h->modules[0].state.store(static_cast<uint32_t>(proto::ModuleState::Hooked));
+  std::memcpy(h->modules[1].name, "/x/closed.so", 12);
+  h->modules[1].state.store(static_cast<uint32_t>(proto::ModuleState::Unloaded));
+  h->module_count.store(2);
 }
 
 }  // namespace

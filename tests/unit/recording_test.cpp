@@ -467,5 +467,42 @@ TEST(Recording, CodecPrimitives) {
   EXPECT_EQ(crc32c("6789", 4, crc32c("12345", 5)), 0xE3069283u);
 }
 
+struct ModulesSeen : RecordingVisitor {
+  std::vector<RecModule> modules;
+  uint64_t not_hooked = 0;
+  void on_module(const RecModule& m, uint64_t n) override {
+    modules.push_back(m);
+    not_hooked = n;
+  }
+};
+
+TEST(Recording, ModuleRecordsRoundTripAndOldFilesHaveNone) {
+  TempDir dir;
+  const std::string path = dir.file("m.gst");
+  RecModule a{"/x/_demo.so", 1, 16, 4000, 16, 90, 2, 7, 2, 11};
+  RecModule b{"/y/closed.so", 2, 0, 0, 0, 0, 0, 0, 0, 0};
+  {
+    RecMeta m;
+    m.pid = 7;
+    RecordingWriter w(path, m);
+    w.meta(m);
+    w.module(a, 3);
+    w.module(b, 3);
+    w.end({1000, 1.0, 0, true});
+  }
+  ModulesSeen seen;
+  read_recording(path, seen);
+  ASSERT_EQ(seen.modules.size(), 2u);
+  EXPECT_EQ(seen.modules[0], a);
+  EXPECT_EQ(seen.modules[1], b);
+  EXPECT_EQ(seen.not_hooked, 3u);
+  // A recording written before the type existed: no module record, no table.
+  const std::string old = dir.file("a.gst");
+  write_sample(old);
+  ModulesSeen none;
+  read_recording(old, none);
+  EXPECT_TRUE(none.modules.empty());
+}
+
 }  // namespace
 }  // namespace gilstat::proto
