@@ -47,6 +47,9 @@ void put_gil(Buf& b, const GilReport& g) {
                  g.switch_number_delta, g.forced_switch_requests);
   fmt::format_to(it, R"("forced_handoffs": {}, "seq_gaps": {}, "seq_stale": {}, "anomalies": {}, )",
                  g.forced_handoffs, g.seq_gaps, g.seq_stale, g.anomalies);
+  fmt::format_to(
+      it, R"("holder_tid": {}, "holder_for_s": {}, "holder_since_attach": {}, "waiting_now": {}, )",
+      g.holder_tid, number(g.holder_for_ns / 1e9), g.holder_since_attach, g.waiting_now);
   put_stats(b, "wait_ns", g.wait_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "hold_ns", g.hold_ns);
@@ -66,15 +69,19 @@ void put_gil(Buf& b, const GilReport& g) {
 // shares gilstat's PID namespace, null when it ended before it was looked up.
 void put_thread(Buf& b, const ThreadReport& t, bool namespaced) {
   auto it = std::back_inserter(b);
-  const std::string host_tid =
-      !namespaced ? std::to_string(t.tid) : t.host_tid ? std::to_string(t.host_tid) : "null";
-  fmt::format_to(it, R"({{"tid": {}, "host_tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )",
+  const std::string host_tid = !namespaced  ? std::to_string(t.tid)
+                               : t.host_tid ? std::to_string(t.host_tid)
+                                            : "null";
+  fmt::format_to(it,
+                 R"({{"tid": {}, "host_tid": {}, "name": {}, "group": {}, "own": {}, "gil": {}, )",
                  t.tid, host_tid, json_string(t.name), json_string(group_key(t)), t.own, t.gil);
   fmt::format_to(it, R"("lifetime_s": {}, "held_s": {}, "wait_s": {}, "released_s": {}, )",
                  number(t.lifetime_ns / 1e9), number(t.held_ns / 1e9),
                  number(t.wait_total_ns / 1e9), number(t.released_ns / 1e9));
   fmt::format_to(it, R"("acquisitions": {}, "forced_handoffs": {}, "drops": {}, "anomalies": {}, )",
                  t.acquisitions, t.forced_handoffs, t.drops, t.anomalies);
+  fmt::format_to(it, R"("at_attach": {}, )",
+                 t.at_attach.empty() ? "null" : json_string(t.at_attach));
   put_stats(b, "wait_ns", t.wait_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "hold_ns", t.hold_ns);
