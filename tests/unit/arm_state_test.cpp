@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "report/aggregator.hpp"
+#include "report/findings.hpp"
+#include "report/stuck_hint.hpp"
 
 namespace gilstat::report {
 namespace {
@@ -123,6 +125,29 @@ TEST(ArmState, ExactTotalsGetTheSameStretch) {
   EXPECT_DOUBLE_EQ(row(r, 10)->held_ns, 500);
   EXPECT_DOUBLE_EQ(row(r, 10)->lifetime_ns, 500);
   expect_exact(*row(r, 10));
+}
+
+TEST(ArmState, AHoldOverFiveSecondsWithWaitersPointsToDump) {
+  Aggregator agg;
+  agg.set_thread_name(10, "holder");
+  const GilInfo g = armed_gil(1000, {{10, kArmHolds}, {11, kArmWaits}});
+  const auto stuck_findings = [&](uint64_t end) {
+    size_t n = 0;
+    for (const Finding& f : find_findings(agg.finish(info(1000, end, true), {g})))
+      if (f.id == "gil_stuck") {
+        ++n;
+        EXPECT_NE(f.text.find("holder (tid 10)"), std::string::npos) << f.text;
+        EXPECT_NE(f.text.find("since before attach"), std::string::npos) << f.text;
+        EXPECT_NE(f.text.find("`gilstat dump --pid 1`"), std::string::npos) << f.text;
+      }
+    return n;
+  };
+  EXPECT_EQ(stuck_findings(1000 + 4'900'000'000ull), 0u);
+  EXPECT_EQ(stuck_findings(1000 + 5'100'000'000ull), 1u);
+  // Nobody waiting: a long hold alone is not a stuck program.
+  const GilInfo alone = armed_gil(1000, {{10, kArmHolds}});
+  const Report r = agg.finish(info(1000, 1000 + 9'000'000'000ull, true), {alone});
+  EXPECT_FALSE(stuck_hint(r, r.gils[0]));
 }
 
 }  // namespace
