@@ -289,11 +289,12 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (arm.state == ThreadTimeline::State::Waiting) row.at_attach = "waiting";
     if (timeline && timeline->only_declared() && arm.state == ThreadTimeline::State::Holding)
       declared_hold[gil] = {row.tid, armed};
-    if (timeline && (timeline->state() == ThreadTimeline::State::Waiting ||
-                     (timeline->only_declared() && arm.state == ThreadTimeline::State::Waiting)))
-      ++waiting_now[gil];
     row.own = own_threads_.contains(row.tid) ||
               (exact_row != totals.end() && (exact_row->second.ring_flags & proto::kRingOwnThread));
+    if (!row.own && timeline &&
+        (timeline->state() == ThreadTimeline::State::Waiting ||
+         (timeline->only_declared() && arm.state == ThreadTimeline::State::Waiting)))
+      ++waiting_now[gil];
     // A thread known only from outside (no event, no ring yet) holds from
     // the arm: its time is exact too.
     if (exact_row != totals.end() || arm.state != ThreadTimeline::State::None) {

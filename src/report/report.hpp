@@ -61,7 +61,7 @@ struct GilReport {
   // gilstat attached, and has not let go since): holder_for_ns counts from
   // the arm, its hold began earlier.
   bool holder_since_attach = false;
-  // Threads waiting for this GIL at the window's end (Waiting rows).
+  // The program's threads (not gilstat's) waiting for this GIL at the window's end.
   uint32_t waiting_now = 0;
   DurationStats wait_ns;
   DurationStats hold_ns;
