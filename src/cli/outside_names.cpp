@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common/error.hpp"
+#include "common/pid_namespace.hpp"
 #include "common/procfs.hpp"
 #include "pyruntime/runtime_reader.hpp"
 #include "pyruntime/thread_gil_state.hpp"
@@ -16,6 +17,15 @@ namespace {
 // The GIL's exact acquisition count as the probe keeps it (GilSlot).
 uint64_t acquisitions(const proto::ShmRegion& region, uint32_t i) {
   return region.header().gils[i].acquisitions.load(std::memory_order_acquire);
+}
+
+// The id the probe reports for host thread `tid` (they differ when the
+// target is in another PID namespace: the kernel's NSpid line says), 0 when
+// unknown.
+pid_t probe_tid(pid_t pid, pid_t tid) {
+  const auto status = procfs::read(pid, fmt::format("task/{}/status", tid));
+  const auto ids = status ? parse_nspid(*status) : std::nullopt;
+  return ids && ids->ours == tid ? ids->inner : 0;
 }
 
 // Tells `capture` which threads held or waited for each armed GIL at the
@@ -44,11 +54,13 @@ void note_state_at_arm(const attach::PreflightResult& target, const proto::ShmRe
           initial_holder != 0 && g.last_holder.value() == initial_holder) {
         for (const pyruntime::PyThread& t : snap.threads)
           if (t.tstate.value() == initial_holder && t.tid > 0)
-            capture.set_state_at_arm(i, static_cast<uint32_t>(t.tid), report::kArmHolds);
+            if (const pid_t tid = probe_tid(target.pid, t.tid))
+              capture.set_state_at_arm(i, static_cast<uint32_t>(tid), report::kArmHolds);
       }
       for (const pyruntime::ThreadGilState& st : states)
         if (st.role == pyruntime::GilRole::kWaits && st.gil == k && st.tid > 0)
-          capture.set_state_at_arm(i, static_cast<uint32_t>(st.tid), report::kArmWaits);
+          if (const pid_t tid = probe_tid(target.pid, st.tid))
+            capture.set_state_at_arm(i, static_cast<uint32_t>(tid), report::kArmWaits);
     }
   }
 }
