@@ -3,7 +3,9 @@ when gilstat attaches holds it from the attach on, in `top` and in `record --pid
 the one thread waiting for it waits from the attach on (workloads/native_hog.py: `hog`
 in _gilstat_demo.hold_for, GIL held; `sleeper` wakes from time.sleep into take_gil).
 
-One target serves both commands, one after the other, inside one hold.
+One target serves top, dump and record, one after the other, inside one hold; the
+program's output afterwards says its sleepers slept their full time and its socket read
+got its bytes (nothing was changed).
 """
 import json
 import os
@@ -45,6 +47,19 @@ def test_a_hold_running_at_the_attach_counts_from_it(heavy, gilstat, demo_dir, t
             gil = frame["gils"][0]
             assert gil["holder_tid"] == hog and gil["holder_since_attach"] is True, frame
             assert "5 s" not in json.dumps(frame["since_attach"]["findings"]), frame
+        # A snapshot meanwhile: the holder, and the idle threads asleep in a
+        # threading lock, which records no owner.
+        dump = gilstat("dump", "--pid", target.pid, "--json")
+        assert dump.returncode == 0, dump.describe()
+        d = json.loads(dump.stdout.decode())
+        threads = {t["tid"]: t for t in d["threads"]}
+        assert threads[hog]["gil_state"] == "holds", threads[hog]
+        assert threads[hog]["native_stack"], threads[hog]
+        idle = threads[int(tids["idle-0"])]
+        assert idle["gil_state"] == "neither" and idle["python_stack"], idle
+        assert idle["lock"] and idle["lock"]["kind"] == "Python lock", idle
+        assert idle["lock"]["owner_tid"] is None, idle
+        assert threads[int(tids["receiver"])]["lock"] is None, threads[int(tids["receiver"])]
         path = tmp_path / "hold.gst"
         rec = gilstat("record", "--pid", target.pid, "-o", path, "--duration", str(WINDOW_S))
         assert rec.returncode == 0, rec.describe()
