@@ -19,6 +19,7 @@
 #include "attach/preflight.hpp"
 #include "attach/remote_memory.hpp"
 #include "cli/commands.hpp"
+#include "cli/dump_locks.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
@@ -45,7 +46,7 @@ struct DumpThread {
   pid_t tid = 0;
   const pyruntime::PyThread* python = nullptr;  // nullptr: no Python thread state
   pyruntime::ThreadGilState gil;
-  std::string comm;  // the kernel's thread name (the target can write it)
+  std::string comm;                           // the kernel's thread name (the target can write it)
   std::optional<attach::NativeStack> native;  // absent with --no-stop
   std::vector<std::string> native_frames;     // symbolised, innermost first
 };
@@ -57,7 +58,34 @@ struct Dump {
   double read_ms = 0;
   bool stopped = false;
   double stopped_ms = 0;  // the longest any thread was kept from running
+  std::vector<LockWait> locks;
+  std::vector<Verdict> verdicts;
 };
+
+std::string thread_label(const DumpThread& t);
+
+// The locks the threads sleep on (read after the stop: a thread blocked in
+// one stays blocked) and the verdict on each GIL held while others wait.
+void follow_and_judge(Dump& d, const attach::RemoteMemory& memory) {
+  std::vector<LockThread> threads;
+  for (const DumpThread& t : d.threads)
+    threads.push_back({t.tid, thread_label(t), t.gil.role, t.gil.gil, t.native_frames});
+  d.locks = follow_locks(d.target.pid, memory, threads);
+  d.verdicts = judge(threads, d.locks);
+}
+
+const LockWait* lock_of(const Dump& d, pid_t tid) {
+  for (const LockWait& w : d.locks)
+    if (w.tid == tid) return &w;
+  return nullptr;
+}
+
+std::string owner_text(const Dump& d, const LockWait& w) {
+  if (!w.owner) return "owner unknown";
+  for (const DumpThread& t : d.threads)
+    if (t.tid == *w.owner) return fmt::format("owned by {} (tid {})", thread_label(t), t.tid);
+  return fmt::format("owned by tid {}", *w.owner);
+}
 
 // Python threads first (in the interpreter's order), then the others by tid.
 Dump take_dump(pid_t pid, bool stop) {
@@ -84,19 +112,18 @@ Dump take_dump(pid_t pid, bool stop) {
     unwinder = std::make_unique<attach::StackUnwinder>(*maps, memory);
     unwinder->prepare();
   }
-  pyruntime::PySnapshot before = pyruntime::read_runtime(memory, pid, d.target.py_runtime,
-                                                         d.target.version_hex);
+  pyruntime::PySnapshot before =
+      pyruntime::read_runtime(memory, pid, d.target.py_runtime, d.target.version_hex);
   const auto early_states = pyruntime::gil_states(pid, tids, before);
   if (stop) {
     stopped.emplace(pid, tids, kStopTimeout);
     d.stopped = true;
   }
-  d.snapshot = stop ? pyruntime::read_runtime(memory, pid, d.target.py_runtime,
-                                              d.target.version_hex)
-                    : std::move(before);
+  d.snapshot = stop
+                   ? pyruntime::read_runtime(memory, pid, d.target.py_runtime, d.target.version_hex)
+                   : std::move(before);
   if (stop) {
-    for (pid_t tid : tids)
-      natives[tid] = attach::unwind_stopped(*stopped, tid, *unwinder, 128);
+    for (pid_t tid : tids) natives[tid] = attach::unwind_stopped(*stopped, tid, *unwinder, 128);
     stopped->resume_all();
     for (pid_t tid : tids) {
       natives[tid].stopped = stopped->stopped_for(tid);
@@ -120,11 +147,11 @@ Dump take_dump(pid_t pid, bool stop) {
     t.gil = states[i];
     if (t.gil.role != GilRole::kHolds)
       for (size_t k = 0; k < tids.size(); ++k)
-        if (tids[k] == t.tid && early_states[k].role == GilRole::kWaits)
-          t.gil = early_states[k];
+        if (tids[k] == t.tid && early_states[k].role == GilRole::kWaits) t.gil = early_states[k];
     if (auto n = natives.find(t.tid); n != natives.end()) {
       t.native = n->second;
-      for (const auto& f : n->second.frames) t.native_frames.push_back(symbolizer.locate(pid, f).to_string());
+      for (const auto& f : n->second.frames)
+        t.native_frames.push_back(symbolizer.locate(pid, f).to_string());
     }
     for (const auto& py : d.snapshot.threads)
       if (py.tid == t.tid) t.python = &py;
@@ -132,6 +159,7 @@ Dump take_dump(pid_t pid, bool stop) {
     if (comm) t.comm = comm->substr(0, comm->find('\n')).substr(0, 64);
     d.threads.push_back(std::move(t));
   }
+  follow_and_judge(d, memory);
   return d;
 }
 
@@ -189,6 +217,7 @@ void print_text(const Dump& d) {
       d.stopped ? fmt::format(", threads stopped together for at most {:.1f} ms", d.stopped_ms)
                 : " without stopping the target");
   for (size_t i = 0; i < d.snapshot.gils.size(); ++i) std::cout << gil_line(d, i) << "\n";
+  for (const Verdict& v : d.verdicts) std::cout << v.text << "\n";
   for (const DumpThread& t : d.threads) {
     std::string role = pyruntime::gil_role_name(t.gil.role);
     if (t.gil.role == GilRole::kHolds) role = "holds the GIL";
@@ -196,6 +225,9 @@ void print_text(const Dump& d) {
     std::cout << fmt::format("\nThread {} \"{}\"{}: {}{}\n", t.tid, thread_label(t),
                              t.python ? "" : " (no Python thread state)", role,
                              t.gil.syscall.empty() ? "" : " [" + t.gil.syscall + "]");
+    if (const LockWait* w = lock_of(d, t.tid))
+      std::cout << fmt::format("  waits for {} 0x{:x}, {}\n", w->kind, w->address,
+                               owner_text(d, *w));
     if (t.python) {
       std::cout << "  Python:\n";
       for (const auto& f : t.python->stack)
@@ -257,7 +289,14 @@ void print_json(const Dump& d) {
                        jstr(f.function), jstr(f.file), f.line ? std::to_string(f.line) : "null");
       }
     }
-    fmt::format_to(out, "], \"stack_truncated\": {}, \"stack_error\": {}, \"native_stack\": ",
+    const LockWait* w = lock_of(d, t.tid);
+    if (w)
+      fmt::format_to(out,
+                     "], \"lock\": {{\"address\": \"0x{:x}\", \"kind\": {}, \"owner_tid\": {}}}",
+                     w->address, jstr(w->kind), w->owner ? std::to_string(*w->owner) : "null");
+    else
+      fmt::format_to(out, "], \"lock\": null");
+    fmt::format_to(out, ", \"stack_truncated\": {}, \"stack_error\": {}, \"native_stack\": ",
                    py && py->stack_truncated,
                    py && !py->stack_error.empty() ? jstr(py->stack_error) : "null");
     if (!t.native) {
@@ -269,6 +308,16 @@ void print_json(const Dump& d) {
       fmt::format_to(out, "{}{}", k ? ", " : "", jstr(t.native_frames[k]));
     fmt::format_to(out, "], \"native_incomplete\": {}}}",
                    t.native->why_incomplete.empty() ? "null" : jstr(t.native->why_incomplete));
+  }
+  fmt::format_to(out, "],\n \"verdicts\": [");
+  for (size_t i = 0; i < d.verdicts.size(); ++i) {
+    const Verdict& v = d.verdicts[i];
+    fmt::format_to(out,
+                   "{}{{\"gil\": {}, \"kind\": {}, \"holder_tid\": {}, \"other_tid\": {}, "
+                   "\"lock\": {}, \"text\": {}}}",
+                   i ? ", " : "", v.gil ? std::to_string(*v.gil) : "null", jstr(v.kind), v.holder,
+                   v.other ? std::to_string(v.other) : "null",
+                   v.lock ? fmt::format("\"0x{:x}\"", v.lock) : "null", jstr(v.text));
   }
   fmt::format_to(out, "],\n \"problems\": [");
   for (size_t i = 0; i < d.snapshot.problems.size(); ++i)

@@ -9,8 +9,9 @@
 namespace gilstat::cli {
 
 // Reads the target's thread states (memory only, pyruntime) and hands the
-// names to `capture`.  Best effort: a target whose runtime cannot be read
-// keeps the probe's names alone, and says so on stderr.
+// names to `capture`, with the threads that held or waited for a GIL when
+// the probe armed it (their time counts from the arm).  Best effort: a target whose runtime cannot
+// be read keeps the probe's names alone, and says so on stderr.
 void name_threads_from_outside(const attach::PreflightResult& target, Capture& capture);
 
 }  // namespace gilstat::cli

@@ -21,6 +21,7 @@
 #include "cli/profile_sampler.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
+#include "report/utf8.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -38,6 +39,22 @@ struct RecordOptions {
 std::string status_line(const LiveStatus& s) {
   return fmt::format("gilstat: recording  {:7.1f} s  {:>10} events  {:>6} drops  {:>8.1f} KiB",
                      s.elapsed_s, s.events, s.drops, s.bytes / 1024.0);
+}
+
+// The holders of the report so far, for the status line: a hold that is
+// still running (since before the attach, say) counts up to now.
+std::string holders_text(const report::Report& r) {
+  std::string out;
+  for (const auto& g : r.gils) {
+    if (!g.holder_tid) continue;
+    std::string name = fmt::format("native-{}", g.holder_tid);
+    for (const auto& t : r.threads)
+      if (t.tid == g.holder_tid && t.gil == g.id && !t.name.empty()) name = t.name;
+    out +=
+        fmt::format("  GIL {} held by {} for {:.1f} s{}", g.id, report::printable(name),
+                    g.holder_for_ns / 1e9, g.holder_since_attach ? " (since before attach)" : "");
+  }
+  return out;
 }
 
 void print_saved(const std::string& path, const LiveStatus& s) {
@@ -60,22 +77,31 @@ int record_pid(const RecordOptions& opts) {
   HogWatcher hogs(session.target(), session.clock(), parse_hog_threshold(opts.hog_threshold));
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
+  ClockCalibration calibration(session.clock());
+  uint64_t ticks = 0;
+  std::string holders;
   auto status = [&] {
     return LiveStatus{(monotonic_ns() - started) / 1e9, capture.events(),
                       capture.drops() + capture.drops_no_ring(), writer.bytes()};
   };
-  const bool exited = record_attached(session, capture, [&] {
-                        profile.flush(session.region(), writer);
-                        hogs.tick(session.region(), profile, writer);
-                        if (stop_requested()) return false;
-                        if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9)
-                          return false;
-                        if (tty && monotonic_ns() >= next_tick) {
-                          next_tick += 100'000'000;
-                          std::cerr << "\r" << status_line(status()) << std::flush;
-                        }
-                        return true;
-                      }).exited;
+  const bool exited =
+      record_attached(session, capture, [&] {
+        profile.flush(session.region(), writer);
+        hogs.tick(session.region(), profile, writer);
+        if (stop_requested()) return false;
+        if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9) return false;
+        if (tty && monotonic_ns() >= next_tick) {
+          // The holder needs a report: once a second, not every tick.
+          if (ticks++ % 10 == 0) {
+            calibration.sample();
+            holders = holders_text(
+                capture.snapshot(read_clock(session.clock()), calibration.ns_per_tick(), {}));
+          }
+          next_tick += 100'000'000;
+          std::cerr << "\r" << status_line(status()) << holders << "\033[K" << std::flush;
+        }
+        return true;
+      }).exited;
   writer.close();
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);

@@ -76,6 +76,11 @@ std::unordered_map<uint32_t, ThreadFate> thread_fates(int pid, const report::Rep
   return fates;
 }
 
+// "holding" / "waiting" when the thread's time counts from the arm, else null.
+std::string at_attach_json(const report::ThreadReport& t) {
+  return t.at_attach.empty() ? "null" : report::json_string(t.at_attach);
+}
+
 std::string render_interval_json(const report::Report& now, const std::vector<GilDelta>& gils,
                                  const std::vector<ThreadDelta>& threads, double interval_s) {
   std::ostringstream out;
@@ -87,22 +92,24 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
     const auto& g = gils[i];
     out << fmt::format(
         "{}{{\"id\": {}, \"utilization\": {:.6f}, \"acquisitions\": {}, \"switches\": {}, "
-        "\"forced_switch_requests\": {}, \"holder_tid\": {}, \"holder_for_s\": {:.9f}}}",
+        "\"forced_switch_requests\": {}, \"holder_tid\": {}, \"holder_for_s\": {:.9f}, "
+        "\"holder_since_attach\": {}, \"waiting_now\": {}}}",
         i ? ", " : "", g.now->id, g.hold_ns / (interval_s * 1e9), g.acquisitions, g.switches,
-        g.requests, g.now->holder_tid, g.now->holder_for_ns / 1e9);
+        g.requests, g.now->holder_tid, g.now->holder_for_ns / 1e9, g.now->holder_since_attach,
+        g.now->waiting_now);
   }
   out << "], \"threads\": [";
   for (size_t i = 0; i < threads.size(); ++i) {
     const auto& t = threads[i];
     out << fmt::format(
         "{}{{\"tid\": {}, \"host_tid\": {}, \"name\": {}, \"own\": {}, \"gil\": {}, "
-        "\"held_s\": {:.9f}, \"wait_s\": {:.9f}, \"acquisitions\": {}}}",
+        "\"held_s\": {:.9f}, \"wait_s\": {:.9f}, \"acquisitions\": {}, \"at_attach\": {}}}",
         i ? ", " : "", t.now->tid,
-        !now.host_pid ? std::to_string(t.now->tid)
+        !now.host_pid     ? std::to_string(t.now->tid)
         : t.now->host_tid ? std::to_string(t.now->host_tid)
                           : "null",
-        report::json_string(t.now->name), t.now->own, t.now->gil,
-        t.held_ns / 1e9, t.wait_ns / 1e9, t.acquisitions);
+        report::json_string(t.now->name), t.now->own, t.now->gil, t.held_ns / 1e9, t.wait_ns / 1e9,
+        t.acquisitions, at_attach_json(*t.now));
   }
   std::ostringstream total;
   report::render_json(now, total);

@@ -1,7 +1,5 @@
 #include "cli/top_view.hpp"
 
-#include "report/host_ids.hpp"
-
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include "report/groups.hpp"
 #include "report/host_ids.hpp"
 #include "report/render_text.hpp"
+#include "report/stuck_hint.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::cli {
@@ -58,13 +57,20 @@ std::vector<ThreadDelta> thread_deltas(const report::Report& prev, const report:
   return out;
 }
 
+// A GIL's held time since attach: its utilisation is the exact figure (the
+// probe's totals, holds still running and holds since before the attach
+// included), the hold histogram only counts holds seen to complete.
+double held_since_attach_ns(const report::Report& r, const report::GilReport& g) {
+  return g.utilization * r.duration_s * 1e9;
+}
+
 std::vector<GilDelta> gil_deltas(const report::Report& prev, const report::Report& now) {
   std::vector<GilDelta> out;
   for (const auto& g : now.gils) {
     const report::GilReport* p = nullptr;
     for (const auto& q : prev.gils)
       if (q.id == g.id) p = &q;
-    out.push_back({&g, double(g.hold_ns.total) - (p ? double(p->hold_ns.total) : 0),
+    out.push_back({&g, held_since_attach_ns(now, g) - (p ? held_since_attach_ns(prev, *p) : 0),
                    g.acquisitions - (p ? p->acquisitions : 0), g.switches - (p ? p->switches : 0),
                    g.forced_switch_requests - (p ? p->forced_switch_requests : 0)});
   }
@@ -226,8 +232,9 @@ std::string holder_text(const report::Report& now, const report::GilReport& g) {
   std::string name = fmt::format("native-{}", g.holder_tid);
   for (const auto& t : now.threads)
     if (t.tid == g.holder_tid && t.gil == g.id) name = report::printable(t.name);
-  return fmt::format("held by {} for {}", name,
-                     report::format_duration(report::saturating_ns(g.holder_for_ns)));
+  return fmt::format("held by {} for {}{}", name,
+                     report::format_duration(report::saturating_ns(g.holder_for_ns)),
+                     g.holder_since_attach ? " (since before attach)" : "");
 }
 
 // A GIL's header: what must stay visible first, then what fits of the rest.
@@ -255,6 +262,7 @@ std::vector<std::string> gil_header(const TopInterval& in, const GilDelta& g,
     line += "  " + e;
   }
   std::vector<std::string> lines = {line};
+  if (auto hint = report::stuck_hint(*in.now, *g.now)) lines.push_back("  " + *hint);
   // Free-threaded builds: zero rates are no news while the GIL is off.
   if (!g.now->enabled_changes.empty() && g.now->enabled_changes.back().enabled == 0)
     lines.push_back(fmt::format("  GIL {} is disabled (free-threaded build)", g.now->id));
@@ -318,7 +326,8 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
   size_t natural = report::text_columns("THREAD"), needed = natural;
   for (size_t i = 0; i < fit; ++i) {
     natural = std::max(natural, report::text_columns(rows[i].title()));
-    const size_t suffix = report::text_columns(rows[i].title()) - report::text_columns(rows[i].label);
+    const size_t suffix =
+        report::text_columns(rows[i].title()) - report::text_columns(rows[i].label);
     needed = std::max(needed, std::min<size_t>(report::min_name_width(rows[i].label) + suffix, 40));
   }
   for (const auto& e : exited) natural = std::max(natural, report::text_columns(e.title()));

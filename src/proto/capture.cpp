@@ -164,6 +164,10 @@ void Capture::add_outside_names(const std::vector<std::pair<pid_t, std::string>>
   }
 }
 
+void Capture::set_state_at_arm(uint32_t gil, uint32_t tid, uint8_t role) {
+  if (at_arm_.size() < kMaxArmStates) at_arm_[{gil, tid}] = role;
+}
+
 void Capture::describe(uint64_t window_end, const std::string& command, RecMeta* meta,
                        std::vector<RecGil>* gils) const {
   if (!region_.corrupt()) {
@@ -212,7 +216,12 @@ void Capture::describe_live(uint64_t window_end, const std::string& command, Rec
     for (int64_t id : s.interp_ids)
       if (id >= 0) g.interp_ids.push_back(id);
     // A time of arming after the window's end cannot be right: ignored.
-    if (s.arm_ts <= window_end) meta->window_start = std::min(meta->window_start, s.arm_ts);
+    if (s.arm_ts <= window_end) {
+      meta->window_start = std::min(meta->window_start, s.arm_ts);
+      g.arm_ts = s.arm_ts;
+    }
+    for (const auto& [key, role] : at_arm_)
+      if (key.first == i) g.at_arm.emplace_back(key.second, role);
     gils->push_back(g);
   }
 }
@@ -318,7 +327,7 @@ report::Report build_report(const report::Aggregator& aggregator, const RecMeta&
   for (const auto& g : gils)
     infos.push_back({g.index, g.address, g.initial_switch_number, g.final_switch_number,
                      g.initial_holder, g.interp_ids, g.counters, g.acquisitions, g.switches,
-                     g.drop_requests});
+                     g.drop_requests, g.arm_ts, g.at_arm});
   return aggregator.finish(info, infos, live);
 }
 

@@ -33,6 +33,11 @@ class Capture {
   // from the same Thread._name, so they agree unless the program renamed
   // the thread in between).
   void add_outside_names(const std::vector<std::pair<pid_t, std::string>>& names);
+  // A thread seen from outside holding (report::kArmHolds) or waiting for
+  // (kArmWaits) GIL `gil` at the probe's arm, told by whoever checked that
+  // it still did after the arm (cli/outside_names): its time counts from
+  // the arm until its first event.
+  void set_state_at_arm(uint32_t gil, uint32_t tid, uint8_t role);
   // Drains events and picks up new thread names.  Returns events drained.
   // Throws RegionCorrupt when the region cannot be right: the caller
   // ends the session, and finish() still closes what was recorded.
@@ -49,6 +54,7 @@ class Capture {
   // a full ring drops events (the totals stay exact).
   int pause_ms() const;
   uint64_t events() const { return events_; }
+  const ShmRegion& region() const { return region_; }
   uint64_t drops() const { return drops_; }
   // Events lost because every ring was in use (the last value read while the
   // region was sound).
@@ -86,6 +92,7 @@ class Capture {
   int polls_ = 0;
   bool meta_written_ = false;
   std::map<uint32_t, RecGil> written_gils_;
+  std::map<std::pair<uint32_t, uint32_t>, uint8_t> at_arm_;  // (gil, tid) -> role
   // The header as last read while the region was sound.
   mutable RecMeta last_meta_;
   mutable std::vector<RecGil> last_gils_;

@@ -46,6 +46,9 @@
 //            | v initial_holder | v n | s interp_id * n   (when it appears / at end)
 //            [| v flags (1: the probe's counters follow) | v acquisitions
 //            | v switches | v drop_requests]
+//            [| v arm_ts | v n | (v tid | v role) * n]   (when the probe armed
+//            it, raw clock; the threads seen from outside holding (role 1) or
+//            waiting (2) at that moment: their time counts from arm_ts)
 //   6 End    v window_end | f64 ns_per_tick | v drops_no_ring   (last record)
 //            [| v flags (1: the Totals records cover every thread of the window)]
 //   7 Clock  v raw | v monotonic_ns | v drops_no_ring  (with every timed flush:
@@ -120,6 +123,9 @@ enum class RecordType : uint8_t {
   Module = 13,
 };
 
+// At most this many threads held or waited at a GIL's arm (Gil record).
+inline constexpr uint64_t kMaxArmStates = 256;
+
 // At most this many (tid, host tid) pairs per HostIds record.
 inline constexpr uint64_t kMaxHostIdPairs = 1u << 16;
 using TidPair = std::pair<uint32_t, uint32_t>;  // (tid as the probe saw it, host tid)
@@ -153,6 +159,10 @@ struct RecGil {
   uint64_t acquisitions = 0;
   uint64_t switches = 0;
   uint64_t drop_requests = 0;
+  // When the probe armed it (0: unknown) and who held (role 1) or waited
+  // for it (2) at that moment, as seen from outside.
+  uint64_t arm_ts = 0;
+  std::vector<std::pair<uint32_t, uint8_t>> at_arm = {};
   bool operator==(const RecGil&) const = default;
 };
 

@@ -225,6 +225,16 @@ bool parse_record(RecordType type, ByteCursor c, RecordingVisitor& v, ReadResult
         g.drop_requests = c.varint();
         if (!c.ok()) return false;
       }
+      if (!c.at_end()) {  // appended: the state at the arm
+        g.arm_ts = c.varint();
+        const uint64_t m = c.varint_max(kMaxArmStates);
+        for (uint64_t i = 0; i < m && c.ok(); ++i) {
+          const auto tid = static_cast<uint32_t>(c.varint_max(UINT32_MAX));
+          const auto role = static_cast<uint8_t>(c.varint_max(2));
+          g.at_arm.emplace_back(tid, role);
+        }
+        if (!c.ok()) return false;
+      }
       v.on_gil(g);
       return true;
     }

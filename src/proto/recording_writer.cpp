@@ -188,6 +188,13 @@ void RecordingWriter::gil(const RecGil& g) {
   body_.varint(g.acquisitions);
   body_.varint(g.switches);
   body_.varint(g.drop_requests);
+  body_.varint(g.arm_ts);
+  const size_t m = std::min<size_t>(g.at_arm.size(), kMaxArmStates);
+  body_.varint(m);
+  for (size_t i = 0; i < m; ++i) {
+    body_.varint(g.at_arm[i].first);
+    body_.varint(g.at_arm[i].second);
+  }
   begin_record(RecordType::Gil, body_);
 }
 

@@ -96,7 +96,40 @@ void add_totals(std::unordered_map<uint64_t, ExactTotals>& totals, const ExactTo
   accumulate(it->second, t);
 }
 
+// Adds the stretch from the arm to a thread's first state change (or to
+// the window's end) to the probe's totals, which start at that change.
+void add_arm_stretch(ExactTotals& e, const ThreadTimeline::ArmStretch& a) {
+  using State = ThreadTimeline::State;
+  if (a.state == State::None || a.d == 0) return;
+  uint64_t& bucket = a.state == State::Holding   ? e.held
+                     : a.state == State::Waiting ? e.wait
+                                                 : e.released;
+  bucket = sat_add(bucket, a.d);
+  e.lifetime = sat_add(e.lifetime, a.d);
+}
+
 }  // namespace
+
+std::map<uint64_t, ThreadTimeline> Aggregator::declared_at_arm(
+    const std::vector<GilInfo>& gils) const {
+  std::map<uint64_t, ThreadTimeline> out;
+  for (const GilInfo& g : gils) {
+    if (g.index >= proto::kMaxGils || g.arm_ts == 0) continue;
+    bool holder_seen = false;  // one holder per GIL, whatever a recording claims
+    for (const auto& [tid, role] : g.at_arm) {
+      if (out.size() >= proto::kMaxGils * size_t{64}) break;  // a hostile recording's claims
+      if ((role != kArmHolds && role != kArmWaits) || (role == kArmHolds && holder_seen)) continue;
+      holder_seen |= role == kArmHolds;
+      const uint64_t k = key(tid, static_cast<uint8_t>(g.index));
+      auto it = timelines_.find(k);
+      ThreadTimeline tl = it != timelines_.end() ? it->second : ThreadTimeline(window_);
+      tl.declare_at_arm(role == kArmHolds ? ThreadTimeline::State::Holding
+                                          : ThreadTimeline::State::Waiting);
+      out.insert_or_assign(k, std::move(tl));
+    }
+  }
+  return out;
+}
 
 Aggregator::GilEntry& Aggregator::find_gil_entry(uint8_t gil) {
   auto it = gils_.find(gil);
@@ -204,12 +237,23 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     totals = totals_;
     for (const ExactTotals& t : live) add_totals(totals, t, max_threads_);
   }
-  // Rows: every (thread, GIL) with events, and those whose events were all
-  // lost but whose totals are known.
+  // Rows: every (thread, GIL) with events, those whose events were all
+  // lost but whose totals are known, and the threads known to hold or wait
+  // at the arm (copies of their timelines, told so).
   std::map<uint64_t, const ThreadTimeline*> keys;
   for (const auto& [k, timeline] : timelines_) keys.emplace(k, &timeline);
+  const std::map<uint64_t, ThreadTimeline> declared = declared_at_arm(gil_infos);
+  for (const auto& [k, timeline] : declared)
+    if (keys.size() < max_threads_ || keys.contains(k)) keys[k] = &timeline;
   for (const auto& [k, t] : totals)
     if (keys.size() < max_threads_ || keys.contains(k)) keys.emplace(k, nullptr);
+  auto arm_ts = [&](uint32_t gil) -> uint64_t {
+    auto it = ids.find(gil);
+    return it != ids.end() && it->second ? it->second->arm_ts : 0;
+  };
+  std::map<uint32_t, uint32_t> waiting_now;  // by GIL
+  std::map<uint32_t, Histogram> arm_holds;   // holds since before the arm, by GIL
+  std::map<uint32_t, std::pair<uint32_t, uint64_t>> declared_hold;  // GIL -> (tid, arm_ts)
 
   // Per (thread, GIL) rows; their wait histograms also make the GIL's.
   std::map<uint32_t, Histogram> gil_waits;
@@ -217,10 +261,15 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   std::map<uint32_t, uint64_t> holding;   // Σ holds, from exact totals
   std::map<uint32_t, uint64_t> handoffs;  // Σ forced hand-offs, from exact totals
   for (const auto& [k, timeline] : keys) {
-    ThreadTimes t = timeline ? timeline->finish(info.window_end) : ThreadTimes{};
+    const auto gil = static_cast<uint32_t>(k & 0xff);
+    const uint64_t armed = arm_ts(gil);
+    ThreadTimes t = timeline ? timeline->finish(info.window_end, armed) : ThreadTimes{};
+    const ThreadTimeline::ArmStretch arm =
+        timeline ? timeline->at_arm(armed, info.window_end) : ThreadTimeline::ArmStretch{};
     const auto exact_row = totals.find(k);
     if (exact_row != totals.end()) {
-      const ExactTotals& e = exact_row->second;
+      ExactTotals e = exact_row->second;
+      add_arm_stretch(e, arm);
       t.lifetime = e.lifetime;
       t.held = e.held;
       t.wait = e.wait;
@@ -232,10 +281,23 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (!window_.whole() && !t.in_window) continue;
     ThreadReport row;
     row.tid = static_cast<uint32_t>(k >> 8);
-    row.gil = static_cast<uint32_t>(k & 0xff);
+    row.gil = gil;
+    if (arm.state == ThreadTimeline::State::Holding) {
+      row.at_attach = "holding";
+      if (arm.d) arm_holds[gil].add(arm.d);  // the stream saw no Acquire for it
+    }
+    if (arm.state == ThreadTimeline::State::Waiting) row.at_attach = "waiting";
+    if (timeline && timeline->only_declared() && arm.state == ThreadTimeline::State::Holding)
+      declared_hold[gil] = {row.tid, armed};
     row.own = own_threads_.contains(row.tid) ||
               (exact_row != totals.end() && (exact_row->second.ring_flags & proto::kRingOwnThread));
-    if (exact_row != totals.end()) {
+    if (!row.own && timeline &&
+        (timeline->state() == ThreadTimeline::State::Waiting ||
+         (timeline->only_declared() && arm.state == ThreadTimeline::State::Waiting)))
+      ++waiting_now[gil];
+    // A thread known only from outside (no event, no ring yet) holds from
+    // the arm: its time is exact too.
+    if (exact_row != totals.end() || arm.state != ThreadTimeline::State::None) {
       holding[row.gil] = sat_add(holding[row.gil], t.held);
       handoffs[row.gil] = sat_add(handoffs[row.gil], t.forced_handoffs);
     }
@@ -282,6 +344,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       enabled_history(it->second.enabled, info.window_start, info.window_end, f, &out);
       out.enabled_changes_lost = it->second.enabled_lost;
     }
+    t.hold_hist.merge(arm_holds[id]);  // holds running at the arm: no Acquire in the stream
     if (g) {
       out.address = g->address;
       out.interpreters = g->interp_ids;
@@ -306,7 +369,15 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       out.holder_for_ns = info.window_end > t.open_hold_since
                               ? static_cast<double>(info.window_end - t.open_hold_since) * f
                               : 0.0;
+    } else if (auto d = declared_hold.find(id); d != declared_hold.end()) {
+      // Holding since the arm, not released since (a release is an event).
+      out.holder_tid = d->second.first;
+      out.holder_since_attach = true;
+      out.holder_for_ns = info.window_end > d->second.second
+                              ? static_cast<double>(info.window_end - d->second.second) * f
+                              : 0.0;
     }
+    out.waiting_now = waiting_now[id];
     const uint64_t held = exact ? holding[id] : t.hold_hist.total();
     out.utilization = window ? static_cast<double>(held) / static_cast<double>(window) : 0.0;
     const Histogram& waits = gil_waits[id];

@@ -52,7 +52,15 @@ struct GilInfo {
   uint64_t acquisitions = 0;
   uint64_t switches = 0;
   uint64_t drop_requests = 0;
+  // When the probe armed this GIL (raw clock units; 0: unknown), and the
+  // threads known from outside to hold it (1) or wait for it (2) then.
+  uint64_t arm_ts = 0;
+  std::vector<std::pair<uint32_t, uint8_t>> at_arm = {};
 };
+
+// GilInfo::at_arm roles.
+inline constexpr uint8_t kArmHolds = 1;
+inline constexpr uint8_t kArmWaits = 2;
 
 class Aggregator {
  public:
@@ -112,6 +120,9 @@ class Aggregator {
     return k == cache_.key ? cache_.timeline : find_timeline(k);
   }
   ThreadTimeline* find_timeline(uint64_t k);
+  // Copies of the timelines of the threads GilInfo::at_arm names (new ones
+  // for threads without events), told their state at the arm.
+  std::map<uint64_t, ThreadTimeline> declared_at_arm(const std::vector<GilInfo>& gils) const;
 
   size_t reorder_limit_;
   TimeWindow window_;

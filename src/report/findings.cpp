@@ -9,6 +9,7 @@
 
 #include "report/groups.hpp"
 #include "report/render_text.hpp"
+#include "report/stuck_hint.hpp"
 
 namespace gilstat::report {
 namespace {
@@ -97,6 +98,24 @@ void starved_rows(const std::vector<const TableRow*>& starved, const TableRow* t
 
 }  // namespace
 
+// Threads met mid-hold or mid-wait: their rows count from the arm.
+static void since_before_attach(const Report& r, std::vector<Finding>& out) {
+  size_t n = 0;
+  for (const ThreadReport& t : r.threads) {
+    if (t.at_attach.empty()) continue;
+    if (++n > kMaxThreadFindings) continue;
+    out.push_back(
+        {"since_before_attach", "info",
+         fmt::format("{} (tid {}) was already {} GIL {} when gilstat attached (since before "
+                     "attach): its {} time counts from the attach, the stretch began earlier.",
+                     t.name, t.tid, t.at_attach == "holding" ? "holding" : "waiting for", t.gil,
+                     t.at_attach == "holding" ? "held" : "wait")});
+  }
+  if (n > kMaxThreadFindings)
+    out.push_back({"since_before_attach", "info",
+                   fmt::format("… and {} more threads like these.", n - kMaxThreadFindings)});
+}
+
 std::vector<Finding> find_findings(const Report& r) {
   std::vector<Finding> out;
   const double window_ns = r.duration_s * 1e9;
@@ -111,6 +130,9 @@ std::vector<Finding> find_findings(const Report& r) {
                    fmt::format("{} damaged part(s) of the file were skipped: the events in them "
                                "are missing from every figure.",
                                r.recording.corrupt_chunks)});
+  for (const GilReport& g : r.gils)
+    if (auto hint = stuck_hint(r, g)) out.push_back({"gil_stuck", "warning", *hint + "."});
+  since_before_attach(r, out);
   if (r.untracked_events)
     out.push_back({"too_many_threads", "warning",
                    fmt::format("The recording names more threads than a report tracks; the {} "

@@ -48,6 +48,9 @@ void put_gil(Buf& b, const GilReport& g) {
                  g.switch_number_delta, g.forced_switch_requests);
   fmt::format_to(it, R"("forced_handoffs": {}, "seq_gaps": {}, "seq_stale": {}, "anomalies": {}, )",
                  g.forced_handoffs, g.seq_gaps, g.seq_stale, g.anomalies);
+  fmt::format_to(
+      it, R"("holder_tid": {}, "holder_for_s": {}, "holder_since_attach": {}, "waiting_now": {}, )",
+      g.holder_tid, number(g.holder_for_ns / 1e9), g.holder_since_attach, g.waiting_now);
   put_stats(b, "wait_ns", g.wait_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "hold_ns", g.hold_ns);
@@ -78,6 +81,8 @@ void put_thread(Buf& b, const ThreadReport& t, bool namespaced) {
                  number(t.wait_total_ns / 1e9), number(t.released_ns / 1e9));
   fmt::format_to(it, R"("acquisitions": {}, "forced_handoffs": {}, "drops": {}, "anomalies": {}, )",
                  t.acquisitions, t.forced_handoffs, t.drops, t.anomalies);
+  fmt::format_to(it, R"("at_attach": {}, )",
+                 t.at_attach.empty() ? "null" : json_string(t.at_attach));
   put_stats(b, "wait_ns", t.wait_ns);
   fmt::format_to(it, ", ");
   put_stats(b, "hold_ns", t.hold_ns);

@@ -59,6 +59,12 @@ struct GilReport {
   // it had held it then: a live view's current holder.
   uint32_t holder_tid = 0;
   double holder_for_ns = 0;
+  // The holder has held it since the probe armed (it was holding when
+  // gilstat attached, and has not let go since): holder_for_ns counts from
+  // the arm, its hold began earlier.
+  bool holder_since_attach = false;
+  // The program's threads (not gilstat's) waiting for this GIL at the window's end.
+  uint32_t waiting_now = 0;
   DurationStats wait_ns;
   DurationStats hold_ns;
   DurationStats handoff_ns;
@@ -89,6 +95,10 @@ struct ThreadReport {
   std::string name;
   bool own = false;  // the probe's own thread
   uint32_t gil = 0;
+  // What the thread was doing on this GIL when the probe armed: "holding"
+  // or "waiting" (its time counts from the arm; the stretch began earlier),
+  // "" when its time starts at its first event.
+  std::string at_attach;
   double lifetime_ns = 0;  // first event .. last event (or window end if open)
   double held_ns = 0;
   double wait_total_ns = 0;

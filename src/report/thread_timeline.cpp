@@ -38,7 +38,10 @@ ThreadTimeline::Span ThreadTimeline::add(EventKind kind, uint64_t ts) {
                              kind == EventKind::Release || kind == EventKind::WaitAbort;
   // The lifetime starts with the first event that puts the thread in a state;
   // a stray ForcedHandoff before it has no state to account its time to.
-  if (state_ == State::None && changes_state) first_ts_ = last_ts_ = since_ = ts;
+  if (state_ == State::None && changes_state) {
+    first_ts_ = last_ts_ = since_ = ts;
+    first_kind_ = kind;
+  }
   if (state_ != State::None || changes_state) last_ts_ = std::max(last_ts_, ts);
 
   // The transitions of docs/gil-internals.md, "Reconstruction rules".
@@ -108,7 +111,50 @@ ThreadTimeline::Span ThreadTimeline::open_span(uint64_t window_end) const {
   return {};
 }
 
-ThreadTimes ThreadTimeline::finish(uint64_t window_end) const {
+ThreadTimeline::ArmStretch ThreadTimeline::at_arm(uint64_t arm_ts, uint64_t window_end) const {
+  ArmStretch a;
+  if (arm_ts == 0) return a;
+  if (state_ == State::None) {
+    // No state change yet: what was declared runs on to the window's end.
+    if (declared_ != State::Holding && declared_ != State::Waiting) return a;
+    a.state = declared_;
+    a.end = std::max(window_end, arm_ts);
+  } else {
+    if (first_ts_ <= arm_ts) return a;
+    switch (first_kind_) {
+      case EventKind::Release:
+        a.state = State::Holding;
+        break;
+      case EventKind::Acquire:
+        a.state = State::Waiting;
+        break;
+      case EventKind::WaitAbort:
+        a.state = State::Released;
+        break;
+      default:
+        return a;
+    }
+    a.end = first_ts_;
+  }
+  a.begin = arm_ts;
+  a.d = window_.clip(a.begin, a.end);
+  return a;
+}
+
+ThreadTimes ThreadTimeline::finish(uint64_t window_end, uint64_t arm_ts) const {
+  const ArmStretch arm = at_arm(arm_ts, window_end);
+  if (state_ == State::None) {
+    ThreadTimes t = t_;
+    if (arm.state == State::None) {
+      t.in_window = false;
+      return t;
+    }
+    (arm.state == State::Holding ? t.held : t.wait) += arm.d;
+    if (arm.d) (arm.state == State::Holding ? t.hold_hist : t.wait_hist).add(arm.d);
+    t.lifetime = arm.d;
+    t.in_window = window_.overlaps(arm.begin, arm.end);
+    return t;
+  }
   ThreadTimes t = t_;
   uint64_t end = last_ts_;
   if (state_ == State::Released) {
@@ -119,8 +165,24 @@ ThreadTimes ThreadTimeline::finish(uint64_t window_end) const {
     end = std::max(window_end, last_ts_);
     account(t, state_, end, false);
   }
-  t.in_window = state_ != State::None && window_.overlaps(first_ts_, end);
-  t.lifetime = window_.clip(first_ts_, end);
+  const uint64_t begin = arm.state != State::None ? arm.begin : first_ts_;
+  t.in_window = state_ != State::None && window_.overlaps(begin, end);
+  t.lifetime = window_.clip(begin, end);
+  switch (arm.state) {
+    case State::Holding:
+      t.held += arm.d;
+      if (arm.d) t.hold_hist.add(arm.d);
+      break;
+    case State::Waiting:
+      t.wait += arm.d;
+      if (arm.d) t.wait_hist.add(arm.d);
+      break;
+    case State::Released:
+      t.released += arm.d;
+      break;
+    case State::None:
+      break;
+  }
   return t;
 }
 

@@ -122,6 +122,23 @@ def test_dump_native_stacks(stuck):
     assert target.alive(), target.describe()
 
 
+def test_dump_names_the_deadlock(stuck):
+    """The holder's mutex is followed to its owner, which waits for the GIL."""
+    target, tids, dump = stuck
+    threads = by_tid(dump)
+    lock = threads[tids["holder"]]["lock"]
+    assert lock is not None and lock["kind"] == "pthread mutex", threads[tids["holder"]]
+    assert lock["owner_tid"] == tids["owner"], lock
+    assert threads[tids["owner"]]["lock"] is None, threads[tids["owner"]]
+    deadlocks = [v for v in dump["verdicts"] if v["kind"] == "deadlock"]
+    assert len(deadlocks) == 1, dump["verdicts"]
+    v = deadlocks[0]
+    assert (v["holder_tid"], v["other_tid"], v["gil"]) == (tids["holder"], tids["owner"], 0), v
+    assert v["lock"] == lock["address"], (v, lock)
+    assert "holder (tid %d)" % tids["holder"] in v["text"], v
+    assert "owner (tid %d)" % tids["owner"] in v["text"], v
+
+
 def test_dump_text(stuck, gilstat):
     target, tids, dump = stuck
     result = gilstat("dump", "--pid", target.pid)
@@ -130,6 +147,9 @@ def test_dump_text(stuck, gilstat):
     assert 'Thread %d "holder": holds the GIL' % tids["holder"] in text, text
     assert 'Thread %d "owner": waits for the GIL' % tids["owner"] in text, text
     assert "held by holder (tid %d)" % tids["holder"] in text, text
+    assert re.search(r"^deadlock: holder \(tid %d\) holds the GIL and waits for pthread mutex "
+                     r"0x[0-9a-f]+, which owner \(tid %d\) owns while it waits for the GIL"
+                     % (tids["holder"], tids["owner"]), text, re.M), text
     assert "lock_keeping_the_gil (%s:%d)" % (workload("gil_deadlock.py"),
                                               source_line(HOLD_MARK)) in text, text
 
@@ -142,11 +162,49 @@ def test_record_pid_names_threads_of_a_stuck_process(stuck, gilstat, tmp_path):
     assert result.returncode == 0, result.describe()
     report = gilstat("report", path, "--json")
     assert report.returncode == 0, report.describe()
-    rows = {t["tid"]: t["name"] for t in json.loads(report.stdout.decode())["threads"]}
+    full = json.loads(report.stdout.decode())
+    rows = {t["tid"]: t["name"] for t in full["threads"]}
     assert rows.get(tids["owner"]) == "owner", rows
+    assert rows.get(tids["holder"]) == "holder", rows
     for tid, name in rows.items():
         assert not name.startswith("native-"), rows
+    # Held and waited since before the attach, counted from it, exactly.
+    threads = {t["tid"]: t for t in full["threads"]}
+    holder, owner = threads[tids["holder"]], threads[tids["owner"]]
+    assert holder["at_attach"] == "holding" and owner["at_attach"] == "waiting", (holder, owner)
+    assert holder["held_s"] >= 0.9 * full["duration_s"], (holder, full["duration_s"])
+    assert owner["wait_s"] >= 0.9 * full["duration_s"], (owner, full["duration_s"])
+    for t in (holder, owner):
+        assert t["held_s"] + t["wait_s"] + t["released_s"] == pytest.approx(t["lifetime_s"],
+                                                                            abs=1e-6), t
+    gil = full["gils"][0]
+    assert gil["holder_tid"] == tids["holder"] and gil["holder_since_attach"] is True, gil
+    assert gil["switches"] == gil["switch_number_delta"] == 0, gil
     # Nothing was changed: still alive and still stuck.
+    assert target.alive(), target.describe()
+    after, _ = dump_json(gilstat, target.pid)
+    gil = after["gils"][0]
+    assert gil["holder_tid"] == tids["holder"] and tids["owner"] in gil["waiter_tids"], gil
+
+
+def test_top_json_on_a_stuck_process(stuck, gilstat):
+    """The holder holds and the owner waits in every interval, from the attach on."""
+    target, tids, dump = stuck
+    result = gilstat("top", "--pid", target.pid, "--json", "--interval", "0.3",
+                     "--duration", "0.9")
+    assert result.returncode == 0, result.describe()
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    assert len(lines) >= 2, result.describe()
+    for frame in lines:
+        threads = {t["tid"]: t for t in frame["threads"]}
+        holder, owner = threads[tids["holder"]], threads[tids["owner"]]
+        assert holder["name"] == "holder" and owner["name"] == "owner", frame
+        assert holder["held_s"] >= 0.9 * frame["interval_s"], frame
+        assert owner["wait_s"] >= 0.9 * frame["interval_s"], frame
+        assert holder["at_attach"] == "holding" and owner["at_attach"] == "waiting", frame
+        gil = frame["gils"][0]
+        assert gil["holder_tid"] == tids["holder"] and gil["holder_since_attach"], frame
+        assert gil["utilization"] >= 0.9, frame
     assert target.alive(), target.describe()
     after, _ = dump_json(gilstat, target.pid)
     gil = after["gils"][0]

@@ -300,8 +300,9 @@ TEST(TopView, TwoGils) {
   s.now = report_of({a, b, c, d});
   report::GilReport second;
   second.id = 1;
-  second.hold_ns.total = 320 * 1000000;
-  s.now.gils[0].hold_ns.total = 450 * 1000000;
+  // The interval's held time comes from the exact utilisation (1 s window).
+  second.utilization = 0.32;
+  s.now.gils[0].utilization = 0.45;
   s.now.gils.push_back(second);
   s.fates = {{3, ThreadFate::ExitedInInterval}, {4, ThreadFate::ExitedInInterval}};
   const auto lines = s.render({.width = 120, .height = 30});
