@@ -22,6 +22,7 @@
 #include "cli/commands.hpp"
 #include "cli/replay.hpp"
 #include "common/error.hpp"
+#include "report/aggregator.hpp"
 #include "report/chrome_trace.hpp"
 #include "report/prometheus.hpp"
 #include "report/render_hogs.hpp"
@@ -76,6 +77,14 @@ void export_chrome(const ExportOptions& opts, std::ostream& out) {
   info.window_start = frame.start;
   info.window_end = frame.end;
   info.names = first.names();
+  for (const proto::RecGil& g : first.gils()) {
+    const auto index = static_cast<uint8_t>(g.index);
+    info.arm_ts[index] = g.arm_ts;
+    for (const auto& [tid, role] : g.at_arm)
+      info.declared_at_arm[index][tid] = role == report::kArmHolds
+                                             ? report::ThreadTimeline::State::Holding
+                                             : report::ThreadTimeline::State::Waiting;
+  }
   report::ChromeTraceWriter writer(out, info);
   TraceFeed feed(writer);
   const proto::ReadResult read = proto::read_recording(opts.file, feed);

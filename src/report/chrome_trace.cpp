@@ -143,7 +143,9 @@ void ChromeTraceWriter::add_events(uint32_t tid, uint32_t flags, const proto::Ev
       continue;
     }
     Track& t = track(tid, flags, ev.gil);
+    const bool first = t.timeline.state() == State::None;
     span(t, t.timeline.add(kind, ev.ts));
+    if (first && t.timeline.state() != State::None) arm_span(t);
     if (kind == proto::EventKind::DropRequest)
       instant(tid, "forced-switch request", ev.ts, ev.gil);
     else if (kind == proto::EventKind::ForcedHandoff)
@@ -152,7 +154,23 @@ void ChromeTraceWriter::add_events(uint32_t tid, uint32_t flags, const proto::Ev
   maybe_flush();
 }
 
+void ChromeTraceWriter::arm_span(const Track& t) {
+  const auto arm = info_.arm_ts.find(t.gil);
+  if (arm == info_.arm_ts.end() || arm->second == 0) return;
+  const ThreadTimeline::ArmStretch a = t.timeline.at_arm(arm->second, info_.window_end);
+  span(t, {a.state, a.begin, a.end});
+}
+
 void ChromeTraceWriter::finish(const std::string& other) {
+  // Threads declared at the arm that never changed state: held or waited
+  // the whole time since.
+  for (const auto& [gil, threads] : info_.declared_at_arm)
+    for (const auto& [tid, state] : threads) {
+      if (tracks_.count(uint64_t{tid} << 8 | gil)) continue;
+      Track& t = track(tid, 0, gil);
+      t.timeline.declare_at_arm(state);
+      arm_span(t);
+    }
   for (auto& [key, t] : tracks_) span(t, t.timeline.open_span(info_.window_end));
   const double bucket_ns = static_cast<double>(bucket_ticks_) * info_.ns_per_tick;
   for (const auto& [gil, c] : counters_) {

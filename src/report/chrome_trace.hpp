@@ -41,6 +41,12 @@ struct ChromeTraceInfo {
   uint64_t window_start = 0;              // raw: ts 0
   uint64_t window_end = 0;                // raw: open waits/holds end here
   std::map<uint32_t, std::string> names;  // final thread names
+  // Per GIL index: the raw clock when the probe armed it (0: not recorded),
+  // and the threads known from outside to hold or wait for it at that moment
+  // (tid -> Holding or Waiting).  A thread's stretch from the arm to its first
+  // event is drawn as the report counts it (ThreadTimeline::at_arm).
+  std::map<uint8_t, uint64_t> arm_ts;
+  std::map<uint8_t, std::map<uint32_t, ThreadTimeline::State>> declared_at_arm;
   // Counter resolution: the window is cut into at most this many buckets of
   // at least min_bucket_ns.
   size_t max_counter_buckets = 2000;
@@ -76,6 +82,9 @@ class ChromeTraceWriter {
     std::vector<double> wait_ticks;
   };
   Track& track(uint32_t tid, uint32_t flags, uint8_t gil);
+  // The stretch from the arm to the track's first event (or to the window's
+  // end for a declared thread without events).
+  void arm_span(const Track& t);
   void span(const Track& t, const ThreadTimeline::Span& s);
   void instant(uint32_t tid, const char* name, uint64_t ts, uint8_t gil);
   void accumulate(std::vector<double>& buckets, uint64_t begin, uint64_t end);

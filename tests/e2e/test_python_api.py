@@ -111,10 +111,6 @@ def test_arming_thread_counts_as_holder(api_run, gilstat, tmp_path):
                    key=lambda e: e["ts"])
     assert spans, "no span of MainThread in the trace"
     first = spans[0]
-    pytest.skip("the holder-at-arm check waits for the CLI to count the GIL's holder at "
-                "arm (GilSlot::initial_holder, branch helper/stuck): without it the "
-                "arming thread's first span is %r at %.1f us into the window"
-                % (first["name"], first["ts"]))
     assert first["name"] == "holding" and first["ts"] < 1.0, first
 
 
