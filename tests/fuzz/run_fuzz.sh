@@ -1,9 +1,9 @@
 #!/bin/sh
 # run_fuzz.sh FUZZER WORK_CORPUS SEED_CORPUS [libFuzzer flags...]
-# A bounded libFuzzer run for ctest: 20000 inputs or 20 s, whichever first.
+# A bounded libFuzzer run for ctest: 10000 inputs or 10 s, whichever first.
 set -eu
 fuzzer=$1 work=$2 seeds=$3
 shift 3
 mkdir -p "$work"
-exec "$fuzzer" -runs=20000 -max_total_time=20 -max_len=65536 -rss_limit_mb=2048 \
+exec "$fuzzer" -runs=10000 -max_total_time=10 -max_len=65536 -rss_limit_mb=2048 \
   -print_final_stats=1 "$@" "$work" "$seeds"
