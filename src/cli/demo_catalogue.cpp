@@ -219,10 +219,14 @@ Verdict duty_demo(Session& s, double p) {
         near_share(f->str("name") + ": held / lifetime", p / 100, 1, share(t->held_ns, *t)));
     // The native clock reads sit just inside gilstat's acquire and release
     // events: the two must agree to the microseconds per period in between.
+    // The thread's few lines of Python around the native call hold the GIL
+    // too; one scheduler tick (4 ms at HZ=250) of preemption there on a busy
+    // machine is more than 1 % of this run, hence the allowance.
     const double native = f->num("native_held_s"), held = t->held_ns / 1e9;
-    v.checks.push_back(timing_bound({f->str("name") + ": GIL held",
-                                     fmt::format("≈ {} (timed natively) ± 1 %", secs(native)),
-                                     secs(held), std::abs(held - native) <= 0.01 * native}));
+    v.checks.push_back(
+        timing_bound({f->str("name") + ": GIL held",
+                      fmt::format("≈ {} (timed natively) ± 1 % + 4 ms", secs(native)), secs(held),
+                      std::abs(held - native) <= 0.01 * native + 0.004}));
     v.notes.push_back(fmt::format("native truth: held {} of {} ({}), {} periods overran",
                                   secs(f->num("native_held_s")), secs(f->num("native_elapsed_s")),
                                   pct(f->num("native_held_s") / f->num("native_elapsed_s")),
