@@ -57,21 +57,11 @@ class Accumulator {
   std::map<FnKey, FnTotals> fns_;
 };
 
-// A frame's text in a folded stack: ';' separates frames and the last space
-// the weight, so neither may be mistaken inside a name.
-std::string folded_text(const std::string& s) {
-  std::string out = s;
-  for (char& c : out)
-    if (c == ';') c = ':';
-    else if (c == '\n' || c == '\r') c = ' ';
-  return out;
-}
-
 std::string folded_stack(const std::string& group, const std::vector<uint32_t>& stack,
                          const stacks::StackTable& t) {
-  std::string s = folded_text(group);
+  std::string s = stacks::folded_text(group);
   for (auto it = stack.rbegin(); it != stack.rend(); ++it)
-    if (const stacks::Frame* f = t.frame(*it)) s += ";" + folded_text(stacks::describe(*f));
+    if (const stacks::Frame* f = t.frame(*it)) s += ";" + stacks::folded_text(stacks::describe(*f));
   return s;
 }
 
@@ -135,17 +125,17 @@ GilProfile ProfileCounter::finish(const Report& r, const stacks::StackTable& tab
   for (auto& [key, g] : groups) {
     if (g.samples == 0) {
       p.unsampled_held_ns += g.unsampled_ns;
-      folded[folded_text(key) + ";(not sampled)"] += g.unsampled_ns;
+      folded[stacks::folded_text(key) + ";(not sampled)"] += g.unsampled_ns;
       continue;
     }
     p.spread_held_ns += g.unsampled_ns;
     for (const auto& [stack, n] : g.stack_samples)
-      g.weighted.emplace_back(stack, g.unsampled_ns * static_cast<double>(n) /
-                                         static_cast<double>(g.samples));
+      g.weighted.emplace_back(
+          stack, g.unsampled_ns * static_cast<double>(n) / static_cast<double>(g.samples));
     for (const auto& [id, ns] : g.weighted) {
       const std::vector<uint32_t>* stack = table.stack(id);
       if (!stack) {
-        folded[folded_text(key) + ";(stack missing)"] += ns;
+        folded[stacks::folded_text(key) + ";(stack missing)"] += ns;
         continue;
       }
       all.add(*stack, table, ns);
@@ -155,7 +145,8 @@ GilProfile ProfileCounter::finish(const Report& r, const stacks::StackTable& tab
     p.groups.push_back({key, g.held_ns, {}});
   }
   p.functions = all.top(GilProfile::kEntries);
-  for (GroupProfile& gp : p.groups) gp.functions = by_group[gp.group].top(GilProfile::kGroupEntries);
+  for (GroupProfile& gp : p.groups)
+    gp.functions = by_group[gp.group].top(GilProfile::kGroupEntries);
   std::sort(p.groups.begin(), p.groups.end(), [](const GroupProfile& a, const GroupProfile& b) {
     return std::tie(b.held_ns, a.group) < std::tie(a.held_ns, b.group);
   });

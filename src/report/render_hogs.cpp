@@ -9,20 +9,6 @@
 #include "report/utf8.hpp"
 
 namespace gilstat::report {
-namespace {
-
-std::string folded_text(const std::string& s) {
-  std::string out = s;
-  for (char& c : out)
-    if (c == ';')
-      c = ':';
-    else if (c == '\n' || c == '\r')
-      c = ' ';
-  return out;
-}
-
-}  // namespace
-
 std::vector<std::string> hogs_section(const Report& r, size_t entries, size_t frames) {
   const HogsReport& h = r.hogs;
   if (h.holds == 0) return {};
@@ -95,7 +81,7 @@ void render_hogs_collapsed(const Report& r, std::ostream& out) {
     if (ns == 0) continue;
     std::string s = "long holds";
     for (auto f = e.stack.rbegin(); f != e.stack.rend(); ++f)
-      s += ";" + folded_text(stacks::describe(*f));
+      s += ";" + stacks::folded_text(stacks::describe(*f));
     out << printable(s) << ' ' << ns << '\n';
   }
 }

@@ -4,11 +4,22 @@
 
 namespace gilstat::stacks {
 
+std::string folded_text(const std::string& s) {
+  std::string out = s;
+  for (char& c : out)
+    if (c == ';')
+      c = ':';
+    else if (c == '\n' || c == '\r')
+      c = ' ';
+  return out;
+}
+
 std::string describe(const Frame& f) {
   if (f.kind == FrameKind::Python) {
     const std::string fn = f.function.empty() ? "?" : f.function;
     if (f.file.empty()) return fn;
-    return f.line ? fmt::format("{} ({}:{})", fn, f.file, f.line) : fmt::format("{} ({})", fn, f.file);
+    return f.line ? fmt::format("{} ({}:{})", fn, f.file, f.line)
+                  : fmt::format("{} ({})", fn, f.file);
   }
   if (!f.function.empty())
     return f.object.empty() ? f.function : fmt::format("{} ({})", f.function, f.object);

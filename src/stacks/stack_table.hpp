@@ -31,6 +31,11 @@ struct Frame {
 // "render_page (app.py:12)", "sum_native (_demo.so)", "_demo.so+0x1a2b".
 std::string describe(const Frame& f);
 
+// One element of a folded stack ("a;b;c N", flamegraph.pl's input): ';'
+// separates frames and the last space the weight, so a ';' or a line break
+// inside a name is replaced.
+std::string folded_text(const std::string& s);
+
 inline constexpr uint32_t kMaxFrames = 1u << 20;
 inline constexpr uint32_t kMaxStacks = 1u << 20;
 inline constexpr uint32_t kMaxDepth = 512;
@@ -64,15 +69,15 @@ class StackTable {
 
 // Why a stack was taken.
 enum class SampleReason : uint8_t {
-  Profile = 1,  // the GIL holder's Python stack at the profile rate
-  LongHold = 2, // the holder of a hold longer than the hog threshold, still holding
+  Profile = 1,   // the GIL holder's Python stack at the profile rate
+  LongHold = 2,  // the holder of a hold longer than the hog threshold, still holding
 };
 
 struct Sample {
   uint32_t tid = 0;
   uint32_t gil = 0;
-  uint64_t ts = 0;          // raw clock, as events
-  uint32_t stack = 0;       // id in the StackTable
+  uint64_t ts = 0;     // raw clock, as events
+  uint32_t stack = 0;  // id in the StackTable
   SampleReason reason = SampleReason::Profile;
   uint64_t hold_start = 0;  // LongHold: the acquisition of the hold (raw clock)
 };
