@@ -115,15 +115,18 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
     if (passed > hold.taken) {
       // Thresholds passed between two ticks are not made up for.
       hold.taken = passed;
-      if (monotonic_ns() < next_stop_ns_) {
+      const uint64_t mono = monotonic_ns();
+      if (budget_at_ns_)
+        budget_ns_ = std::min(kStopBurstNs,
+                              budget_ns_ + kStopShare * static_cast<double>(mono - budget_at_ns_));
+      budget_at_ns_ = mono;
+      if (budget_ns_ <= 0) {
         ++skipped_;
         holding[key] = hold;
         continue;
       }
       auto frames = take(region, t.tid, t.gil, t.since);
-      const auto gap = std::max<uint64_t>(
-          kMinStopGapNs, kStopBudgetFactor * static_cast<uint64_t>(last_stop_.count()));
-      next_stop_ns_ = monotonic_ns() + gap;
+      budget_ns_ -= static_cast<double>(last_stop_.count());
       if (frames) {
         if (stacks.write_sample(
                 writer, *frames,

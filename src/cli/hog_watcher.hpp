@@ -13,10 +13,12 @@
 // already keeps the totals.
 //
 // The stop budget: a stopped holder keeps the GIL, so the whole program
-// waits while its stack is taken.  After a stop of d, the next one comes
-// no sooner than 99 d later (and 10 ms at least): at most 1 % of the
-// program's time is spent stopped, however many holds pass the threshold on
-// a loaded machine; the thresholds passed meanwhile are counted as skipped.
+// waits while its stack is taken.  Stops draw their length from a budget
+// that refills at 1 % of the time and holds at most 20 ms: holders are
+// stopped at most 1 % of the time over any long stretch, however many holds
+// pass the threshold on a loaded machine, while an occasional long hold
+// always gets its stack.  Thresholds passed with the budget spent are
+// counted as skipped.
 //
 // A hold nobody waits for is not a hog (a program's only thread holds the
 // GIL all the time): it is never stopped.
@@ -50,8 +52,8 @@ class ProfileSampler;
 // target's own sys.getswitchinterval() lives in its interpreter state, which
 // gilstat does not read.
 inline constexpr double kDefaultHogThresholdMs = 10;
-inline constexpr uint64_t kStopBudgetFactor = 99;      // stopped <= 1/(1 + 99) of the time
-inline constexpr uint64_t kMinStopGapNs = 10'000'000;  // and never twice within 10 ms
+inline constexpr double kStopShare = 0.01;          // holders stopped <= 1 % of the time
+inline constexpr double kStopBurstNs = 20'000'000;  // ... with at most 20 ms saved up
 
 // Parses --hog-threshold: milliseconds ("10", "2.5", "10ms", "0.2s"), or
 // "off"/"0" (no long-hold stacks).  Returns ns; 0 = off.  Throws Error
@@ -105,7 +107,8 @@ class HogWatcher {
   uint64_t taken_ = 0, failed_ = 0, skipped_ = 0;
   std::chrono::nanoseconds longest_stop_{0};
   std::chrono::nanoseconds last_stop_{0};  // the latest take()'s stop
-  uint64_t next_stop_ns_ = 0;              // monotonic: no stop before (the stop budget)
+  double budget_ns_ = kStopBurstNs;        // the stop budget (a token bucket)
+  uint64_t budget_at_ns_ = 0;              // monotonic: when it was last refilled
   bool disabled_ = false;
 };
 
