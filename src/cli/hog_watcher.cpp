@@ -120,7 +120,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
         budget_ns_ = std::min(kStopBurstNs,
                               budget_ns_ + kStopShare * static_cast<double>(mono - budget_at_ns_));
       budget_at_ns_ = mono;
-      if (budget_ns_ <= 0) {
+      if (budget_ns_ <= (passed == 1 ? kFirstThresholdFloorNs : 0)) {
         ++skipped_;
         holding[key] = hold;
         continue;

@@ -17,8 +17,11 @@
 // that refills at 1 % of the time and holds at most 20 ms: holders are
 // stopped at most 1 % of the time over any long stretch, however many holds
 // pass the threshold on a loaded machine, while an occasional long hold
-// always gets its stack.  Thresholds passed with the budget spent are
-// counted as skipped.
+// always gets its stack.  A hold at its first threshold may only spend the
+// budget's upper half: the lower half is kept for holds that last longer,
+// which are the ones a user looks for (on a loaded machine ordinary turns
+// stretch past the threshold and would otherwise spend it all).  Thresholds
+// passed with the budget spent are counted as skipped.
 //
 // A hold nobody waits for is not a hog (a program's only thread holds the
 // GIL all the time): it is never stopped.
@@ -54,6 +57,7 @@ class ProfileSampler;
 inline constexpr double kDefaultHogThresholdMs = 10;
 inline constexpr double kStopShare = 0.01;          // holders stopped <= 1 % of the time
 inline constexpr double kStopBurstNs = 20'000'000;  // ... with at most 20 ms saved up
+inline constexpr double kFirstThresholdFloorNs = kStopBurstNs / 2;  // kept for longer holds
 
 // Parses --hog-threshold: milliseconds ("10", "2.5", "10ms", "0.2s"), or
 // "off"/"0" (no long-hold stacks).  Returns ns; 0 = off.  Throws Error
