@@ -3,7 +3,7 @@
 
 Writes synthetic recordings (build/bin/gilstat_gen_recording: threads taking
 turns on one GIL, TSC clock) of a small and a large number of events, then
-times each command on both and reads its peak RSS.  Issue 5: memory grows
+times each command on both and reads its peak RSS.  The goal: memory grows
 with threads, not events, and a 100 M-event file reports in seconds.  Prints
 a table; asserts nothing (the machines are shared: read the ratios).
 

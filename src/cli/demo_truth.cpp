@@ -131,8 +131,8 @@ double starvation(const std::vector<Fact>& truth, const report::Report& r) {
   return life > 0 ? runq / life : 0;
 }
 
-// What holds by construction in every report, however busy the machine
-// (issue 6): CPython's own switch counter agrees with the reconstruction,
+// What holds by construction in every report, however busy the machine:
+// CPython's own switch counter agrees with the reconstruction,
 // nothing was lost or impossible, and each thread's held, waiting and
 // released times add up to its lifetime.  `label` names the run when a demo
 // used more than one.

@@ -191,7 +191,7 @@ struct WriterOptions {
   // A SIGKILLed writer loses at most this much.  Shorter costs size: a
   // chunk has fixed costs (header, zstd frame, each thread's first
   // timestamp) and small chunks compress badly; at 100 ms a 4-thread spin
-  // took ~5 bytes/event, at 1 s ~3.4 (issue 5's goal is <= 4).
+  // took ~5 bytes/event, at 1 s ~3.4 (the goal is <= 4).
   uint64_t flush_interval_ns = 1'000'000'000;
   int zstd_level = 3;
 };

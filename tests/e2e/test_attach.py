@@ -1,4 +1,4 @@
-"""Attaching to a live process end to end (issue 4): `gilstat record --pid`, `gilstat top
+"""Attaching to a live process end to end: `gilstat record --pid`, `gilstat top
 --pid`, `gilstat attach --check` on real CPython targets, with the real binary.
 
 The targets (workloads/attach_*.py) print "ready" and keep working until told to stop;

@@ -1,4 +1,4 @@
-"""Bad input to `gilstat run` (issue 3): each case gets one clear line, a hint,
+"""Bad input to `gilstat run`: each case gets one clear line, a hint,
 a documented exit code, and the program is never harmed."""
 import os
 import stat

@@ -61,7 +61,7 @@ def test_demo_gil_disabled_by_the_user(gilstat, supported_python):
 
 
 # ---------------------------------------------------------------------------------------
-# `demo --check` (issues 3 and 6): every demo, launched under the probe and attached to,
+# `demo --check`: every demo, launched under the probe and attached to,
 # under the interpreter under test. Each demo's checks include the exact ones (switches ==
 # CPython's switch_number delta per GIL; nothing dropped or impossible; held + wait +
 # released == lifetime per thread), which must pass however busy the machine is: --check
@@ -104,7 +104,12 @@ def starved_only(failures):
 
 
 @pytest.mark.parametrize("mode", list(MODES), ids=["run", "attach"])
-def test_demo_check(gilstat, supported_python, mode):
+def test_demo_check(gilstat, supported_python, mode, request):
+    # Attached, on the heavy tier's three interpreters: every interpreter checks
+    # the attach's exact numbers in test_attach.py (record --pid, top --pid) and
+    # every demo's launched here.
+    if mode:
+        request.getfixturevalue("heavy")
     r = gilstat("demo", "--check", "--python", supported_python.path, *mode,
                 timeout=CHECK_TIMEOUT_S)
     out = r.stdout.decode()

@@ -1,4 +1,4 @@
-"""Per-module GIL accounting (issue 13) against real targets, heavy tier.
+"""Per-module GIL accounting against real targets, heavy tier.
 
 One target (workloads/module_calls.py) serves every assertion: gilstat attaches
 (`record --pid`), then the target imports the demo extension (a module loaded
