@@ -107,7 +107,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
   for (const auto& t : now_totals) {
     if (t.state != proto::TotalsState::Holding || !waited.count(t.gil) || t.since > now) continue;
     const auto key = std::make_pair(t.tid, t.gil);
-    Hold hold{t.since, 0};
+    Hold hold{t.since};
     if (auto it = holds_.find(key); it != holds_.end() && it->second.since == t.since)
       hold = it->second;
     const auto age_ns = static_cast<uint64_t>(static_cast<double>(now - t.since) * ns_per_tick);
@@ -120,7 +120,9 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
         budget_ns_ = std::min(kStopBurstNs,
                               budget_ns_ + kStopShare * static_cast<double>(mono - budget_at_ns_));
       budget_at_ns_ = mono;
-      if (budget_ns_ <= (passed == 1 ? kFirstThresholdFloorNs : 0)) {
+      const bool owed = hold.stack_due && passed >= kAlwaysStackAtThreshold;
+      if (owed) hold.stack_due = false;  // once per hold, kept or not
+      if (!owed && budget_ns_ <= (passed == 1 ? kFirstThresholdFloorNs : 0)) {
         ++skipped_;
         holding[key] = hold;
         continue;
@@ -130,8 +132,10 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
       if (frames) {
         if (stacks.write_sample(
                 writer, *frames,
-                {t.tid, t.gil, read_clock(clock_), 0, stacks::SampleReason::LongHold, t.since}))
+                {t.tid, t.gil, read_clock(clock_), 0, stacks::SampleReason::LongHold, t.since})) {
           ++taken_;
+          hold.stack_due = false;
+        }
       } else {
         ++failed_;
       }

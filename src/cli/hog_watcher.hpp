@@ -20,7 +20,10 @@
 // always gets its stack.  A hold at its first threshold may only spend the
 // budget's upper half: the lower half is kept for holds that last longer,
 // which are the ones a user looks for (on a loaded machine ordinary turns
-// stretch past the threshold and would otherwise spend it all).  Thresholds
+// stretch past the threshold and would otherwise spend it all).  And a hold
+// still without a stack at its tenth threshold gets one whatever the budget
+// says (the budget goes into debt): one stop of a few ms in a hold that has
+// kept the others waiting 100 ms is what the user came for.  Thresholds
 // passed with the budget spent are counted as skipped.
 //
 // A hold nobody waits for is not a hog (a program's only thread holds the
@@ -58,6 +61,7 @@ inline constexpr double kDefaultHogThresholdMs = 10;
 inline constexpr double kStopShare = 0.01;          // holders stopped <= 1 % of the time
 inline constexpr double kStopBurstNs = 20'000'000;  // ... with at most 20 ms saved up
 inline constexpr double kFirstThresholdFloorNs = kStopBurstNs / 2;  // kept for longer holds
+inline constexpr uint64_t kAlwaysStackAtThreshold = 10;  // ... and a stack by the 10th, always
 
 // Parses --hog-threshold: milliseconds ("10", "2.5", "10ms", "0.2s"), or
 // "off"/"0" (no long-hold stacks).  Returns ns; 0 = off.  Throws Error
@@ -88,8 +92,9 @@ class HogWatcher {
 
  private:
   struct Hold {
-    uint64_t since = 0;  // raw clock: the hold's acquisition
-    uint64_t taken = 0;  // thresholds passed that have a stack
+    uint64_t since = 0;      // raw clock: the hold's acquisition
+    uint64_t taken = 0;      // thresholds passed that have a stack
+    bool stack_due = true;   // no stack kept, no stop made whatever the budget
   };
   // The holder's merged stack, or nullopt (it let go first, or could not be
   // stopped or read).
