@@ -5,5 +5,5 @@ set -eu
 fuzzer=$1 work=$2 seeds=$3
 shift 3
 mkdir -p "$work"
-exec "$fuzzer" -runs=10000 -max_total_time=10 -max_len=65536 -rss_limit_mb=2048 \
+exec "$fuzzer" -runs=5000 -max_total_time=5 -max_len=65536 -rss_limit_mb=2048 \
   -print_final_stats=1 "$@" "$work" "$seeds"
