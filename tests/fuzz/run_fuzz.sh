@@ -1,6 +1,6 @@
 #!/bin/sh
 # run_fuzz.sh FUZZER WORK_CORPUS SEED_CORPUS [libFuzzer flags...]
-# A bounded libFuzzer run for ctest: 10000 inputs or 10 s, whichever first.
+# A bounded libFuzzer run for ctest: 5000 inputs or 5 s, whichever first.
 set -eu
 fuzzer=$1 work=$2 seeds=$3
 shift 3
