@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import REPO, workload
-from test_attach import Target
+from attach_support import Target
 
 SETTLE_S = 10  # how long the deadlock may take to form on a busy machine
 HOLD_MARK = "kept.pthread_mutex_lock(mutex)"

@@ -26,7 +26,7 @@ import warnings
 import pytest
 
 from conftest import REPO
-from test_attach import Background, Target, wait_until
+from attach_support import Background, Target, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 from exposition import parse_exposition  # noqa: E402  (shared with check_exports.py)

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from test_attach import Target, load_report
+from attach_support import Target, load_report
 
 HOLD_MS = 200
 RECORD_S = 2.0

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import workload
 from gotcheck import GotReader
-from test_attach import (READY_TIMEOUT_S, Background, Target, load_report, wait_restored,
+from attach_support import (READY_TIMEOUT_S, Background, Target, load_report, wait_restored,
                          wait_until)
 
 GILSTAT_TIMEOUT_S = 30  # "never hangs": every gilstat here ends well within this

@@ -11,13 +11,10 @@ and exit 0. The exactness-tier checks of the table are in `demo --check`
 """
 import json
 import os
-import subprocess
-import time
 
 import pytest
 
-from conftest import workload
-from test_attach import Target
+from attach_support import Target
 
 CALLS = 6
 WINDOW_S = 4

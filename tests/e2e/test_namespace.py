@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from test_attach import Target, load_report
+from attach_support import Target, load_report
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 

@@ -12,13 +12,11 @@ interpreter, about 3 s in all.
 """
 import json
 import math
-import os
-import time
 
 import pytest
 
 from conftest import workload
-from test_attach import Target, load_report
+from attach_support import Target, load_report
 
 SECONDS = 0.6
 TOLERANCE_S = 0.001

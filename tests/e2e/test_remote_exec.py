@@ -32,7 +32,7 @@ import time
 import pytest
 
 from gotcheck import GotReader, probe_mapped
-from test_attach import (SPINNERS, Background, Target, check_clear_error, check_exact,
+from attach_support import (SPINNERS, Background, Target, check_clear_error, check_exact,
                          check_window_bounds, load_report, traced_by_helper, tracer_pid,
                          wait_restored, wait_until)
 

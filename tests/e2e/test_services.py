@@ -8,7 +8,7 @@ Heavy tier: Debian 3.11, pyenv 3.12, Debian 3.15 (tests/e2e/CMakeLists.txt).
 import sys
 import time
 
-from test_attach import Target, load_report
+from attach_support import Target, load_report
 from test_many_threads import held_by_name
 from test_run import check_invariants, run_workload
 

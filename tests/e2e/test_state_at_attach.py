@@ -12,8 +12,7 @@ import os
 
 import pytest
 
-from conftest import workload
-from test_attach import Target
+from attach_support import Target
 
 HOLD_MS = 4500  # top (~1 s with its attach) then record (~1 s) fit inside on a busy machine
 WINDOW_S = 0.6

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from test_attach import Background, Target, check_clear_error, wait_until
+from attach_support import Background, Target, check_clear_error, wait_until
 
 INTERVAL_S = 0.3
 SCREEN_TIMEOUT_S = 10  # first frame: attach, then a few refreshes
