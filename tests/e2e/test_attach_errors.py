@@ -55,9 +55,18 @@ def test_error_no_such_process(gilstat, heavy, tmp_path):
         assert not result.stdout, result.describe()
 
 
+def read_comm(pid):
+    with open("/proc/%d/comm" % pid) as f:
+        return f.read().strip()
+
+
 def test_error_not_cpython(gilstat, heavy, tmp_path):
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
+        # Popen may return once the child's exec has begun (vfork): until the exec
+        # is done the process still shows the test runner's name.
+        assert wait_until(lambda: read_comm(proc.pid) == "sleep", 10) is not None, \
+            read_comm(proc.pid)
         for args in attach_commands(proc.pid, tmp_path):
             result = gilstat(*args)
             check_clear_error(result, 3, str(proc.pid), "sleep")
