@@ -133,6 +133,22 @@ def test_assert_releases_gil(api_run):
     assert message is not None, "assert_releases_gil passed for a function holding the GIL"
     for part in ("held the GIL", "held ", " s run time", "longest hold", "competing"):
         assert part in message, message
+    # The stack `gilstat drain` took of the hold while it lasted (the holder stopped
+    # by ptrace): its innermost native frames are the demo's C++ loop.
+    assert "the longest hold with a stack" in message, message
+    assert "busy_sum" in message and "_gilstat_demo" in message, message
+
+
+def test_assert_callback_rate(api_run):
+    out, _, _ = api_run
+    message = out["rate_error"]
+    assert message is not None, "assert_callback_rate passed with max_per_s=1"
+    # The callbacks are counted exactly: every PyGILState_Ensure of the pool's workers.
+    assert "_gilstat_demo" in message and "max_per_s 1" in message, message
+    assert " %d callbacks " % out["rate_expected"] in message, message
+    assert [w["calls"] for w in out["rate_pool"]] == [10, 10], out["rate_pool"]
+    assert out["rate_lookup"] and "no_such_module" in out["rate_lookup"], out["rate_lookup"]
+    assert "_gilstat_demo" in out["rate_lookup"], out["rate_lookup"]
 
 
 def run_python(python, gilstat_bin, code, **env):
