@@ -209,6 +209,12 @@ def test_holds(gilstat):
     gilstat.assert_releases_gil(_gilstat_demo.busy_sum, 2000000, 20, False)
 
 
+def test_callbacks(gilstat):
+    workers = gilstat.assert_callback_rate(_gilstat_demo.pool, 2, 5, lambda: 0, 0.0,
+                                           module=_gilstat_demo, max_per_s=1e9)
+    assert [w["calls"] for w in workers] == [5, 5]
+
+
 def test_measure(gilstat):
     with gilstat.measure() as m:
         time.sleep(0.05)
@@ -229,8 +235,9 @@ def test_pytest_plugin(supported_python, gilstat_bin, tmp_path):
                     env=python_env(gilstat_bin, supported_python), timeout=60)
     out = r.stdout.decode()
     assert r.returncode == 1, out + r.stderr_text
-    assert "2 failed, 2 passed" in out, out
+    assert "2 failed, 3 passed" in out, out
     assert "AssertionError: busy_sum held the GIL" in out, out
+    assert "the longest hold with a stack" in out and "busy_sum" in out, out
     # Each failing test's output carries its last measurement's report.
     assert out.count("gilstat report of the test's last measurement") == 2, out
     assert "MainThread" in out and "gilstat-competitor" in out, out
