@@ -6,6 +6,7 @@ shared by most checks below, about 2 s, and a few short processes (one reader
 per process, gilstat run).  The pytest plugin runs under Debian's
 python3 only (its python3-pytest runs nowhere else).
 """
+import glob
 import json
 import os
 import signal
@@ -26,8 +27,11 @@ def python_env(gilstat_bin, python, **extra):
     build = build_dir(gilstat_bin)
     env = dict(os.environ)
     env.pop("GILSTAT_TEST_PYTHON", None)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(build, "python"), os.path.join(build, "lib", "gilstat", "python")])
+    # The demo extension: <libdir>/gilstat/python, found from the probe's directory
+    # (lib/gilstat, or a multiarch lib/<triplet>/gilstat).
+    probes = glob.glob(os.path.join(build, "lib*", "**", "libgilstat_probe.so"), recursive=True)
+    demo = os.path.join(os.path.dirname(probes[0]) if probes else build, "python")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(build, "python"), demo])
     env["GILSTAT_BIN"] = gilstat_bin
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if python.free_threaded:
