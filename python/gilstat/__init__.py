@@ -7,6 +7,8 @@
     print(m.thread("MainThread")["held_s"])
 
     gilstat.assert_releases_gil(my_extension.compute, data)
+    gilstat.assert_callback_rate(my_extension.run_pool, module=my_extension,
+                                 max_per_s=1000)
 
 The probe (libgilstat_probe.so) is loaded into this process when the first
 measurement starts, never at import; a `gilstat drain` child process reads
@@ -24,6 +26,7 @@ if not (3, 8) <= sys.version_info[:2] <= (3, 15):
 
 from gilstat._errors import GilstatError, GilstatWarning  # noqa: E402
 from gilstat._measure import Measurement, measure  # noqa: E402
-from gilstat._assertions import assert_releases_gil  # noqa: E402
+from gilstat._assertions import assert_callback_rate, assert_releases_gil  # noqa: E402
 
-__all__ = ["measure", "Measurement", "assert_releases_gil", "GilstatError", "GilstatWarning"]
+__all__ = ["measure", "Measurement", "assert_releases_gil", "assert_callback_rate",
+           "GilstatError", "GilstatWarning"]

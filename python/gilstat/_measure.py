@@ -5,6 +5,7 @@ region fd.  It drains the rings into a recording (the same file `gilstat
 record` writes) and, at the end, prints that recording's `gilstat report
 --json`: the report and the file are the CLI's own, byte for byte.
 """
+import ctypes
 import json
 import os
 import shutil
@@ -19,6 +20,17 @@ from gilstat._errors import GilstatError
 
 # One reader per process: a second measure() while one runs is refused.
 _active = threading.Lock()
+
+_PR_SET_PTRACER = 0x59616D61  # prctl: Yama lets this pid trace us
+
+
+def _let_trace(pid):
+    """Lets our reader stop our threads for the long-hold stacks where Yama's
+    ptrace_scope 1 allows only ancestors to trace (a no-op elsewhere)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PTRACER, ctypes.c_ulong(pid), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 _NOT_ENDED = "the measurement has not ended: its report exists after the `with` block"
 
@@ -41,6 +53,10 @@ class Measurement:
         self._recording = None
         self._proc = None
         self._dir = None
+        # The reader takes the holder's stack of holds longer than this (ms)
+        # while another thread waits (assert_releases_gil's message); None: no stacks.
+        self.hold_stacks_ms = None
+        self.reader_notes = ""  # what the reader said on stderr (why no stacks, ...)
 
     # -- measuring ---------------------------------------------------------
 
@@ -84,10 +100,13 @@ class Measurement:
         # Started while the probe is not armed (no fork or vfork under the hooks);
         # it opens the region only after the "go" below, once the probe's session
         # is the new one.
-        self._proc = subprocess.Popen(
-            [binary, "drain", "--fd", str(fd), "-o", self._recording],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(fd,))
+        argv = [binary, "drain", "--fd", str(fd), "-o", self._recording]
+        if self.hold_stacks_ms:
+            argv += ["--hog-threshold", "%gms" % self.hold_stacks_ms]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, pass_fds=(fd,))
+        if self.hold_stacks_ms:
+            _let_trace(self._proc.pid)
         # The probe arms here, in this thread, with the GIL held (PyDLL): this
         # thread is the GIL's holder from this instant.
         _probe.start("heartbeat", reader=self._proc.pid)
@@ -113,8 +132,12 @@ class Measurement:
         if proc.returncode != 0:
             raise GilstatError("the gilstat reader failed (exit %d): %s"
                                % (proc.returncode, said))
-        if said:  # its warnings (a probe that did not confirm its stop, ...)
-            print(said, file=sys.stderr)
+        self.reader_notes = said
+        # Its warnings (a probe that did not confirm its stop, ...); the notes about
+        # stacks go into the assertion's message instead.
+        warnings = [l for l in said.splitlines() if "long-hold stacks" not in l]
+        if warnings:
+            print("\n".join(warnings), file=sys.stderr)
         self._report = json.loads(out.decode("utf-8"))
 
     def _reader_failure(self):

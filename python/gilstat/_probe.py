@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import shutil
+import sys
 
 from gilstat._errors import GilstatError
 
@@ -28,7 +29,8 @@ _region_pid = None  # the process _region_fd belongs to (a forked child gets its
 
 def locations():
     """(gilstat binary, probe library): $GILSTAT_BIN / $GILSTAT_PROBE, else the
-    build tree this package was built in, else next to `gilstat` on PATH."""
+    ones _locations.py names (the build tree's, or the installed tree's relative
+    to this package), else `gilstat` on PATH and the probe in its libdir."""
     binary = os.environ.get("GILSTAT_BIN")
     probe = os.environ.get("GILSTAT_PROBE")
     try:
@@ -41,7 +43,7 @@ def locations():
         binary = shutil.which("gilstat") or binary
     if (not probe or not os.path.exists(probe)) and binary:
         prefix = os.path.dirname(os.path.dirname(os.path.realpath(binary)))
-        for libdir in ("lib", "lib64", "lib/x86_64-linux-gnu"):
+        for libdir in ("lib", "lib64", "lib/%s" % getattr(sys.implementation, "_multiarch", "")):
             candidate = os.path.join(prefix, libdir, "gilstat", "libgilstat_probe.so")
             if os.path.exists(candidate):
                 probe = candidate

@@ -41,10 +41,17 @@ class GilstatFixture:
         return _assertions.check_releases_gil(self.measure, fn, args, kwargs,
                                               max_held_fraction)
 
+    def assert_callback_rate(self, fn, *args, module, max_per_s, **kwargs):
+        from gilstat import _assertions
+
+        __tracebackhide__ = True
+        return _assertions.check_callback_rate(self.measure, fn, args, kwargs, module,
+                                               max_per_s)
+
 
 @pytest.fixture
 def gilstat():
-    """gilstat.measure() and gilstat.assert_releases_gil() for this test."""
+    """gilstat.measure(), assert_releases_gil() and assert_callback_rate() for this test."""
     return GilstatFixture()
 
 

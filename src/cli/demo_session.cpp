@@ -42,9 +42,8 @@ std::string resolve_python(const std::string& requested) {
 
 Session::Session(const std::string& python, bool attach)
     : python_(resolve_python(python)), attach_(attach) {
-  const std::string root = executable_dir() + "/..";
-  scripts_ = root + "/share/gilstat/demo";
-  extensions_ = root + "/lib/gilstat/python";
+  scripts_ = installed_datadir() + "/demo";
+  extensions_ = installed_libdir() + "/python";
   for (const std::string& f :
        {scripts_ + "/demo_common.py", extensions_ + "/_gilstat_demo.abi3.so"})
     if (access(f.c_str(), R_OK) != 0)

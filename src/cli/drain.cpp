@@ -11,6 +11,13 @@
 // The parent starts us before it arms the probe (no fork under the hooks) and
 // writes "go" once it has: the region is opened only then, so that we read
 // the new session, not what an earlier one left.
+//
+// With --hog-threshold the long holds' stacks are taken as `record --pid`
+// takes them (HogWatcher: the holder stopped by ptrace for a moment, its
+// Python and native frames read from outside): a child may trace its parent
+// as root, or where the parent named it with PR_SET_PTRACER (the Python
+// package does).  Where it cannot, the recording simply has no stacks and
+// stderr says why.
 #include <fmt/core.h>
 #include <poll.h>
 #include <unistd.h>
@@ -24,6 +31,8 @@
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/hog_watcher.hpp"
+#include "cli/profile_sampler.hpp"
 #include "cli/replay.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
@@ -36,7 +45,29 @@ namespace {
 struct DrainOptions {
   int fd = -1;
   std::string output;
+  std::string hog_threshold = "off";  // as record --pid's; off: no stacks
 };
+
+// The long-hold stack takers, or none (off, or the parent cannot be read:
+// stderr says why and the drain goes on without them).
+struct HoldStacks {
+  std::unique_ptr<ProfileSampler> table;  // owns the recording's stack table; samples none
+  std::unique_ptr<HogWatcher> watcher;
+};
+
+HoldStacks hold_stacks(pid_t parent, proto::ClockKind clock, uint64_t threshold_ns) {
+  HoldStacks h;
+  if (threshold_ns == 0) return h;
+  try {
+    const attach::PreflightResult target = attach::preflight(parent);
+    h.table = std::make_unique<ProfileSampler>(target, clock, 0);
+    h.watcher = std::make_unique<HogWatcher>(target, clock, threshold_ns);
+  } catch (const Error& e) {
+    std::cerr << fmt::format("gilstat: note: no long-hold stacks: {}\n", e.what());
+    h = {};
+  }
+  return h;
+}
 
 // True once stdin has a line or is closed: the parent's "stop".
 bool parent_says_stop(int timeout_ms) {
@@ -67,6 +98,7 @@ bool parent_says_go() {
 }
 
 int drain_region(const DrainOptions& opts) {
+  const uint64_t threshold_ns = parse_hog_threshold(opts.hog_threshold);
   install_stop_signals();
   if (!parent_says_go())
     throw Error("the parent process never said \"go\"",
@@ -80,6 +112,7 @@ int drain_region(const DrainOptions& opts) {
         "`gilstat drain` is started by the Python package (gilstat.measure())", kExitUsage);
   region.beat();
   ClockCalibration calibration(region.clock());
+  HoldStacks stacks = hold_stacks(parent, region.clock(), threshold_ns);
   {
     proto::RecordingWriter writer(opts.output);
     Capture capture(region, &writer);
@@ -91,6 +124,7 @@ int drain_region(const DrainOptions& opts) {
         break;
       }
       region.beat();
+      if (stacks.watcher) stacks.watcher->tick(region, *stacks.table, writer);
       if (stop_requested() || parent_says_stop(capture.pause_ms())) break;
     }
     // Unhook first, then close the window (as record_attached does).
@@ -115,6 +149,9 @@ void add_drain_command(CLI::App& app, Action& action) {
   cmd->add_option("--fd", opts->fd, "The region's fd, inherited from the parent process")
       ->required();
   cmd->add_option("-o,--output", opts->output, "Recording file to write")->required();
+  cmd->add_option("--hog-threshold", opts->hog_threshold,
+                  "Take the holder's stack of every GIL hold longer than this while another "
+                  "thread waits (as record --pid; default off)");
   cmd->callback([opts, &action] { action = [opts] { return drain_region(*opts); }; });
 }
 

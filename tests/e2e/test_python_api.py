@@ -6,6 +6,7 @@ shared by most checks below, about 2 s, and a few short processes (one reader
 per process, gilstat run).  The pytest plugin runs under Debian's
 python3 only (its python3-pytest runs nowhere else).
 """
+import glob
 import json
 import os
 import signal
@@ -26,8 +27,11 @@ def python_env(gilstat_bin, python, **extra):
     build = build_dir(gilstat_bin)
     env = dict(os.environ)
     env.pop("GILSTAT_TEST_PYTHON", None)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(build, "python"), os.path.join(build, "lib", "gilstat", "python")])
+    # The demo extension: <libdir>/gilstat/python, found from the probe's directory
+    # (lib/gilstat, or a multiarch lib/<triplet>/gilstat).
+    probes = glob.glob(os.path.join(build, "lib*", "**", "libgilstat_probe.so"), recursive=True)
+    demo = os.path.join(os.path.dirname(probes[0]) if probes else build, "python")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(build, "python"), demo])
     env["GILSTAT_BIN"] = gilstat_bin
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if python.free_threaded:
@@ -133,6 +137,22 @@ def test_assert_releases_gil(api_run):
     assert message is not None, "assert_releases_gil passed for a function holding the GIL"
     for part in ("held the GIL", "held ", " s run time", "longest hold", "competing"):
         assert part in message, message
+    # The stack `gilstat drain` took of the hold while it lasted (the holder stopped
+    # by ptrace): its innermost native frames are the demo's C++ loop.
+    assert "the longest hold with a stack" in message, message
+    assert "busy_sum" in message and "_gilstat_demo" in message, message
+
+
+def test_assert_callback_rate(api_run):
+    out, _, _ = api_run
+    message = out["rate_error"]
+    assert message is not None, "assert_callback_rate passed with max_per_s=1"
+    # The callbacks are counted exactly: every PyGILState_Ensure of the pool's workers.
+    assert "_gilstat_demo" in message and "max_per_s 1" in message, message
+    assert " %d callbacks " % out["rate_expected"] in message, message
+    assert [w["calls"] for w in out["rate_pool"]] == [10, 10], out["rate_pool"]
+    assert out["rate_lookup"] and "no_such_module" in out["rate_lookup"], out["rate_lookup"]
+    assert "_gilstat_demo" in out["rate_lookup"], out["rate_lookup"]
 
 
 def run_python(python, gilstat_bin, code, **env):
@@ -193,6 +213,12 @@ def test_holds(gilstat):
     gilstat.assert_releases_gil(_gilstat_demo.busy_sum, 2000000, 20, False)
 
 
+def test_callbacks(gilstat):
+    workers = gilstat.assert_callback_rate(_gilstat_demo.pool, 2, 5, lambda: 0, 0.0,
+                                           module=_gilstat_demo, max_per_s=1e9)
+    assert [w["calls"] for w in workers] == [5, 5]
+
+
 def test_measure(gilstat):
     with gilstat.measure() as m:
         time.sleep(0.05)
@@ -213,8 +239,9 @@ def test_pytest_plugin(supported_python, gilstat_bin, tmp_path):
                     env=python_env(gilstat_bin, supported_python), timeout=60)
     out = r.stdout.decode()
     assert r.returncode == 1, out + r.stderr_text
-    assert "2 failed, 2 passed" in out, out
+    assert "2 failed, 3 passed" in out, out
     assert "AssertionError: busy_sum held the GIL" in out, out
+    assert "the longest hold with a stack" in out and "busy_sum" in out, out
     # Each failing test's output carries its last measurement's report.
     assert out.count("gilstat report of the test's last measurement") == 2, out
     assert "MainThread" in out and "gilstat-competitor" in out, out

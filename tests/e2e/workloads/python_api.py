@@ -3,7 +3,7 @@
 
 One process: a nested measure(), two spinning threads measured, a measurement
 saved, the assertions on the demo extension's release/hold and on stdlib calls
-that release the GIL.
+that release the GIL, and the callback-rate assertion on the demo's native pool.
 """
 import hashlib
 import json
@@ -103,4 +103,28 @@ try:
     out["hold_error"] = None
 except AssertionError as e:
     out["hold_error"] = str(e)
+
+
+# Callbacks from the demo's native pool (std::threads calling back under
+# PyGILState_Ensure): the count is exact, so a bound below the rate fails and
+# one far above it passes.
+def callback():
+    return sum(range(200))
+
+
+WORKERS, CALLS = 2, 150
+try:
+    gilstat.assert_callback_rate(_gilstat_demo.pool, WORKERS, CALLS, callback, 1000.0,
+                                 module=_gilstat_demo, max_per_s=1)
+    out["rate_error"] = None
+except AssertionError as e:
+    out["rate_error"] = str(e)
+out["rate_pool"] = gilstat.assert_callback_rate(_gilstat_demo.pool, WORKERS, 10, callback, 0.0,
+                                                module="_gilstat_demo", max_per_s=1e9)
+try:
+    gilstat.assert_callback_rate(callback, module="no_such_module", max_per_s=1)
+    out["rate_lookup"] = None
+except LookupError as e:
+    out["rate_lookup"] = str(e)
+out["rate_expected"] = WORKERS * CALLS
 print(json.dumps(out))
