@@ -263,3 +263,14 @@ def test_object_layout_table_matches_the_headers(supported_python):
         positions = [int(v) for v in debug[0].split(" ", 1)[1].split(",") if v.strip()]
         m = re.search(r"kDebugObjects3%d\{([^}]*)\}" % supported_python.minor[1], header)
         assert m and [int(v) for v in m.group(1).split(",")] == positions, positions
+    # _thread.RLock's row (its struct as the version's _threadmodule.c declares it).
+    rlock = [l for l in lines if l.startswith("RLockLayout ")]
+    assert rlock, lines
+    measured_rlock = [int(v) for v in rlock[0].split(" ", 1)[1].split(",") if v.strip()]
+    name = ("kRLock313t" if supported_python.free_threaded
+            else "kRLock314" if supported_python.minor >= (3, 14) else "kRLock38")
+    m = re.search(r"%s\{([^}]*)\}" % name, header)
+    assert m, "no %s in cpython_objects.hpp" % name
+    table = [int(v.strip() == "true") if v.strip() in ("true", "false") else int(v)
+             for v in m.group(1).split(",")]
+    assert table == measured_rlock, "%s: table %s, headers %s" % (name, table, measured_rlock)
