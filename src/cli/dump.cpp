@@ -249,8 +249,8 @@ void print_text(const Dump& d) {
                              t.gil.syscall.empty() ? "" : " [" + t.gil.syscall + "]");
     if (const LockWait* w = lock_of(d, t.tid))
       std::cout << fmt::format("  waits for {} 0x{:x}, {}\n",
-                               w->kind == "unknown" ? "a lock" : w->kind, w->address,
-                               owner_text(d, *w));
+                               w->kind == "unknown" ? "a lock of unknown kind" : w->kind,
+                               w->address, owner_text(d, *w));
     if (t.python) {
       std::cout << "  Python:\n";
       for (const auto& f : t.python->stack)

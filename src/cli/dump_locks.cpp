@@ -188,7 +188,10 @@ const LockWait* lock_of(const std::vector<LockWait>& locks, pid_t tid) {
   return nullptr;
 }
 
-std::string what(const LockWait& w) { return fmt::format("{} 0x{:x}", w.kind, w.address); }
+std::string what(const LockWait& w) {
+  return fmt::format("{} 0x{:x}", w.kind == "unknown" ? "a lock of unknown kind" : w.kind,
+                     w.address);
+}
 
 // The threads after `from` that wait for each other's locks: from's lock's
 // owner, that owner's lock's owner, ... while each waits for a lock whose
