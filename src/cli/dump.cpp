@@ -67,7 +67,8 @@ std::string thread_label(const DumpThread& t);
 
 // The locks the threads sleep on (read after the stop: a thread blocked in
 // one stays blocked) and the verdict on each GIL held while others wait.
-void follow_and_judge(Dump& d, const attach::RemoteMemory& memory) {
+void follow_and_judge(Dump& d, const attach::RemoteMemory& memory,
+                      const attach::ProcessMaps* maps) {
   std::vector<LockThread> threads;
   for (const DumpThread& t : d.threads) {
     LockThread l{t.tid, thread_label(t), t.gil.role, t.gil.gil, t.native_frames};
@@ -79,7 +80,7 @@ void follow_and_judge(Dump& d, const attach::RemoteMemory& memory) {
   }
   const RLockProbe rlocks{cpython::object_layout(d.snapshot.minor, d.snapshot.free_threaded),
                           cpython::rlock_layout(d.snapshot.minor, d.snapshot.free_threaded),
-                          d.snapshot.minor};
+                          d.snapshot.minor, maps};
   d.locks = follow_locks(d.target.pid, memory, threads, rlocks);
   d.verdicts = judge(threads, d.locks);
 }
@@ -181,7 +182,7 @@ Dump take_dump(pid_t pid, bool stop) {
     if (comm) t.comm = comm->substr(0, comm->find('\n')).substr(0, 64);
     d.threads.push_back(std::move(t));
   }
-  follow_and_judge(d, memory);
+  follow_and_judge(d, memory, maps ? &*maps : nullptr);
   return d;
 }
 

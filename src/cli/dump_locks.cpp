@@ -96,17 +96,27 @@ std::optional<RLockState> read_rlock(pyruntime::ObjectReader& objects,
 // address it parked on, the RLock's mutex.  An RLock the thread owns itself
 // is not the one it waits for.
 std::optional<RLockState> rlock_waited_for(pyruntime::ObjectReader& objects,
-                                           const cpython::RLockLayout& l, const LockThread& t,
+                                           const RLockProbe& probe, const LockThread& t,
                                            uint64_t futex) {
   if (!t.stack_pointer) return std::nullopt;
+  const cpython::RLockLayout& l = *probe.rlock;
   const attach::RemoteMemory& memory = objects.memory();
+  const attach::MapEntry* own_stack =
+      probe.maps ? probe.maps->find(attach::RemoteAddr(t.stack_pointer)) : nullptr;
+  auto plausible = [&](uint64_t object) {
+    if (!probe.maps) return true;
+    const attach::MapEntry* m = probe.maps->find(attach::RemoteAddr(object));
+    return m && m->readable && m->writable && m != own_stack;
+  };
   std::set<uint64_t> tried;
   for (uint64_t w : stack_words(memory, t.stack_pointer)) {
     uint64_t object = w;
     if (l.inline_mutex) {
       if (w < l.lock) continue;
       object = w - l.lock;
+      if (!plausible(object)) continue;
     } else {
+      if (!plausible(w)) continue;
       auto lock = memory.read_value<uint64_t>(attach::RemoteAddr(w) + l.lock);
       if (!lock || *lock != futex) continue;
     }
@@ -162,19 +172,20 @@ std::vector<LockWait> follow_locks(pid_t pid, const attach::RemoteMemory& memory
     LockWait w;
     w.tid = t.tid;
     w.address = sc->arg0;
-    // An RLock is told by its object, with or without symbols.
-    if (objects && t.pthread_id) {
-      if (auto r = rlock_waited_for(*objects, *rlocks.rlock, t, sc->arg0)) {
+    classify(memory, threads, t, w);
+    // An RLock is told by its object, with or without symbols (named frames
+    // of a mutex or a bare futex rule it out).
+    const bool maybe_rlock = w.kind == "Python lock" || w.kind == "unknown";
+    if (objects && t.pthread_id && maybe_rlock) {
+      if (auto r = rlock_waited_for(*objects, rlocks, t, sc->arg0)) {
         w.kind = "RLock";
         w.address = r->object;
         w.owner_count = r->count;
+        w.owner.reset();
         if (const LockThread* o = by_ident(threads, r->owner); o && o->tid != t.tid)
           w.owner = o->tid;
-        out.push_back(w);
-        continue;
       }
     }
-    classify(memory, threads, t, w);
     out.push_back(w);
   }
   return out;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "attach/process_maps.hpp"
 #include "attach/remote_memory.hpp"
 #include "gilstat/cpython_objects.hpp"
 #include "pyruntime/thread_gil_state.hpp"
@@ -50,6 +51,9 @@ struct RLockProbe {
   const cpython::ObjectLayout* objects = nullptr;
   const cpython::RLockLayout* rlock = nullptr;
   int minor = 0;
+  // The target's maps: only words pointing into writable memory other than
+  // the thread's own stack are tried as objects (nullptr: every word).
+  const attach::ProcessMaps* maps = nullptr;
 };
 
 // The lock each thread sleeps on (a futex wait that is not on a GIL),
