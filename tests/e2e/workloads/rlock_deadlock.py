@@ -1,7 +1,7 @@
 """Two deadlocks through threading.RLock, stuck for good once it prints its line.
 
-1. A lock cycle without the GIL: "rlock-a" owns RLock `first` and waits for `second`,
-   which "rlock-b" owns while it waits for `first`.
+1. A lock cycle without the GIL: "rlock-a" owns RLock `first` (twice) and waits for
+   `second`, which "rlock-b" owns while it waits for `first`.
 2. A cycle through the GIL: "waiter" owns a libc pthread mutex (taken with the GIL
    released) and waits for RLock `third`, which "keeper" owns while it runs Python, so
    it needs the GIL; "holder" then locks the mutex through ctypes.PyDLL, which keeps the
@@ -31,23 +31,15 @@ ids = {}
 trying = set()  # names of the threads about to block in an acquire
 
 
-def rlock_a():
-    ids["rlock-a"] = threading.get_native_id()
-    with first:
-        with first:  # owned twice: the count is 2
-            a_owns.set()
-            b_owns.wait()
-            trying.add("rlock-a")
-            second.acquire()  # rlock-a blocks here
-
-
-def rlock_b():
-    ids["rlock-b"] = threading.get_native_id()
-    with second:
-        b_owns.set()
-        a_owns.wait()
-        trying.add("rlock-b")
-        first.acquire()  # rlock-b blocks here
+def cross(name, mine, theirs, owned, other_owned, times):
+    """Owns `mine` (`times` over), then waits for `theirs`, owned by the other one."""
+    ids[name] = threading.get_native_id()
+    for _ in range(times):
+        mine.acquire()
+    owned.set()
+    other_owned.wait()
+    trying.add(name)
+    theirs.acquire()  # blocks here
 
 
 def keeper():
@@ -91,9 +83,11 @@ def asleep(name):
 
 def main():
     ids["MainThread"] = threading.get_native_id()
-    for name, target in (("rlock-a", rlock_a), ("rlock-b", rlock_b), ("keeper", keeper),
-                         ("waiter", waiter)):
-        threading.Thread(target=target, name=name, daemon=True).start()
+    threads = [("rlock-a", cross, ("rlock-a", first, second, a_owns, b_owns, 2)),
+               ("rlock-b", cross, ("rlock-b", second, first, b_owns, a_owns, 1)),
+               ("keeper", keeper, ()), ("waiter", waiter, ())]
+    for name, target, args in threads:
+        threading.Thread(target=target, name=name, args=args, daemon=True).start()
     for name in ("rlock-a", "rlock-b", "waiter"):
         while name not in trying or not asleep(name):
             time.sleep(0.01)
