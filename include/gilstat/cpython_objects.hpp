@@ -152,6 +152,35 @@ inline constexpr uint32_t interp_id_offset(int minor) {
   }
 }
 
+// _thread.RLock (rlockobject in Modules/_threadmodule.c, private to it):
+// where its lock and its owner are.  3.8-3.13: a PyThread_type_lock (on
+// Linux a malloc'd sem_t: the futex its waiters sleep on), rlock_owner (the
+// owner's thread ident, pthread_self(): PyThreadState.thread_id) and
+// rlock_count.  3.14+: an inline _PyRecursiveMutex: its PyMutex byte (bit 0
+// locked; waiters park on its address and sleep on a semaphore of their
+// own), `thread` (the owner's ident) and `level` (the re-entries: the count
+// is level + 1 while locked).  Measured with offsetof() on the struct as
+// each version's _threadmodule.c declares it, compiled against that
+// version's headers (scripts/measure-object-layout), and checked against
+// the live object (tests/e2e/test_dump_rlock.py).
+struct RLockLayout {
+  uint32_t lock;      // the sem_t pointer (3.8-3.13) or the PyMutex byte (3.14+)
+  uint32_t owner;     // thread ident (unsigned long / unsigned long long)
+  uint32_t count;     // rlock_count (3.8-3.13) or level (3.14+)
+  bool inline_mutex;  // 3.14+
+};
+inline constexpr RLockLayout kRLock38{16, 24, 32, false};  // 3.8 to 3.13
+inline constexpr RLockLayout kRLock313t{32, 40, 48, false};
+inline constexpr RLockLayout kRLock314{16, 24, 32, true};  // 3.14, 3.15
+
+// nullptr when the version (or a free-threaded build of it) was not measured.
+inline constexpr const RLockLayout* rlock_layout(int minor, bool free_threaded) {
+  if (free_threaded) return minor == 13 ? &kRLock313t : nullptr;
+  if (minor >= 8 && minor <= 13) return &kRLock38;
+  if (minor == 14 || minor == 15) return &kRLock314;
+  return nullptr;
+}
+
 // _PyInterpreterFrame.owner values that are not Python code the user wrote:
 // the C stack's shim/entry frame (FRAME_OWNED_BY_CSTACK = 3 on 3.12/3.13;
 // FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4 on 3.14+).

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "got_patch.hpp"
+#include "module_scan.hpp"
 #include "probe_state.hpp"
 
 namespace gilstat::probe {
@@ -212,14 +213,13 @@ bool imports_c_api(const ObjectView& v) {
   return any;
 }
 
-void hook_object(const ObjectView& v) {
+// Whether the object now has a table entry (false: unreadable, or the table
+// is full).
+bool hook_object(const ObjectView& v) {
   DynInfo dyn;
-  if (!read_dynamic(v.base, reinterpret_cast<const ElfW(Dyn)*>(v.dynamic), &dyn)) return;
+  if (g_count == proto::kMaxModules) return false;
+  if (!read_dynamic(v.base, reinterpret_cast<const ElfW(Dyn)*>(v.dynamic), &dyn)) return false;
   proto::Header* h = g.header;
-  if (g_count == proto::kMaxModules) {
-    h->modules_not_hooked.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
   const uint32_t m = g_count;
   proto::ModuleSlot& s = h->modules[m];
   std::snprintf(s.name, sizeof(s.name), "%s", v.name);
@@ -242,6 +242,7 @@ void hook_object(const ObjectView& v) {
   s.state.store(static_cast<uint32_t>(proto::ModuleState::Hooked), std::memory_order_release);
   g_count = m + 1;
   h->module_count.store(g_count, std::memory_order_release);
+  return true;
 }
 
 // Objects a walk found that are not in the table yet.  They are hooked
@@ -258,6 +259,7 @@ struct Candidate {
 Candidate g_candidates[kMaxCandidates];
 int g_ncandidates = 0;
 bool g_more_candidates = false;
+ModuleScanCount g_scan_count;
 
 int scan_one(dl_phdr_info* info, size_t, void*) {
   const ObjectView v = view_of(info);
@@ -268,28 +270,31 @@ int scan_one(dl_phdr_info* info, size_t, void*) {
   const int m = find_entry(v);
   if (m >= 0) {
     g_patches[m].seen = true;
-  } else if (!imports_c_api(v)) {
     return 0;
-  } else if (g_ncandidates == kMaxCandidates) {
-    g_more_candidates = true;
-  } else {
-    Candidate& c = g_candidates[g_ncandidates++];
-    c.view = v;
-    std::snprintf(c.name, sizeof(c.name), "%s", v.name);
-    c.view.name = c.name;
   }
+  if (!imports_c_api(v)) return 0;
+  g_scan_count.found_new();
+  if (g_ncandidates == kMaxCandidates) {
+    g_more_candidates = true;
+    return 0;
+  }
+  Candidate& c = g_candidates[g_ncandidates++];
+  c.view = v;
+  std::snprintf(c.name, sizeof(c.name), "%s", v.name);
+  c.view.name = c.name;
   return 0;
 }
 
 void hook_candidates() {
-  for (int i = 0; i < g_ncandidates; ++i) {
+  for (int i = 0; i < g_ncandidates && g_count < proto::kMaxModules; ++i) {
     const Candidate& c = g_candidates[i];
     void* handle = dlopen(c.name, RTLD_NOLOAD | RTLD_LAZY);
     if (!handle) continue;  // unloaded meanwhile, or a name the loader does not match
     link_map* map = nullptr;
     if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map &&
-        reinterpret_cast<uintptr_t>(map->l_ld) == c.view.dynamic && map->l_addr == c.view.base)
-      hook_object(c.view);
+        reinterpret_cast<uintptr_t>(map->l_ld) == c.view.dynamic && map->l_addr == c.view.base &&
+        hook_object(c.view))
+      g_scan_count.hooked();
     dlclose(handle);
   }
 }
@@ -373,11 +378,15 @@ void scan_modules() {
   for (uint32_t m = 0; m < g_count; ++m) g_patches[m].seen = false;
   g_ncandidates = 0;
   g_more_candidates = false;
+  g_scan_count.begin();
   dl_iterate_phdr(scan_one, nullptr);
   mark_unseen_unloaded();
   hook_candidates();
+  g.header->modules_not_hooked.store(g_scan_count.left_out(g_count, proto::kMaxModules),
+                                     std::memory_order_relaxed);
   // More new objects than one pass takes: the next check scans again.
-  if (g_more_candidates) g_token.store(~uint64_t{0}, std::memory_order_relaxed);
+  if (g_scan_count.rescan(g_more_candidates, g_count, proto::kMaxModules))
+    g_token.store(~uint64_t{0}, std::memory_order_relaxed);
   unlock();
 }
 

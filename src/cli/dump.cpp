@@ -49,6 +49,7 @@ struct DumpThread {
   std::string comm;                           // the kernel's thread name (the target can write it)
   std::optional<attach::NativeStack> native;  // absent with --no-stop
   std::vector<std::string> native_frames;     // symbolised, innermost first
+  bool frames_named = false;                  // a symbol names one of the innermost frames
 };
 
 struct Dump {
@@ -66,11 +67,21 @@ std::string thread_label(const DumpThread& t);
 
 // The locks the threads sleep on (read after the stop: a thread blocked in
 // one stays blocked) and the verdict on each GIL held while others wait.
-void follow_and_judge(Dump& d, const attach::RemoteMemory& memory) {
+void follow_and_judge(Dump& d, const attach::RemoteMemory& memory,
+                      const attach::ProcessMaps* maps) {
   std::vector<LockThread> threads;
-  for (const DumpThread& t : d.threads)
-    threads.push_back({t.tid, thread_label(t), t.gil.role, t.gil.gil, t.native_frames});
-  d.locks = follow_locks(d.target.pid, memory, threads);
+  for (const DumpThread& t : d.threads) {
+    LockThread l{t.tid, thread_label(t), t.gil.role, t.gil.gil, t.native_frames};
+    l.frames_named = t.frames_named;
+    if (t.python) l.pthread_id = t.python->pthread_id;
+    if (t.native && !t.native->frames.empty())
+      l.stack_pointer = t.native->frames.front().sp.value();
+    threads.push_back(std::move(l));
+  }
+  const RLockProbe rlocks{cpython::object_layout(d.snapshot.minor, d.snapshot.free_threaded),
+                          cpython::rlock_layout(d.snapshot.minor, d.snapshot.free_threaded),
+                          d.snapshot.minor, maps};
+  d.locks = follow_locks(d.target.pid, memory, threads, rlocks);
   d.verdicts = judge(threads, d.locks);
 }
 
@@ -81,10 +92,19 @@ const LockWait* lock_of(const Dump& d, pid_t tid) {
 }
 
 std::string owner_text(const Dump& d, const LockWait& w) {
-  if (!w.owner) return "owner unknown";
+  if (!w.owner) {
+    if (w.kind == "unknown")
+      return d.stopped ? "owner unknown (no symbol names its native frames: the kind of lock "
+                         "cannot be told)"
+                       : "owner unknown (no native stack with --no-stop: the kind of lock "
+                         "cannot be told)";
+    return "owner unknown";
+  }
+  const std::string count = w.owner_count > 1 ? fmt::format(", {} times", w.owner_count) : "";
   for (const DumpThread& t : d.threads)
-    if (t.tid == *w.owner) return fmt::format("owned by {} (tid {})", thread_label(t), t.tid);
-  return fmt::format("owned by tid {}", *w.owner);
+    if (t.tid == *w.owner)
+      return fmt::format("owned by {} (tid {}){}", thread_label(t), t.tid, count);
+  return fmt::format("owned by tid {}{}", *w.owner, count);
 }
 
 // Python threads first (in the interpreter's order), then the others by tid.
@@ -150,8 +170,11 @@ Dump take_dump(pid_t pid, bool stop) {
         if (tids[k] == t.tid && early_states[k].role == GilRole::kWaits) t.gil = early_states[k];
     if (auto n = natives.find(t.tid); n != natives.end()) {
       t.native = n->second;
-      for (const auto& f : n->second.frames)
-        t.native_frames.push_back(symbolizer.locate(pid, f).to_string());
+      for (const auto& f : n->second.frames) {
+        const symbols::Location loc = symbolizer.locate(pid, f);
+        t.frames_named |= t.native_frames.size() < 6 && !loc.function.empty();
+        t.native_frames.push_back(loc.to_string());
+      }
     }
     for (const auto& py : d.snapshot.threads)
       if (py.tid == t.tid) t.python = &py;
@@ -159,7 +182,7 @@ Dump take_dump(pid_t pid, bool stop) {
     if (comm) t.comm = comm->substr(0, comm->find('\n')).substr(0, 64);
     d.threads.push_back(std::move(t));
   }
-  follow_and_judge(d, memory);
+  follow_and_judge(d, memory, maps ? &*maps : nullptr);
   return d;
 }
 
@@ -226,8 +249,9 @@ void print_text(const Dump& d) {
                              t.python ? "" : " (no Python thread state)", role,
                              t.gil.syscall.empty() ? "" : " [" + t.gil.syscall + "]");
     if (const LockWait* w = lock_of(d, t.tid))
-      std::cout << fmt::format("  waits for {} 0x{:x}, {}\n", w->kind, w->address,
-                               owner_text(d, *w));
+      std::cout << fmt::format("  waits for {} 0x{:x}, {}\n",
+                               w->kind == "unknown" ? "a lock of unknown kind" : w->kind,
+                               w->address, owner_text(d, *w));
     if (t.python) {
       std::cout << "  Python:\n";
       for (const auto& f : t.python->stack)
@@ -292,8 +316,10 @@ void print_json(const Dump& d) {
     const LockWait* w = lock_of(d, t.tid);
     if (w)
       fmt::format_to(out,
-                     "], \"lock\": {{\"address\": \"0x{:x}\", \"kind\": {}, \"owner_tid\": {}}}",
-                     w->address, jstr(w->kind), w->owner ? std::to_string(*w->owner) : "null");
+                     "], \"lock\": {{\"address\": \"0x{:x}\", \"kind\": {}, \"owner_tid\": {}, "
+                     "\"owner_count\": {}}}",
+                     w->address, jstr(w->kind), w->owner ? std::to_string(*w->owner) : "null",
+                     w->owner_count ? std::to_string(w->owner_count) : "null");
     else
       fmt::format_to(out, "], \"lock\": null");
     fmt::format_to(out, ", \"stack_truncated\": {}, \"stack_error\": {}, \"native_stack\": ",
@@ -312,12 +338,15 @@ void print_json(const Dump& d) {
   fmt::format_to(out, "],\n \"verdicts\": [");
   for (size_t i = 0; i < d.verdicts.size(); ++i) {
     const Verdict& v = d.verdicts[i];
+    std::string cycle;
+    for (pid_t tid : v.cycle) cycle += (cycle.empty() ? "" : ", ") + std::to_string(tid);
     fmt::format_to(out,
                    "{}{{\"gil\": {}, \"kind\": {}, \"holder_tid\": {}, \"other_tid\": {}, "
-                   "\"lock\": {}, \"text\": {}}}",
-                   i ? ", " : "", v.gil ? std::to_string(*v.gil) : "null", jstr(v.kind), v.holder,
+                   "\"lock\": {}, \"cycle_tids\": [{}], \"text\": {}}}",
+                   i ? ", " : "", v.gil ? std::to_string(*v.gil) : "null", jstr(v.kind),
+                   v.holder ? std::to_string(v.holder) : "null",
                    v.other ? std::to_string(v.other) : "null",
-                   v.lock ? fmt::format("\"0x{:x}\"", v.lock) : "null", jstr(v.text));
+                   v.lock ? fmt::format("\"0x{:x}\"", v.lock) : "null", cycle, jstr(v.text));
   }
   fmt::format_to(out, "],\n \"problems\": [");
   for (size_t i = 0; i < d.snapshot.problems.size(); ++i)

@@ -99,6 +99,7 @@ HogsReport HogCounter::finish(const Report& r, const stacks::StackTable& table,
     std::set<std::string> waiting;
   };
   std::map<uint32_t, Acc> by_stack;
+  std::map<uint32_t, HogEnd> by_end;  // by the stack of each hold's last sample
   for (const Hold& h : holds_) {
     const uint64_t end = h.end ? h.end : std::max(window_end, h.start);
     if (h.samples.empty()) continue;
@@ -129,6 +130,16 @@ HogsReport HogCounter::finish(const Report& r, const stacks::StackTable& table,
     }
     out.caused_wait_ns += caused_ns;
     out.held_ns += whole_ns;
+    HogEnd& ended = by_end[h.samples.back().second];
+    ++ended.holds;
+    ended.held_ns += whole_ns;
+  }
+  for (auto& [id, ended] : by_end) {
+    if (const std::vector<uint32_t>* stack = table.stack(id))
+      for (uint32_t fid : *stack)
+        if (const stacks::Frame* fr = table.frame(fid); fr && fr->kind == stacks::FrameKind::Native)
+          ended.objects.push_back(fr->object);
+    out.ends.push_back(std::move(ended));
   }
   for (const auto& [id, acc] : by_stack) {
     HogEntry e;

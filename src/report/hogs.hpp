@@ -41,6 +41,16 @@ struct HogEntry {
   static constexpr size_t kWaiters = 8;
 };
 
+// Where long holds ended: the stack of a hold's last sample (the holder
+// was still there when the hold was last seen), with the holds that ended
+// there and their whole time.  The module table charges them to the
+// extension module whose code that stack was in (modules.hpp).
+struct HogEnd {
+  std::vector<std::string> objects;  // the native frames' objects, innermost first
+  uint64_t holds = 0;
+  double held_ns = 0;
+};
+
 struct HogsReport {
   uint64_t holds = 0;    // long holds with a stack in the window
   uint64_t samples = 0;  // their stacks
@@ -49,6 +59,7 @@ struct HogsReport {
   double caused_wait_ns = 0;
   std::vector<HogEntry> entries;  // by held time; at most kEntries (the text shows fewer)
   static constexpr size_t kEntries = 1000;
+  std::vector<HogEnd> ends;  // every hold counted in `holds`, by its last stack
 };
 
 class HogCounter {

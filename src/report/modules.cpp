@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <map>
 
 #include "gilstat/protocol.hpp"
 #include "report/fit_name.hpp"
@@ -35,6 +36,28 @@ std::string file_name(const std::string& path) {
 
 std::string dur(double ns) { return ns > 0 ? format_duration(saturating_ns(ns)) : "-"; }
 
+std::string holds_text(uint64_t n) { return fmt::format("{} long hold{}", n, n == 1 ? "" : "s"); }
+
+// Where the long holds ended, when the recording has any (GIL hogs).
+void render_long_holds(const ModuleTable& t, std::ostream& out) {
+  std::vector<const ModuleReport*> with;
+  for (const ModuleReport& m : t.rows)
+    if (m.long_holds) with.push_back(&m);
+  if (with.empty() && t.interpreter_long_holds == 0) return;
+  std::stable_sort(with.begin(), with.end(), [](const ModuleReport* a, const ModuleReport* b) {
+    return a->long_held_ns > b->long_held_ns;
+  });
+  out << "  long holds (GIL hogs) by the module they ended in (its code on the hold's last "
+         "stack):\n";
+  for (const ModuleReport* m : with)
+    out << fmt::format("    {} {:>16} {:>10}\n", pad(printable(m->name), 44, false),
+                       holds_text(m->long_holds), dur(m->long_held_ns));
+  if (t.interpreter_long_holds)
+    out << fmt::format("    {} {:>16} {:>10}\n",
+                       pad("the interpreter itself (no hooked module)", 44, false),
+                       holds_text(t.interpreter_long_holds), dur(t.interpreter_long_held_ns));
+}
+
 }  // namespace
 
 std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, double ns_per_tick,
@@ -63,11 +86,29 @@ std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, doub
   return rows;
 }
 
+void charge_long_holds(ModuleTable& t, const HogsReport& hogs) {
+  std::map<std::string, ModuleReport*> by_file;
+  for (ModuleReport& m : t.rows) by_file.emplace(m.name, &m);
+  for (const HogEnd& e : hogs.ends) {
+    ModuleReport* in = nullptr;
+    for (size_t i = 0; i < e.objects.size() && !in; ++i)
+      if (auto it = by_file.find(e.objects[i]); it != by_file.end()) in = it->second;
+    if (in) {
+      in->long_holds += e.holds;
+      in->long_held_ns += e.held_ns;
+    } else {
+      t.interpreter_long_holds += e.holds;
+      t.interpreter_long_held_ns += e.held_ns;
+    }
+  }
+}
+
 void attach_modules(Report& r, std::span<const ModuleCounts> counts, uint64_t not_hooked) {
   ModuleTable& t = r.modules;
   t.present = true;
   t.not_hooked = not_hooked;
   t.rows = module_rows(counts, r.ns_per_tick, r.duration_s);
+  charge_long_holds(t, r.hogs);
   uint64_t acquisitions = 0;
   for (const GilReport& g : r.gils) acquisitions += g.acquisitions;
   // SaveThread on a free-threaded build without its GIL only detaches.
@@ -102,6 +143,7 @@ void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_row
     }
     if (n < busy.size()) out << fmt::format("  … {} more modules\n", busy.size() - n);
   }
+  render_long_holds(t, out);
   if (t.not_hooked)
     out << fmt::format("  {} objects were not hooked: the probe's table of {} was full\n",
                        t.not_hooked, proto::kMaxModules);
@@ -109,8 +151,11 @@ void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_row
 
 std::string modules_json(const ModuleTable& t) {
   if (!t.present) return "null";
-  std::string s = fmt::format(R"({{"gil_disabled": {}, "not_hooked": {}, "rows": [)",
-                              t.gil_disabled, t.not_hooked);
+  std::string s =
+      fmt::format(R"({{"gil_disabled": {}, "not_hooked": {}, "interpreter_long_holds": {}, )"
+                  R"("interpreter_long_held_s": {}, "rows": [)",
+                  t.gil_disabled, t.not_hooked, t.interpreter_long_holds,
+                  json_number(t.interpreter_long_held_ns / 1e9));
   auto it = std::back_inserter(s);
   for (size_t i = 0; i < t.rows.size(); ++i) {
     const ModuleReport& m = t.rows[i];
@@ -120,8 +165,10 @@ std::string modules_json(const ModuleTable& t) {
                    json_number(m.released_ns / 1e9), json_number(m.restore_wait_ns / 1e9));
     fmt::format_to(it, R"("callbacks": {}, "callback_releases": {}, "callbacks_per_s": {}, )",
                    m.callbacks, m.callback_releases, json_number(m.callbacks_per_s));
-    fmt::format_to(it, R"("callback_wait_s": {}, "callback_held_s": {}}})",
+    fmt::format_to(it, R"("callback_wait_s": {}, "callback_held_s": {}, )",
                    json_number(m.callback_wait_ns / 1e9), json_number(m.callback_held_ns / 1e9));
+    fmt::format_to(it, R"("long_holds": {}, "long_held_s": {}}})", m.long_holds,
+                   json_number(m.long_held_ns / 1e9));
   }
   s += "]}";
   return s;

@@ -42,6 +42,10 @@ struct ModuleReport {
   double callback_wait_ns = 0;
   double callback_held_ns = 0;
   double callbacks_per_s = 0;  // over the report's window
+  // Long holds (hogs.hpp) that ended inside this module's code: its frame
+  // was the innermost one of a hooked module on the hold's last stack.
+  uint64_t long_holds = 0;
+  double long_held_ns = 0;
   // What ranks it in the table and in `top`: released + waits + callback holds.
   double busy_ns() const {
     return released_ns + restore_wait_ns + callback_wait_ns + callback_held_ns;
@@ -53,6 +57,10 @@ struct ModuleTable {
   bool gil_disabled = false;  // free-threaded, GIL disabled all along: these are not GIL releases
   uint64_t not_hooked = 0;    // objects left out: the probe's table was full
   std::vector<ModuleReport> rows;  // busiest first; every hooked object
+  // Long holds whose last stack had no frame of a hooked module: the
+  // interpreter's own code (or an object that makes no C API call).
+  uint64_t interpreter_long_holds = 0;
+  double interpreter_long_held_ns = 0;
 };
 
 // Rows from the probe's counters, busiest first.  Bounded: at most
@@ -62,7 +70,13 @@ std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, doub
                                       double duration_s);
 
 struct Report;
-// Fills r.modules from the probe's table (r's clock, window and GILs set).
+struct HogsReport;
+// Charges each long hold of `hogs` to the module it ended in (the innermost
+// native frame of its last stack whose object is a row's file), else to the
+// interpreter.
+void charge_long_holds(ModuleTable& t, const HogsReport& hogs);
+// Fills r.modules from the probe's table (r's clock, window, GILs and long
+// holds set).
 void attach_modules(Report& r, std::span<const ModuleCounts> counts, uint64_t not_hooked);
 
 // The "GIL by module" section of the text report (nothing when there is no

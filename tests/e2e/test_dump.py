@@ -154,6 +154,21 @@ def test_dump_text(stuck, gilstat):
                                               source_line(HOLD_MARK)) in text, text
 
 
+def test_dump_without_native_stacks_cannot_tell_the_lock(stuck, gilstat):
+    """--no-stop: no native frames to tell a pthread mutex from a bare futex by, and
+    the dump says so instead of guessing."""
+    target, tids, _ = stuck
+    result = gilstat("dump", "--pid", target.pid, "--no-stop", "--json")
+    assert result.returncode == 0, result.describe()
+    lock = by_tid(json.loads(result.stdout.decode()))[tids["holder"]]["lock"]
+    assert lock is not None and lock["kind"] == "unknown" and lock["owner_tid"] is None, lock
+    text = gilstat("dump", "--pid", target.pid, "--no-stop")
+    assert text.returncode == 0, text.describe()
+    assert ("waits for a lock of unknown kind %s, owner unknown (no native stack with "
+            "--no-stop: the kind of lock cannot be told)" % lock["address"]
+            in text.stdout.decode()), text.stdout.decode()
+
+
 def test_record_pid_names_threads_of_a_stuck_process(stuck, gilstat, tmp_path):
     """The probe never gets the GIL here: the names come from outside."""
     target, tids, dump = stuck
@@ -263,3 +278,14 @@ def test_object_layout_table_matches_the_headers(supported_python):
         positions = [int(v) for v in debug[0].split(" ", 1)[1].split(",") if v.strip()]
         m = re.search(r"kDebugObjects3%d\{([^}]*)\}" % supported_python.minor[1], header)
         assert m and [int(v) for v in m.group(1).split(",")] == positions, positions
+    # _thread.RLock's row (its struct as the version's _threadmodule.c declares it).
+    rlock = [l for l in lines if l.startswith("RLockLayout ")]
+    assert rlock, lines
+    measured_rlock = [int(v) for v in rlock[0].split(" ", 1)[1].split(",") if v.strip()]
+    name = ("kRLock313t" if supported_python.free_threaded
+            else "kRLock314" if supported_python.minor >= (3, 14) else "kRLock38")
+    m = re.search(r"%s\{([^}]*)\}" % name, header)
+    assert m, "no %s in cpython_objects.hpp" % name
+    table = [int(v.strip() == "true") if v.strip() in ("true", "false") else int(v)
+             for v in m.group(1).split(",")]
+    assert table == measured_rlock, "%s: table %s, headers %s" % (name, table, measured_rlock)

@@ -12,6 +12,7 @@ resumed is not disturbed; a recording reported after the extension's file was de
 shows the same names."""
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -54,6 +55,7 @@ def record_hog(gilstat, python, demo_dir, path, *extra):
     truth["chrome_slices"] = [e for e in json.loads(chrome.stdout.decode())["traceEvents"]
                               if e.get("name") == "holding" and "stack" in e.get("args", {})]
     ctx += "\nhogs: " + json.dumps(report.get("hogs"))[:6000]
+    truth["path"] = path
     return report, collapsed.stdout.decode(), truth, ctx
 
 
@@ -188,3 +190,28 @@ def test_hog_chrome_slice_has_the_stack(hog_run):
     native_us = truth["native_ns"] / 1e3
     assert abs(slices[0]["dur"] - native_us) <= 0.05 * native_us, (slices[0], ctx)
     assert any(f.startswith("hog_caller (") for f in slices[0]["args"]["stack"]), slices[0]
+
+
+def test_hog_is_charged_to_the_module_it_ended_in(hog_run, gilstat):
+    """GIL by module: the long hold ended in hold_for, the demo extension's code, so it
+    is charged to _gilstat_demo with the hold's whole time; every long hold is charged
+    once (the rows and the interpreter's share add up to the hogs)."""
+    report, _, truth, ctx = hog_run
+    modules = report["modules"]
+    assert modules is not None, ctx
+    ctx += "\nmodules: " + json.dumps(modules)[:4000]
+    demo = [m for m in modules["rows"] if m["name"].startswith("_gilstat_demo")]
+    assert len(demo) == 1, ctx
+    native_s = truth["native_ns"] / 1e9
+    assert demo[0]["long_holds"] == 1, ctx
+    assert abs(demo[0]["long_held_s"] - native_s) <= 0.05 * native_s, ctx
+    rows = modules["rows"]
+    assert (sum(m["long_holds"] for m in rows) + modules["interpreter_long_holds"]
+            == report["hogs"]["holds"]), ctx
+    assert (sum(m["long_held_s"] for m in rows) + modules["interpreter_long_held_s"]
+            == pytest.approx(report["hogs"]["held_s"], rel=1e-9, abs=1e-9)), ctx
+    text = gilstat("report", truth["path"])
+    assert text.returncode == 0, text.describe()
+    out = text.stdout.decode()
+    assert "long holds (GIL hogs) by the module they ended in" in out, out
+    assert re.search(r"^    _gilstat_demo\S* +1 long hold +[0-9.]+ [mµn]?s$", out, re.M), out

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "report/modules.hpp"
 #include "report/report.hpp"
 #include "stacks/merge.hpp"
 #include "stacks/stack_table.hpp"
@@ -107,6 +108,46 @@ TEST(HogCounter, OpenHoldEndsAtTheWindowEnd) {
   ASSERT_EQ(h.entries.size(), 1u);
   EXPECT_DOUBLE_EQ(h.entries[0].longest_ns, 2000);
   EXPECT_DOUBLE_EQ(h.caused_wait_ns, 0);
+}
+
+TEST(HogCounter, EachHoldIsChargedToTheModuleItEndedIn) {
+  stacks::StackTable table;
+  auto stack = [&](std::vector<Frame> frames) {
+    std::vector<uint32_t> ids;
+    for (const Frame& f : frames) ids.push_back(*table.frame_id(f));
+    return *table.stack_id(ids);
+  };
+  const uint32_t in_demo = stack({native("spin", "_demo.so"), native("", "libfoo.so"),
+                                  native("cfunction_call", "python3.12"), py("f")});
+  const uint32_t in_python = stack({native("_PyEval_EvalFrameDefault", "python3.12"), py("g")});
+  const uint32_t in_libc = stack({native("memcpy", "libc.so.6"), py("h")});
+  report::HogCounter c;
+  // Thread 1: 1000..1500, seen in Python first, then in _demo.so (it ended there).
+  c.add_sample({1, 0, 1100, in_python, stacks::SampleReason::LongHold, 1000});
+  c.add_sample({1, 0, 1300, in_demo, stacks::SampleReason::LongHold, 1000});
+  const proto::Event r1[] = {ev(proto::EventKind::Release, 1500)};
+  c.add_events(1, r1, 1);
+  // Thread 2: 2000..2100 in Python; thread 3: 3000..3300 in libc (hooks nothing).
+  c.add_sample({2, 0, 2050, in_python, stacks::SampleReason::LongHold, 2000});
+  const proto::Event r2[] = {ev(proto::EventKind::Release, 2100)};
+  c.add_events(2, r2, 1);
+  c.add_sample({3, 0, 3100, in_libc, stacks::SampleReason::LongHold, 3000});
+  const proto::Event r3[] = {ev(proto::EventKind::Release, 3300)};
+  c.add_events(3, r3, 1);
+  const report::HogsReport h = c.finish(report::Report{}, table, 5000);
+  ASSERT_EQ(h.holds, 3u);
+  report::ModuleTable t;
+  t.rows.resize(2);
+  t.rows[0].name = "libfoo.so";  // on the stack, outside the innermost module frame
+  t.rows[1].name = "_demo.so";
+  report::charge_long_holds(t, h);
+  EXPECT_EQ(t.rows[1].long_holds, 1u);
+  EXPECT_DOUBLE_EQ(t.rows[1].long_held_ns, 500);  // the whole hold, not its part there
+  EXPECT_EQ(t.rows[0].long_holds, 0u);
+  EXPECT_EQ(t.interpreter_long_holds, 2u);
+  EXPECT_DOUBLE_EQ(t.interpreter_long_held_ns, 400);
+  // Every hold is charged once.
+  EXPECT_DOUBLE_EQ(t.rows[1].long_held_ns + t.interpreter_long_held_ns, h.held_ns);
 }
 
 }  // namespace
