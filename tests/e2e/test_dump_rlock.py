@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from test_attach import Target
+from attach_support import Target
 from test_dump import SETTLE_S, by_tid, dump_json
 
 
