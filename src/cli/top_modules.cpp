@@ -6,6 +6,7 @@
 #include <map>
 
 #include "report/fit_name.hpp"
+#include "report/modules.hpp"
 #include "report/utf8.hpp"
 
 namespace gilstat::cli {
@@ -50,7 +51,7 @@ std::vector<std::string> top_module_lines(const report::Report& prev, const repo
     const ModuleDelta& d = deltas[i];
     lines.push_back(
         fmt::format("{} {:>10.0f} {:>12.2f} {:>11.0f}",
-                    report::pad(report::fit_name(report::printable(d.name), 28), 28, false),
+                    report::pad(report::fit_name(report::printable(report::module_label(d.name)), 28), 28, false),
                     d.releases / s, d.released_ns / (s * 1e9), d.callbacks / s));
   }
   return lines;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iterator>
 #include <map>
+#include <string_view>
 
 #include "gilstat/protocol.hpp"
 #include "report/fit_name.hpp"
@@ -59,6 +60,16 @@ void render_long_holds(const ModuleTable& t, std::ostream& out) {
 }
 
 }  // namespace
+
+std::string module_label(const std::string& file_name) {
+  // PEP 3149 tags: ".cpython-311-x86_64-linux-gnu.so", ".cpython-313t-...",
+  // ".abi3.so", and a bare ".so" after a dotted tag.
+  const size_t dot = file_name.find('.');
+  if (dot == 0 || dot == std::string::npos || !file_name.ends_with(".so")) return file_name;
+  const std::string_view tag = std::string_view(file_name).substr(dot + 1);
+  if (tag.starts_with("cpython-") || tag == "abi3.so") return file_name.substr(0, dot);
+  return file_name;
+}
 
 std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, double ns_per_tick,
                                       double duration_s) {
@@ -134,7 +145,7 @@ void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_row
     const size_t n = max_rows == 0 ? busy.size() : std::min(max_rows, busy.size());
     for (size_t i = 0; i < n; ++i) {
       const ModuleReport& m = *busy[i];
-      std::string name = printable(m.name);
+      std::string name = printable(module_label(m.name));
       if (m.state == "unloaded") name += " (unloaded)";
       out << fmt::format("  {} {:>9} {:>10} {:>10} {:>9} {:>8.0f} {:>10} {:>10}\n",
                          pad(name, 28, false), format_count(m.releases), dur(m.released_ns),

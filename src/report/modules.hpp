@@ -81,6 +81,12 @@ void attach_modules(Report& r, std::span<const ModuleCounts> counts, uint64_t no
 
 // The "GIL by module" section of the text report (nothing when there is no
 // table).  max_rows 0: every row.
+// A module's name as a user imports it: an extension's file name without
+// its platform tag and suffix ("_hashlib.cpython-311-x86_64-linux-gnu.so" ->
+// "_hashlib", "_demo.abi3.so" -> "_demo"); other objects ("libfoo.so.1")
+// keep their file name.  For tables; JSON keeps the file name.
+std::string module_label(const std::string& file_name);
+
 void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_rows);
 // The JSON value of the report's `modules` field.
 std::string modules_json(const ModuleTable& t);
