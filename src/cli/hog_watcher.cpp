@@ -72,6 +72,13 @@ std::string HogWatcher::summary() const {
   return s;
 }
 
+std::vector<HogWatcher::LongHold> HogWatcher::current() const {
+  std::vector<LongHold> out;
+  for (const auto& [key, hold] : holds_)
+    if (hold.taken > 0) out.push_back({key.first, key.second, hold.since, hold.stack});
+  return out;
+}
+
 bool HogWatcher::still_holds(proto::ShmRegion& region, uint32_t tid, uint32_t gil, uint64_t since) {
   bool holds = false;
   try {
@@ -87,7 +94,7 @@ bool HogWatcher::still_holds(proto::ShmRegion& region, uint32_t tid, uint32_t gi
 }
 
 void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
-                      proto::RecordingWriter& writer) {
+                      proto::RecordingWriter* writer) {
   if (threshold_ns_ == 0 || disabled_ || region.corrupt()) return;
   calibration_.sample();
   std::vector<proto::TotalsSnapshot> now_totals;
@@ -107,7 +114,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
   for (const auto& t : now_totals) {
     if (t.state != proto::TotalsState::Holding || !waited.count(t.gil) || t.since > now) continue;
     const auto key = std::make_pair(t.tid, t.gil);
-    Hold hold{t.since, 0};
+    Hold hold{t.since, 0, {}};
     if (auto it = holds_.find(key); it != holds_.end() && it->second.since == t.since)
       hold = it->second;
     const auto age_ns = static_cast<uint64_t>(static_cast<double>(now - t.since) * ns_per_tick);
@@ -132,6 +139,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
                 writer, *frames,
                 {t.tid, t.gil, read_clock(clock_), 0, stacks::SampleReason::LongHold, t.since}))
           ++taken_;
+        hold.stack = std::move(*frames);
       } else {
         ++failed_;
       }
