@@ -308,7 +308,8 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
   size_t fit = opt.max_threads ? std::min(rows.size(), opt.max_threads) : rows.size();
   if (opt.height) {
     const size_t fixed = head.size() + 1 + exited.size() + (opt.key_help ? 1 : 0) +
-                         (modules.empty() ? 0 : modules.size() + 1);
+                         (modules.empty() ? 0 : modules.size() + 1) +
+                         (in.stack_lines.empty() ? 0 : in.stack_lines.size() + 1);
     const size_t room = opt.height > fixed ? opt.height - fixed : 0;
     fit = std::min(fit, room);
     if (fit < rows.size() && fit + 1 > room) fit = room > 0 ? room - 1 : 0;
@@ -387,10 +388,11 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
                                 thousands(threads), threads == 1 ? "" : "s", pct(held, interval_ns),
                                 pct(wait, interval_ns)));
   }
-  if (!modules.empty()) {
-    lines.push_back("");
-    lines.insert(lines.end(), modules.begin(), modules.end());
-  }
+  for (const auto* extra : {&in.stack_lines, &modules})
+    if (!extra->empty()) {
+      lines.push_back("");
+      lines.insert(lines.end(), extra->begin(), extra->end());
+    }
   if (opt.key_help)
     lines.push_back(
         fmt::format("sort: {} · groups {} · keys: h held, w wait, a acq, g groups, q quit",
