@@ -72,10 +72,12 @@ std::vector<std::string> top_stack_lines(const std::vector<TopLongHold>& holds,
                               "TOTAL%", "FILE:LINE"));
   for (size_t i = 0; i < std::min(max_functions, interval.functions.size()); ++i) {
     const report::ProfileEntry& e = interval.functions[i];
-    lines.push_back(report::printable(
-        fmt::format("{} {:>6.1f} {:>6.1f}  {}:{}",
+    // A function that was never innermost has no line of its own.
+    lines.push_back(
+        fmt::format("{} {:>6.1f} {:>6.1f}  {}{}",
                     report::pad(report::fit_name(report::printable(e.function), 32), 32, false),
-                    100 * e.self_ns / wall_ns, 100 * e.total_ns / wall_ns, e.file, e.line)));
+                    100 * e.self_ns / wall_ns, 100 * e.total_ns / wall_ns,
+                    report::printable(e.file), e.line ? fmt::format(":{}", e.line) : ""));
   }
   return lines;
 }
