@@ -234,6 +234,7 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
   if (!w.exited) session.stop();
   const uint64_t window_end = read_clock(session.clock());
   calibration.sample();
+  w.window_end = window_end;
   w.report = capture.finish(window_end, calibration.ns_per_tick(), session.command());
   return w;
 }

@@ -85,7 +85,8 @@ class AttachSession {
 // The end of an attached recording.
 struct AttachedWindow {
   report::Report report;
-  bool exited = false;  // the target exited; otherwise keep_going ended it
+  bool exited = false;      // the target exited; otherwise keep_going ended it
+  uint64_t window_end = 0;  // raw clock
 };
 
 // Drains `capture` (keeping the heartbeat alive) until the target exits,

@@ -12,6 +12,8 @@
 
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
+#include "cli/hog_watcher.hpp"
+#include "cli/profile_sampler.hpp"
 #include "common/error.hpp"
 
 namespace gilstat::cli {
@@ -82,7 +84,9 @@ bool wait_ready(const Child& child, const std::string& script, std::string* out)
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                           deadline - std::chrono::steady_clock::now())
                           .count();
-    struct pollfd p {child.out(), POLLIN, 0};
+    struct pollfd p {
+      child.out(), POLLIN, 0
+    };
     if (left <= 0 || poll(&p, 1, static_cast<int>(left)) == 0)
       throw Error(fmt::format("{} did not say it was ready to be attached within {} s", script,
                               kReadyTimeoutMs / 1000),
@@ -122,12 +126,23 @@ LaunchResult run_attached(const LaunchOptions& launch_opts) {
   }
   AttachSession session(child.pid());
   Capture capture(session.region(), nullptr);
+  // The profile and long holds as `record --pid` takes them.
+  const StackOptions stacks = opts.stacks.value_or(StackOptions{0, "off"});
+  ProfileSampler profile(session.target(), session.clock(), stacks.profile_rate);
+  HogWatcher hogs(session.target(), session.clock(), stacks.hog_threshold_ns());
+  capture.set_event_tap(
+      [&](uint32_t tid, const proto::Event& ev) { profile.count_events(tid, ev); });
   child.go();
   fcntl(child.out(), F_SETFL, O_NONBLOCK);
-  result.report = record_attached(session, capture, [&] {
-                    read_available(child.out(), &result.stdout_text);
-                    return true;
-                  }).report;
+  AttachedWindow window = record_attached(session, capture, [&] {
+    read_available(child.out(), &result.stdout_text);
+    profile.flush(session.region(), nullptr);
+    hogs.tick(session.region(), profile, nullptr);
+    return true;
+  });
+  result.report = std::move(window.report);
+  result.report.gil_profile = profile.gil_profile(result.report);
+  result.report.hogs = profile.hogs(result.report, window.window_end);
   // A free-threaded build with its GIL disabled: said as launch() says it.
   result.outcome.note = gil_disabled_note(session.region().header());
   if (session.region().corrupt()) {

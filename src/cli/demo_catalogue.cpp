@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "cli/demo_hog.hpp"
 #include "common/error.hpp"
 #include "report/render_text.hpp"
 
@@ -58,6 +59,7 @@ Verdict spin_demo(Session& s, double param) {
         "the spinners were released {} of their lifetimes: start-up, and being woken after "
         "each forced switch before asking for the GIL again (slow wake-ups shorten the waits)",
         pct(released_s / life_s)));
+  spin_profile_checks(run, v);
   return v;
 }
 
@@ -381,6 +383,12 @@ const std::vector<Demo>& demos() {
        "isolated subinterpreters each have their own GIL: pure-Python code in them runs in "
        "parallel",
        subinterp_demo},
+      {"hog",
+       {},
+       "a native call keeps the GIL 200 ms while two threads wait (launched and attached)",
+       "a long hold's stack names who kept the GIL: the native function, its module and the "
+       "Python line that called it",
+       hog_demo},
   };
   return table;
 }

@@ -52,9 +52,12 @@ Session::Session(const std::string& python, bool attach)
                   "reinstall it");
 }
 
-const Run& Session::run(const std::string& script, const std::vector<std::string>& args) {
+const Run& Session::run_as(const std::string& script, const std::vector<std::string>& args,
+                           bool attach) {
   std::string key = script;
   for (const auto& a : args) key += " " + a;
+  const std::string words = key;
+  if (attach != attach_) key += attach ? " (attached)" : " (launched)";
   auto it = runs_.find(key);
   if (it != runs_.end()) {
     used_.push_back(it->second.get());
@@ -65,6 +68,7 @@ const Run& Session::run(const std::string& script, const std::vector<std::string
   opts.argv = {python_, scripts_ + "/" + script + ".py"};
   opts.argv.insert(opts.argv.end(), args.begin(), args.end());
   opts.capture_stdout = true;
+  opts.stacks = StackOptions{};  // the defaults of `run`: the hog and spin demos check them
   const char* old = std::getenv("PYTHONPATH");
   opts.env = {{"PYTHONPATH", old && *old ? extensions_ + ":" + old : extensions_},
               // The scripts may live in a read-only install: no __pycache__.
@@ -78,8 +82,8 @@ const Run& Session::run(const std::string& script, const std::vector<std::string
   if (gil_forced) opts.env.emplace_back("PYTHON_GIL", "1");
   auto r = std::make_unique<Run>();
   r->script = key;
-  r->command = fmt::format("{} {}", python_, key);
-  r->launched = attach_ ? run_attached(opts) : launch(opts);
+  r->command = fmt::format("{} {}", python_, words);
+  r->launched = attach ? run_attached(opts) : launch(opts);
   const Outcome& o = r->launched.outcome;
   if (!o.error.empty()) throw Error(o.error, o.hint, o.code);
   // A free-threaded build runs the demos with its GIL enabled (its own

@@ -52,7 +52,12 @@ class Session {
   // last forget().  Throws ScriptFailed when the script exits non-zero, and
   // gilstat::Error when the program cannot be measured at all (not CPython,
   // too old...): every demo would fail the same way.
-  const Run& run(const std::string& script, const std::vector<std::string>& args);
+  const Run& run(const std::string& script, const std::vector<std::string>& args) {
+    return run_as(script, args, attach_);
+  }
+  // The same, launched (attach false) or attached whatever the session's
+  // mode: a demo that compares the two.
+  const Run& run_as(const std::string& script, const std::vector<std::string>& args, bool attach);
 
  private:
   std::string python_, scripts_, extensions_;

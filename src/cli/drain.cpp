@@ -124,7 +124,7 @@ int drain_region(const DrainOptions& opts) {
         break;
       }
       region.beat();
-      if (stacks.watcher) stacks.watcher->tick(region, *stacks.table, writer);
+      if (stacks.watcher) stacks.watcher->tick(region, *stacks.table, &writer);
       if (stop_requested() || parent_says_stop(capture.pause_ms())) break;
     }
     // Unhook first, then close the window (as record_attached does).

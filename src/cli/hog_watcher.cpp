@@ -72,6 +72,13 @@ std::string HogWatcher::summary() const {
   return s;
 }
 
+std::vector<HogWatcher::LongHold> HogWatcher::current() const {
+  std::vector<LongHold> out;
+  for (const auto& [key, hold] : holds_)
+    if (hold.taken > 0) out.push_back({key.first, key.second, hold.since, hold.stack});
+  return out;
+}
+
 bool HogWatcher::still_holds(proto::ShmRegion& region, uint32_t tid, uint32_t gil, uint64_t since) {
   bool holds = false;
   try {
@@ -87,7 +94,7 @@ bool HogWatcher::still_holds(proto::ShmRegion& region, uint32_t tid, uint32_t gi
 }
 
 void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
-                      proto::RecordingWriter& writer) {
+                      proto::RecordingWriter* writer) {
   if (threshold_ns_ == 0 || disabled_ || region.corrupt()) return;
   calibration_.sample();
   std::vector<proto::TotalsSnapshot> now_totals;
@@ -136,6 +143,7 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
           ++taken_;
           hold.stack_due = false;
         }
+        hold.stack = std::move(*frames);
       } else {
         ++failed_;
       }

@@ -79,8 +79,9 @@ class HogWatcher {
   // Looks for long holds and stores their stacks (through `stacks`, which
   // owns the recording's stack table).  Call from one thread only (ptrace
   // binds a tracee to the tracing thread).  Never throws for the target's
-  // doing: a stack that cannot be taken is counted in failed().
-  void tick(proto::ShmRegion& region, ProfileSampler& stacks, proto::RecordingWriter& writer);
+  // doing: a stack that cannot be taken is counted in failed().  `writer`
+  // may be null (a live view: the stacks are only counted).
+  void tick(proto::ShmRegion& region, ProfileSampler& stacks, proto::RecordingWriter* writer);
 
   uint64_t taken() const { return taken_; }
   uint64_t failed() const { return failed_; }
@@ -90,11 +91,21 @@ class HogWatcher {
   // "12 long-hold stacks (each holder stopped at most 0.31 ms)", for stderr.
   std::string summary() const;
 
+  // A hold past the threshold that another thread waits for, as of the
+  // last tick (`top` shows it live).
+  struct LongHold {
+    uint32_t tid = 0, gil = 0;         // gil: index in the region's table
+    uint64_t since = 0;                // raw clock: the hold's acquisition
+    std::vector<stacks::Frame> stack;  // its latest stack, innermost first; empty: none taken
+  };
+  std::vector<LongHold> current() const;
+
  private:
   struct Hold {
-    uint64_t since = 0;      // raw clock: the hold's acquisition
-    uint64_t taken = 0;      // thresholds passed that have a stack
-    bool stack_due = true;   // no stack kept, no stop made whatever the budget
+    uint64_t since = 0;                // raw clock: the hold's acquisition
+    uint64_t taken = 0;                // thresholds passed (each had its stack taken or skipped)
+    bool stack_due = true;             // no stack kept, no stop made whatever the budget
+    std::vector<stacks::Frame> stack;  // the latest stack taken
   };
   // The holder's merged stack, or nullopt (it let go first, or could not be
   // stopped or read).

@@ -83,7 +83,9 @@ std::string join_command(const std::vector<std::string>& argv) {
 // Waits up to timeout_ms for the child to exit; returns true with its wait
 // status once it has.  A pidfd wakes us the moment it exits, so the window
 // end is exact; kernels without pidfd_open fall back to short sleeps.
-bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status) {
+// *lost: it exited, but its status went to the stack reader's waitpid (it
+// exited in the microseconds one of its threads was being stopped).
+bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status, bool* lost) {
   if (pidfd >= 0) {
     struct pollfd p {
       pidfd, POLLIN, 0
@@ -96,6 +98,11 @@ bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status) {
     const pid_t r = waitpid(pid, status, WNOHANG);
     if (r == pid) return true;
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ECHILD) {
+      *status = 0;
+      *lost = true;
+      return true;
+    }
     return false;
   }
 }
@@ -211,10 +218,17 @@ LaunchResult launch(const LaunchOptions& opts) {
 
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   Capture capture(region, writer.get());
+  std::optional<LaunchedStacks> stacks;
+  if (opts.stacks && opts.stacks->any()) {
+    stacks.emplace(*opts.stacks, pid, clock);
+    capture.set_event_tap(
+        [&](uint32_t tid, const proto::Event& ev) { stacks->count_event(tid, ev); });
+  }
   LaunchResult result;
   if (out_fd >= 0) fcntl(out_fd, F_SETFL, O_NONBLOCK);
   const uint64_t started_ns = monotonic_ns();
   uint64_t next_tick_ns = started_ns;
+  bool status_lost = false;
   for (;;) {
     if (!region.corrupt()) {
       try {
@@ -223,6 +237,7 @@ LaunchResult launch(const LaunchOptions& opts) {
         // The program is left alone; the probe is asked to unhook.
         region.header().stop_request.store(1, std::memory_order_release);
       }
+      if (stacks) stacks->tick(region, writer.get());
     }
     if (out_fd >= 0) read_available(out_fd, &result.stdout_text);
     if (opts.on_tick && monotonic_ns() >= next_tick_ns) {
@@ -230,7 +245,7 @@ LaunchResult launch(const LaunchOptions& opts) {
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
                     capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0});
     }
-    if (wait_child(pid, pidfd, capture.pause_ms(), &result.wait_status)) break;
+    if (wait_child(pid, pidfd, capture.pause_ms(), &result.wait_status, &status_lost)) break;
   }
   const uint64_t window_end = read_clock(clock);
   calibration.sample();
@@ -244,10 +259,19 @@ LaunchResult launch(const LaunchOptions& opts) {
   }
 
   result.report = capture.finish(window_end, calibration.ns_per_tick(), join_command(opts.argv));
+  if (stacks) {
+    stacks->finish(result.report, window_end);
+    result.hog_summary = stacks->summary();
+  }
   if (writer) writer->close();
   result.final_status = {(monotonic_ns() - started_ns) / 1e9, capture.events(),
                          capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0};
   result.exit_code = exit_code_of(result.wait_status);
+  if (status_lost) {
+    std::cerr << fmt::format("gilstat: warning: {} exited, its exit status is unknown\n",
+                             opts.argv[0]);
+    result.exit_code = 1;
+  }
   if (region.corrupt()) {
     const proto::RegionCorrupt e(region.corruption(), true);
     result.region_corrupt = true;

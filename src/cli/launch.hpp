@@ -5,10 +5,12 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cli/live_stacks.hpp"
 #include "gilstat/protocol.hpp"
 #include "report/report.hpp"
 
@@ -21,6 +23,8 @@ struct LaunchOptions {
   std::vector<std::pair<std::string, std::string>> env;  // extra environment
   // Called about every 100 ms while the program runs (live status lines).
   std::function<void(const struct LiveStatus&)> on_tick;
+  // The held-time profile and long holds (live_stacks.hpp); nullopt: none.
+  std::optional<StackOptions> stacks;
 };
 
 struct LiveStatus {
@@ -45,6 +49,7 @@ struct LaunchResult {
   int wait_status = 0;
   int exit_code = 0;        // the program's, 128+N when killed by signal N
   std::string stdout_text;  // with capture_stdout
+  std::string hog_summary;  // LaunchedStacks::summary()
   LiveStatus final_status;  // totals at the end
   // The program wrote over the shared region: outcome says what; the report
   // and the recording cover what was read before.

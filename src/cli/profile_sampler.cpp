@@ -56,7 +56,7 @@ void ProfileSampler::run(pid_t pid, attach::RemoteAddr py_runtime, uint32_t vers
   }
 }
 
-void ProfileSampler::flush(proto::ShmRegion& region, proto::RecordingWriter& writer) {
+void ProfileSampler::flush(proto::ShmRegion& region, proto::RecordingWriter* writer) {
   std::vector<Taken> taken;
   {
     std::lock_guard lock(mutex_);
@@ -80,20 +80,30 @@ void ProfileSampler::flush(proto::ShmRegion& region, proto::RecordingWriter& wri
   }
 }
 
-bool ProfileSampler::write_sample(proto::RecordingWriter& writer,
+bool ProfileSampler::write_sample(proto::RecordingWriter* writer,
                                   const std::vector<stacks::Frame>& frames, stacks::Sample sample) {
   std::vector<uint32_t> ids;
   for (const stacks::Frame& f : frames)
     if (auto id = table_.frame_id(f)) ids.push_back(*id);
   auto stack = table_.stack_id(ids);
   if (!stack) return false;  // the table is full
-  for (; frames_written_ < table_.frame_count(); ++frames_written_)
-    writer.frame(frames_written_, *table_.frame(frames_written_));
-  for (; stacks_written_ < table_.stack_count(); ++stacks_written_)
-    writer.stack(stacks_written_, *table_.stack(stacks_written_));
   sample.stack = *stack;
-  writer.sample(sample);
+  profile_.add(sample);
+  interval_.add(sample);
+  hogs_.add_sample(sample);
+  if (!writer) return true;
+  for (; frames_written_ < table_.frame_count(); ++frames_written_)
+    writer->frame(frames_written_, *table_.frame(frames_written_));
+  for (; stacks_written_ < table_.stack_count(); ++stacks_written_)
+    writer->stack(stacks_written_, *table_.stack(stacks_written_));
+  writer->sample(sample);
   return true;
+}
+
+report::GilProfile ProfileSampler::take_interval_profile(const report::Report& interval) {
+  report::GilProfile p = interval_.finish(interval, table_);
+  interval_ = {};
+  return p;
 }
 
 }  // namespace gilstat::cli

@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "cli/hog_watcher.hpp"
 #include "cli/launch.hpp"
+#include "cli/live_stacks.hpp"
 #include "cli/outside_names.hpp"
 #include "cli/profile_sampler.hpp"
 #include "common/clock.hpp"
@@ -30,10 +31,9 @@ struct RecordOptions {
   std::string output;
   std::vector<std::string> argv;
   int pid = 0;
-  double duration = 0;                        // seconds; 0 = until stopped
-  std::string method;                         // --method, with --pid
-  double profile_rate = kDefaultProfileRate;  // Hz, with --pid; 0: no profile
-  std::string hog_threshold = "10";           // ms, with --pid; "off": no long-hold stacks
+  double duration = 0;  // seconds; 0 = until stopped
+  std::string method;   // --method, with --pid
+  StackOptions stacks;
 };
 
 std::string status_line(const LiveStatus& s) {
@@ -73,8 +73,8 @@ int record_pid(const RecordOptions& opts) {
   Capture capture(session.region(), &writer);
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
-  ProfileSampler profile(session.target(), session.clock(), opts.profile_rate);
-  HogWatcher hogs(session.target(), session.clock(), parse_hog_threshold(opts.hog_threshold));
+  ProfileSampler profile(session.target(), session.clock(), opts.stacks.profile_rate);
+  HogWatcher hogs(session.target(), session.clock(), opts.stacks.hog_threshold_ns());
   const uint64_t started = monotonic_ns();
   uint64_t next_tick = started;
   ClockCalibration calibration(session.clock());
@@ -86,8 +86,8 @@ int record_pid(const RecordOptions& opts) {
   };
   const bool exited =
       record_attached(session, capture, [&] {
-        profile.flush(session.region(), writer);
-        hogs.tick(session.region(), profile, writer);
+        profile.flush(session.region(), &writer);
+        hogs.tick(session.region(), profile, &writer);
         if (stop_requested()) return false;
         if (opts.duration > 0 && monotonic_ns() - started >= opts.duration * 1e9) return false;
         if (tty && monotonic_ns() >= next_tick) {
@@ -105,8 +105,7 @@ int record_pid(const RecordOptions& opts) {
   writer.close();
   if (tty) std::cerr << "\r\033[K";
   if (exited) std::cerr << fmt::format("gilstat: process {} exited\n", opts.pid);
-  if (parse_hog_threshold(opts.hog_threshold) != 0)
-    std::cerr << "gilstat: " << hogs.summary() << "\n";
+  if (opts.stacks.hog_threshold_ns() != 0) std::cerr << "gilstat: " << hogs.summary() << "\n";
   print_saved(opts.output, status());
   if (session.region().corrupt()) throw proto::RegionCorrupt(session.region().corruption(), true);
   return kExitOk;
@@ -117,7 +116,7 @@ int record_program(const RecordOptions& opts) {
     if (!opts.argv.empty())
       throw Error("give either --pid or a program after --, not both", {}, kExitUsage);
     parse_attach_method(opts.method);  // a bad --method is a usage error before attaching
-    parse_hog_threshold(opts.hog_threshold);
+    opts.stacks.hog_threshold_ns();
     return record_pid(opts);
   }
   if (opts.argv.empty())
@@ -125,8 +124,9 @@ int record_program(const RecordOptions& opts) {
   if (!opts.method.empty())
     throw Error("--method applies to --pid only",
                 "a launched program gets the probe preloaded; drop --method", kExitUsage);
+  opts.stacks.hog_threshold_ns();  // a bad --hog-threshold is a usage error before the launch
   const bool tty = isatty(STDERR_FILENO);
-  LaunchOptions launch_opts{opts.argv, opts.output, false, {}, {}};
+  LaunchOptions launch_opts{opts.argv, opts.output, false, {}, {}, opts.stacks};
   launch_opts.on_tick = [&](const LiveStatus& s) {
     if (tty) std::cerr << "\r" << status_line(s) << std::flush;
   };
@@ -141,6 +141,7 @@ int record_program(const RecordOptions& opts) {
     print_outcome(r.outcome);
     return r.exit_code != 0 ? r.exit_code : r.outcome.code;
   }
+  if (!r.hog_summary.empty()) std::cerr << "gilstat: " << r.hog_summary << "\n";
   print_saved(opts.output, r.final_status);
   return r.exit_code;
 }
@@ -153,14 +154,7 @@ void add_record_command(CLI::App& app, Action& action) {
   cmd->add_option("-o,--output", opts->output, "Recording file to write")->required();
   cmd->add_option("-p,--pid", opts->pid, "Attach to this running CPython process");
   cmd->add_option("-d,--duration", opts->duration, "Stop after S seconds (with --pid)");
-  cmd->add_option("--profile-rate", opts->profile_rate,
-                  "Samples per second of the GIL holder's Python stack for the held-time "
-                  "profile (with --pid; default 200, 0: none)")
-      ->check(CLI::Range(0.0, kMaxProfileRate));
-  cmd->add_option("--hog-threshold", opts->hog_threshold,
-                  "Take the holder's Python and native stack of every GIL hold longer than "
-                  "this while another thread waits (ms, e.g. 10, 2.5ms, 0.5s; with --pid; "
-                  "default 10, off: none)");
+  add_stack_options(*cmd, opts->stacks);
   add_method_option(*cmd, opts->method);
   cmd->add_option("command", opts->argv, "PROGRAM and its arguments (after --)");
   cmd->positionals_at_end();

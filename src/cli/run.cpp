@@ -1,8 +1,10 @@
-// gilstat run [--json] [-o FILE] [--max-threads N|all] -- PROGRAM ARGS...
+// gilstat run [--json] [-o FILE] [--max-threads N|all] [--profile-rate HZ]
+//             [--hog-threshold MS] -- PROGRAM ARGS...
 //
 // Launches PROGRAM with the probe preloaded and prints the report on stderr
-// once it exits.  The program's stdin/stdout/stderr are its own; gilstat
-// exits with the program's exit code (128+N when a signal N killed it).
+// once it exits, with the held-time profile and the long holds' stacks
+// taken as `record --pid` takes them (live_stacks.hpp).  The program's stdin/stdout/stderr are its
+// own; gilstat exits with the program's exit code (128+N when a signal N killed it).
 #include <fmt/core.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -14,6 +16,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/launch.hpp"
+#include "cli/live_stacks.hpp"
 #include "cli/table_options.hpp"
 #include "report/render_json.hpp"
 #include "report/render_text.hpp"
@@ -26,13 +29,16 @@ struct RunOptions {
   std::string output;
   std::vector<std::string> argv;
   MaxThreadsOption max_threads;
+  StackOptions stacks;
 };
 
 int run_program(const RunOptions& opts) {
+  opts.stacks.hog_threshold_ns();  // a bad --hog-threshold is a usage error before the launch
   const report::TextOptions text = text_options(opts.max_threads, STDERR_FILENO);
   LaunchOptions launch_opts;
   launch_opts.argv = opts.argv;
   launch_opts.output = opts.output;
+  launch_opts.stacks = opts.stacks;
   const LaunchResult r = launch(launch_opts);
   if (r.region_corrupt) {  // the program ran on, unmeasured: its exit code stands
     print_outcome(r.outcome);
@@ -46,6 +52,7 @@ int run_program(const RunOptions& opts) {
     report::render_json(r.report, std::cerr);
   else if (r.outcome.note.empty())
     report::render_text(r.report, std::cerr, text);
+  if (!r.hog_summary.empty()) std::cerr << "gilstat: " << r.hog_summary << "\n";
   if (!r.outcome.note.empty())
     std::cerr << "gilstat: " << r.outcome.note << "\nhint: " << r.outcome.hint << "\n";
   if (WIFSIGNALED(r.wait_status))
@@ -63,6 +70,7 @@ void add_run_command(CLI::App& app, Action& action) {
   run->add_flag("--json", opts->json, "Print the report as JSON");
   run->add_option("-o,--output", opts->output, "Also save the recording to FILE");
   add_max_threads_option(*run, opts->max_threads);
+  add_stack_options(*run, opts->stacks);
   run->add_option("command", opts->argv, "PROGRAM and its arguments (after --)")->required();
   run->positionals_at_end();
   run->callback([opts, &action] { action = [opts] { return run_program(*opts); }; });

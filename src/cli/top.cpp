@@ -1,8 +1,11 @@
 // gilstat top --pid PID [--interval S] [--duration S] [--sort held|wait|acq]
 //             [--max-threads N|all] [--json] [--method ptrace|remote-exec|auto]
+//             [--profile-rate HZ] [--hog-threshold MS]
 //
 // Live view of a running process: per GIL and per thread, over the last
-// interval and since attach (the view itself: top_view.hpp).  Full-screen
+// interval and since attach (the view itself: top_view.hpp), the long holds
+// running now and the functions that held the GIL in the interval
+// (top_stacks.hpp; stacks taken as `record --pid` takes them).  Full-screen
 // on a terminal, fitted to its size, with keys to sort, fold groups and
 // quit (terminal.hpp); one plain block per interval when stdout is not a
 // terminal; one JSON object per interval with --json.
@@ -20,14 +23,17 @@
 #include "cli/attach_session.hpp"
 #include "cli/capture.hpp"
 #include "cli/commands.hpp"
+#include "cli/live_stacks.hpp"
 #include "cli/outside_names.hpp"
 #include "cli/table_options.hpp"
 #include "cli/terminal.hpp"
+#include "cli/top_stacks.hpp"
 #include "cli/top_view.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
 #include "report/render_json.hpp"
+#include "report/render_profile.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -40,7 +46,11 @@ struct TopOptions {
   MaxThreadsOption max_threads;  // empty: fit the screen, or kPlainMaxThreads
   bool json = false;
   std::string method;  // --method
+  StackOptions stacks;
 };
+
+// The functions of the interval's profile shown under the threads.
+constexpr size_t kTopFunctions = 5;
 
 // Rows per snapshot when stdout is not a terminal, unless --max-threads says.
 constexpr size_t kPlainMaxThreads = 20;
@@ -81,8 +91,40 @@ std::string at_attach_json(const report::ThreadReport& t) {
   return t.at_attach.empty() ? "null" : report::json_string(t.at_attach);
 }
 
+// The interval's threads with their held time of the interval only: the interval's
+// samples are weighted by it.
+report::Report interval_report(const std::vector<ThreadDelta>& deltas) {
+  report::Report r;
+  for (const ThreadDelta& d : deltas) {
+    r.threads.push_back(*d.now);
+    r.threads.back().held_ns = d.held_ns;
+  }
+  return r;
+}
+
+// The long holds of the hog watcher's last tick, for the view.
+std::vector<TopLongHold> long_holds(const HogWatcher& hogs, const report::Report& now,
+                                    uint64_t now_raw, double ns_per_tick) {
+  std::vector<TopLongHold> out;
+  for (const HogWatcher::LongHold& h : hogs.current()) {
+    TopLongHold t;
+    t.tid = h.tid;
+    t.gil = h.gil;
+    for (const auto& th : now.threads)
+      if (th.tid == h.tid && th.gil == h.gil) t.thread = th.name;
+    t.for_ns = now_raw > h.since ? static_cast<double>(now_raw - h.since) * ns_per_tick : 0;
+    t.stack_taken = !h.stack.empty();
+    t.python = innermost_python(h.stack);
+    t.native = innermost_native(h.stack);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 std::string render_interval_json(const report::Report& now, const std::vector<GilDelta>& gils,
-                                 const std::vector<ThreadDelta>& threads, double interval_s) {
+                                 const std::vector<ThreadDelta>& threads, double interval_s,
+                                 const std::vector<TopLongHold>& holds,
+                                 const report::GilProfile& interval_profile) {
   std::ostringstream out;
   out << fmt::format(
       "{{\"pid\": {}, \"host_pid\": {}, \"elapsed_s\": {:.6f}, \"interval_s\": {:.6f}, "
@@ -119,7 +161,11 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
   for (char& c : since)
     if (c == '\n') c = ' ';
   while (!since.empty() && since.back() == ' ') since.pop_back();
-  out << "], \"since_attach\": " << since << "}\n";
+  report::Report profiled;
+  profiled.gil_profile = interval_profile;
+  out << "], \"long_holds\": " << long_holds_json(holds)
+      << ", \"gil_profile\": " << report::profile_json(profiled) << ", \"since_attach\": " << since
+      << "}\n";
   return out.str();
 }
 
@@ -150,6 +196,7 @@ bool apply_keys(const std::string& keys, TopViewOptions& view) {
 }
 
 int top(const TopOptions& opts) {
+  opts.stacks.hog_threshold_ns();  // a bad --hog-threshold is a usage error before attaching
   if (opts.interval <= 0)
     throw Error("--interval must be positive", "e.g. --interval 0.5", kExitUsage);
   TopViewOptions view;
@@ -166,13 +213,17 @@ int top(const TopOptions& opts) {
   Capture capture(session.region(), nullptr);
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
+  ProfileSampler profile(session.target(), session.clock(), opts.stacks.profile_rate);
+  HogWatcher hogs(session.target(), session.clock(), opts.stacks.hog_threshold_ns());
+  capture.set_event_tap(
+      [&](uint32_t tid, const proto::Event& ev) { profile.count_events(tid, ev); });
   Terminal terminal(screen);
   const uint64_t started = monotonic_ns();
   uint64_t next = started + static_cast<uint64_t>(opts.interval * 1e9);
   // The last two snapshots and the fates of the later one's threads: a key
   // or a resize redraws them at once.
   report::Report prev, now;
-  TopInterval frame{&prev, &now, 0, {}};
+  TopInterval frame{&prev, &now, 0, {}, {}};
   std::unordered_set<uint32_t> gone;
   bool exited = false, quit = false, drawn = false;
   auto draw = [&] {
@@ -187,6 +238,8 @@ int top(const TopOptions& opts) {
   while (!stop_requested() && !quit) {
     capture.poll();
     session.region().beat();
+    profile.flush(session.region(), nullptr);
+    hogs.tick(session.region(), profile, nullptr);
     const std::string keys = terminal.keys();
     quit = !apply_keys(keys, view);
     if (screen && drawn && !quit && (terminal.resized() || !keys.empty())) draw();
@@ -201,17 +254,25 @@ int top(const TopOptions& opts) {
     next = std::max(next + step, now_ns + step / 2);
     calibration.sample();
     capture.poll();
-    report::Report latest =
-        capture.snapshot(read_clock(session.clock()), calibration.ns_per_tick(), session.command());
+    const uint64_t now_raw = read_clock(session.clock());
+    report::Report latest = capture.snapshot(now_raw, calibration.ns_per_tick(), session.command());
     prev = std::move(now);
     now = std::move(latest);
+    now.gil_profile = profile.gil_profile(now);
+    now.hogs = profile.hogs(now, now_raw);
+    const std::vector<ThreadDelta> deltas = thread_deltas(prev, now);
+    const report::GilProfile interval_profile =
+        profile.take_interval_profile(interval_report(deltas));
+    const std::vector<TopLongHold> holds =
+        long_holds(hogs, now, now_raw, calibration.ns_per_tick());
     // The window between the two reports' ends: the first one's starts when
     // the probe armed, a little before `started`.
     frame.interval_s = now.duration_s - prev.duration_s;
     frame.fates = thread_fates(opts.pid, now, gone);
+    frame.stack_lines = top_stack_lines(holds, interval_profile, frame.interval_s, kTopFunctions);
     if (opts.json) {
-      std::cout << render_interval_json(now, gil_deltas(prev, now), thread_deltas(prev, now),
-                                        frame.interval_s)
+      std::cout << render_interval_json(now, gil_deltas(prev, now), deltas, frame.interval_s, holds,
+                                        interval_profile)
                 << std::flush;
     } else if (screen) {
       draw();
@@ -240,6 +301,7 @@ void add_top_command(CLI::App& app, Action& action) {
                   "20 when stdout is not one)");
   cmd->add_flag("--json", opts->json, "One JSON object per interval on stdout");
   add_method_option(*cmd, opts->method);
+  add_stack_options(*cmd, opts->stacks);
   cmd->callback([opts, &action] { action = [opts] { return top(*opts); }; });
 }
 

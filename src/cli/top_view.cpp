@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <tuple>
 
@@ -306,9 +307,20 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
   const std::vector<std::string> modules =
       top_module_lines(*in.prev, *in.now, in.interval_s, kTopModuleRows);
   size_t fit = opt.max_threads ? std::min(rows.size(), opt.max_threads) : rows.size();
+  const size_t base = head.size() + 1 + exited.size() + (opt.key_help ? 1 : 0);
+  // Under the threads: the long holds and functions, then the modules, each
+  // block whole (after a blank line) or not at all; the threads keep at
+  // least a row and the "… more" line.
+  std::vector<std::string> extra;
+  size_t spare = !opt.height ? SIZE_MAX : opt.height > base + 2 ? opt.height - base - 2 : 0;
+  for (const auto* block : {&in.stack_lines, &modules})
+    if (!block->empty() && block->size() + 1 <= spare) {
+      extra.push_back("");
+      extra.insert(extra.end(), block->begin(), block->end());
+      spare -= block->size() + 1;
+    }
   if (opt.height) {
-    const size_t fixed = head.size() + 1 + exited.size() + (opt.key_help ? 1 : 0) +
-                         (modules.empty() ? 0 : modules.size() + 1);
+    const size_t fixed = base + extra.size();
     const size_t room = opt.height > fixed ? opt.height - fixed : 0;
     fit = std::min(fit, room);
     if (fit < rows.size() && fit + 1 > room) fit = room > 0 ? room - 1 : 0;
@@ -387,10 +399,7 @@ std::vector<std::string> render_top(const TopInterval& in, const TopViewOptions&
                                 thousands(threads), threads == 1 ? "" : "s", pct(held, interval_ns),
                                 pct(wait, interval_ns)));
   }
-  if (!modules.empty()) {
-    lines.push_back("");
-    lines.insert(lines.end(), modules.begin(), modules.end());
-  }
+  lines.insert(lines.end(), extra.begin(), extra.end());
   if (opt.key_help)
     lines.push_back(
         fmt::format("sort: {} · groups {} · keys: h held, w wait, a acq, g groups, q quit",

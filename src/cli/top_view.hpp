@@ -50,6 +50,9 @@ struct TopInterval {
   double interval_s = 0;
   // By tid; a tid not listed is alive (e.g. when fates are unknown).
   std::unordered_map<uint32_t, ThreadFate> fates;
+  // Long holds running now and the functions that held the GIL in the
+  // interval (top_stack_lines, top_stacks.hpp), shown under the threads.
+  std::vector<std::string> stack_lines;
 };
 
 struct TopViewOptions {

@@ -48,6 +48,7 @@ uint64_t Capture::poll() {
         }
         aggregator_.add_event(tid, flags, ev);
         if (writer_) writer_->event(tid, flags, ev);
+        if (tap_) tap_(tid, ev);
       },
       [&](uint32_t tid, uint64_t dropped) {
         // Per thread for as many threads as the aggregator keeps (a target

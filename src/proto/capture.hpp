@@ -5,6 +5,7 @@
 // one path.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,8 @@ class Capture {
   // it still did after the arm (cli/outside_names): its time counts from
   // the arm until its first event.
   void set_state_at_arm(uint32_t gil, uint32_t tid, uint8_t role);
+  // Each drained event is also handed to `tap` (a live view's long holds).
+  void set_event_tap(std::function<void(uint32_t tid, const Event&)> tap) { tap_ = std::move(tap); }
   // Drains events and picks up new thread names.  Returns events drained.
   // Throws RegionCorrupt when the region cannot be right: the caller
   // ends the session, and finish() still closes what was recorded.
@@ -80,6 +83,7 @@ class Capture {
 
   ShmRegion& region_;
   RecordingWriter* writer_;
+  std::function<void(uint32_t, const Event&)> tap_;
   report::Aggregator aggregator_;
   std::map<uint32_t, std::string> names_;          // at most kDefaultMaxThreads
   std::set<uint32_t> drop_tids_;                   // threads with drops: the same bound

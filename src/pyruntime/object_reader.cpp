@@ -82,7 +82,17 @@ std::optional<std::vector<std::byte>> ObjectReader::bytes(RemoteAddr object, uin
 }
 
 const CodeInfo* ObjectReader::code(RemoteAddr object) {
-  if (auto it = codes_.find(object.value()); it != codes_.end()) return &it->second;
+  if (auto it = codes_.find(object.value()); it != codes_.end()) {
+    // A code object freed and another one made at the same address (a
+    // program's start-up imports, then frees, many): the cached entry
+    // stands only while the object still has its name and first line.
+    auto first_line = memory_.read_value<int32_t>(object + l_.code_firstlineno);
+    auto name_at = ptr(object + (l_.code_qualname ? l_.code_qualname : l_.code_name));
+    auto name = name_at ? str(*name_at, 256) : std::nullopt;
+    if (first_line && name && *first_line == it->second.first_line && *name == it->second.function)
+      return &it->second;
+    codes_.erase(it);
+  }
   if (!is_type(object, "code")) return nullptr;
   CodeInfo info;
   auto first_line = memory_.read_value<int32_t>(object + l_.code_firstlineno);

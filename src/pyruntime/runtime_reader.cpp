@@ -427,8 +427,8 @@ struct HolderSampler::Impl {
   // drops the code objects cached by address (one freed and replaced at the
   // same address is then seen within a refresh).
   void refresh(uint64_t now_ns) {
-    walker = std::make_unique<Walker>(memory, pid, py_runtime, info.minor, info.free_threaded,
-                                      layout);
+    walker =
+        std::make_unique<Walker>(memory, pid, py_runtime, info.minor, info.free_threaded, layout);
     PySnapshot snap;
     snap.minor = info.minor;
     snap.free_threaded = info.free_threaded;
@@ -448,7 +448,10 @@ HolderSampler::~HolderSampler() = default;
 
 std::vector<HolderSample> HolderSampler::sample(uint64_t now_ns) {
   Impl& s = *impl_;
-  if (!s.refreshed || now_ns - s.refreshed_ns >= kRefreshNs) s.refresh(now_ns);
+  // A process sampled from its start (a launched program) may list no GIL
+  // yet: look again soon rather than in a second.
+  const uint64_t every = s.gils.empty() ? kRetryNs : kRefreshNs;
+  if (!s.refreshed || now_ns - s.refreshed_ns >= every) s.refresh(now_ns);
   std::vector<HolderSample> out;
   for (const RemoteAddr gil : s.gils) {
     auto state = s.walker->gil_holder(gil);

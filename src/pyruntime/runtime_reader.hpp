@@ -88,6 +88,7 @@ class HolderSampler {
   std::vector<HolderSample> sample(uint64_t now_ns);
 
   static constexpr uint64_t kRefreshNs = 1'000'000'000;
+  static constexpr uint64_t kRetryNs = 20'000'000;  // while no GIL is listed
 
  private:
   struct Impl;

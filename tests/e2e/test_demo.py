@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-DEMOS = ("spin", "hold", "release", "pool", "io", "duty", "atomics", "subinterp")
+DEMOS = ("spin", "hold", "release", "pool", "io", "duty", "atomics", "subinterp", "hog")
 
 
 def test_demo_list(gilstat):

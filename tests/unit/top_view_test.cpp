@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/top_stacks.hpp"
 #include "report/fit_name.hpp"
 #include "report/utf8.hpp"
 
@@ -50,7 +51,7 @@ report::Report report_of(std::vector<report::ThreadReport> threads) {
 
 struct Screen {
   report::Report prev, now;
-  TopInterval interval() const { return {&prev, &now, 1.0, fates}; }
+  TopInterval interval() const { return {&prev, &now, 1.0, fates, {}}; }
   std::unordered_map<uint32_t, ThreadFate> fates;
   std::vector<std::string> render(const TopViewOptions& o) const {
     return render_top(interval(), o);
@@ -323,6 +324,39 @@ TEST(TopView, TwoGils) {
 TEST(TopViewNames, NamesAreMadePrintable) {
   // A thread name cannot move the cursor or change the terminal's state.
   EXPECT_EQ(report::printable("a\033b"), "a?b");
+}
+
+// The long holder's innermost native frame skips the C library and the
+// vDSO (the clock read inside a native spin) to the code that called them.
+TEST(TopStacks, LongHoldLineNamesTheCallerOfTheCLibrary) {
+  using stacks::Frame;
+  using stacks::FrameKind;
+  const std::vector<Frame> stack = {{FrameKind::Native, "__vdso_clock_gettime", "", 0, "[vdso]", 0},
+                                    {FrameKind::Native, "__clock_gettime", "", 0, "libc.so.6", 0},
+                                    {FrameKind::Native, "spin_until", "", 0, "_demo.so", 0},
+                                    {FrameKind::Python, "hog_caller", "/x/hog.py", 30, "", 0},
+                                    {FrameKind::Python, "run", "/x/threading.py", 9, "", 0}};
+  ASSERT_TRUE(innermost_native(stack));
+  EXPECT_EQ(innermost_native(stack)->function, "spin_until");
+  EXPECT_EQ(innermost_python(stack)->function, "hog_caller");
+  // Only C library frames: the innermost one is shown, not nothing.
+  EXPECT_EQ(innermost_native({stack[1]})->function, "__clock_gettime");
+  EXPECT_FALSE(innermost_native({stack[3]}));
+
+  TopLongHold h{7, 0, "hog", 0.15e9, true, innermost_python(stack), innermost_native(stack)};
+  TopLongHold pending{8, 0, "", 0.02e9, false, std::nullopt, std::nullopt};
+  report::GilProfile profile;
+  profile.functions.push_back({"spin", "/x/w.py", 12, 0.25e9, 0.5e9});
+  const auto lines = top_stack_lines({pending, h}, profile, 0.5, 5);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0],
+            "LONG HOLD GIL 0: hog (7) for 0.150 s, in spin_until (_demo.so) \u2190 hog_caller "
+            "(/x/hog.py:30)");
+  EXPECT_EQ(lines[1], "LONG HOLD GIL 0: tid 8 for 0.020 s, (no stack taken yet)");
+  EXPECT_EQ(lines[2], "");
+  EXPECT_NE(lines[3].find("FUNCTION (held in the interval)"), std::string::npos);
+  // SELF% and TOTAL% of the interval's wall time.
+  EXPECT_NE(lines[4].find("  50.0  100.0  /x/w.py:12"), std::string::npos) << lines[4];
 }
 
 }  // namespace
