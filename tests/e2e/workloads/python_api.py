@@ -99,7 +99,9 @@ big = b"x" * (64 << 20)
 out["sha"] = passes(lambda: hashlib.sha256(big).hexdigest())
 out["sha_expected"] = hashlib.sha256(big).hexdigest()
 try:
-    gilstat.assert_releases_gil(_gilstat_demo.busy_sum, N, PASSES, False)
+    # A hold of ~0.2 s: past ten long-hold thresholds, it gets its stack whatever
+    # the stop budget (other holds on a loaded machine may have spent it).
+    gilstat.assert_releases_gil(_gilstat_demo.busy_sum, N, 7 * PASSES, False)
     out["hold_error"] = None
 except AssertionError as e:
     out["hold_error"] = str(e)
