@@ -147,6 +147,11 @@ void Capture::sync_host_ids() {
 
 void Capture::fold_ended() {
   if (ended_.empty()) return;
+  // A thread's name is logged before it runs, but an entry before it that
+  // another thread is still writing holds the log's reader back: the ended
+  // threads wait for the names to be read (a few polls at most; a log that
+  // stays stuck does not hold more than kMaxDeferredFolds).
+  if (region_.names_pending() && ended_.size() < kMaxDeferredFolds) return;
   const uint64_t now = read_clock(region_.clock());
   RecMeta meta;
   std::vector<RecGil> gils;

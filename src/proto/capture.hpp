@@ -102,6 +102,7 @@ class Capture {
   uint64_t drops_ = 0;
   int polls_ = 0;
   bool fold_exited_ = false;
+  static constexpr size_t kMaxDeferredFolds = 4096;
   std::vector<uint32_t> ended_;  // tids whose rings were freed this poll
   bool meta_written_ = false;
   std::map<uint32_t, RecGil> written_gils_;

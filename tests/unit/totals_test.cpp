@@ -38,6 +38,7 @@ class Image {
   Image() : mem_(std::aligned_alloc(4096, kLayout.total_size)) {
     std::memset(mem_, 0, kLayout.total_size);
     header_ = proto::init_header(mem_, kLayout, proto::ClockKind::Monotonic);
+    header_->rings_claimed.store(kLayout.ring_count);
   }
   ~Image() { std::free(mem_); }
   Image(const Image&) = delete;

@@ -3,8 +3,8 @@
 3.10+, "Thread-1234" before) that does a little pure Python and exits.
 
 Commands on stdin:
-  churn N   runs N request threads, at most 8 at a time; prints "churned N" once all
-            have ended
+  churn N [MS]  runs N request threads, at most 8 at a time (MS milliseconds apart,
+                default 0); prints "churned N" once all have ended
   exit      ends the process (exit code 0)
 
 --rate R (default 0) also starts R request threads a second, all the time, in the
@@ -26,7 +26,7 @@ def handle():
     return total
 
 
-def churn(n, width=8):
+def churn(n, pause_s, width=8):
     done = 0
     while done < n:
         batch = [threading.Thread(target=handle) for _ in range(min(width, n - done))]
@@ -35,6 +35,8 @@ def churn(n, width=8):
         for t in batch:
             t.join()
         done += len(batch)
+        if pause_s:
+            time.sleep(pause_s)
 
 
 def background(rate):
@@ -66,7 +68,7 @@ def main():
         if not words:
             continue
         if words[0] == "churn":
-            churn(int(words[1]))
+            churn(int(words[1]), float(words[2]) / 1000 if len(words) > 2 else 0.0)
             print("churned %s" % words[1], flush=True)
         elif words[0] == "exit":
             return
