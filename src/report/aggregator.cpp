@@ -68,15 +68,26 @@ uint64_t sat_add(uint64_t a, uint64_t b) {
   return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
 }
 
-// Adds b's figures to a's (a target may claim anything: saturating).
+// The figures ExactTotals and ThreadTimes share, as `op` combines them
+// (assignment, or a saturating sum: a target may claim anything).
+template <typename To, typename From, typename Op>
+void combine_times(To& a, const From& b, Op op) {
+  a.lifetime = op(a.lifetime, b.lifetime);
+  a.held = op(a.held, b.held);
+  a.wait = op(a.wait, b.wait);
+  a.released = op(a.released, b.released);
+  a.acquisitions = op(a.acquisitions, b.acquisitions);
+  a.forced_handoffs = op(a.forced_handoffs, b.forced_handoffs);
+}
+template <typename To, typename From>
+void copy_times(To& a, const From& b) {
+  combine_times(a, b, [](uint64_t, uint64_t v) { return v; });
+}
+
+// Adds b's figures to a's.
 void accumulate(ExactTotals& a, const ExactTotals& b) {
   a.ring_flags |= b.ring_flags;
-  a.lifetime = sat_add(a.lifetime, b.lifetime);
-  a.held = sat_add(a.held, b.held);
-  a.wait = sat_add(a.wait, b.wait);
-  a.released = sat_add(a.released, b.released);
-  a.acquisitions = sat_add(a.acquisitions, b.acquisitions);
-  a.forced_handoffs = sat_add(a.forced_handoffs, b.forced_handoffs);
+  combine_times(a, b, sat_add);
 }
 
 // Adds t to its (thread, GIL) entry of `totals`, keyed as the timelines are;
@@ -235,24 +246,13 @@ void Aggregator::fold_exited(uint32_t tid, std::span<const uint64_t> arm_ts, uin
       e = tot->second;
       add_arm_stretch(e, arm);
     } else {
-      e.lifetime = t.lifetime;
-      e.held = t.held;
-      e.wait = t.wait;
-      e.released = t.released;
-      e.acquisitions = t.acquisitions;
-      e.forced_handoffs = t.forced_handoffs;
+      copy_times(e, t);
     }
     accumulate(x.exact, e);
-    ThreadTimes& s = x.events;
-    s.lifetime = sat_add(s.lifetime, t.lifetime);
-    s.held = sat_add(s.held, t.held);
-    s.wait = sat_add(s.wait, t.wait);
-    s.released = sat_add(s.released, t.released);
-    s.acquisitions = sat_add(s.acquisitions, t.acquisitions);
-    s.forced_handoffs = sat_add(s.forced_handoffs, t.forced_handoffs);
-    s.anomalies = sat_add(s.anomalies, t.anomalies);
-    s.wait_hist.merge(t.wait_hist);
-    s.hold_hist.merge(t.hold_hist);
+    combine_times(x.events, t, sat_add);
+    x.events.anomalies = sat_add(x.events.anomalies, t.anomalies);
+    x.events.wait_hist.merge(t.wait_hist);
+    x.events.hold_hist.merge(t.hold_hist);
     if (recent_folds_.insert_or_assign(k, id).second) recent_order_.push_back(k);
     if (tl != timelines_.end()) timelines_.erase(tl);
     if (tot != totals_.end()) totals_.erase(tot);
@@ -263,9 +263,10 @@ void Aggregator::fold_exited(uint32_t tid, std::span<const uint64_t> arm_ts, uin
   }
   // Drop latencies of threads without a row: a folded one's go to its group;
   // any other's (no row to show them) are not kept.
-  for (auto& [gil, entry] : gils_) {
-    entry.stream.extract_drop_latency([&](uint32_t t, const Histogram& h) {
-      const uint64_t k = key(t, static_cast<uint8_t>(gil));
+  for (auto& g : gils_) {
+    const auto gil = static_cast<uint8_t>(g.first);  // (a lambda cannot capture a binding)
+    g.second.stream.extract_drop_latency([&](uint32_t t, const Histogram& h) {
+      const uint64_t k = key(t, gil);
       if (timelines_.contains(k)) return false;
       if (auto it = recent_folds_.find(k); it != recent_folds_.end())
         exited_[it->second].drop_latency.merge(h);
@@ -358,12 +359,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (exact_row != totals.end()) {
       ExactTotals e = exact_row->second;
       add_arm_stretch(e, arm);
-      t.lifetime = e.lifetime;
-      t.held = e.held;
-      t.wait = e.wait;
-      t.released = e.released;
-      t.acquisitions = e.acquisitions;
-      t.forced_handoffs = e.forced_handoffs;
+      copy_times(t, e);
       t.in_window = true;
     }
     if (!window_.whole() && !t.in_window) continue;

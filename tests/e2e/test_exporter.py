@@ -26,7 +26,7 @@ import warnings
 import pytest
 
 from conftest import REPO
-from test_attach import Background, Target, wait_until
+from test_attach import Background, Target, rss_kib, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 from exposition import parse_exposition  # noqa: E402  (shared with check_exports.py)
@@ -277,14 +277,6 @@ def test_exporter_unattachable_target(heavy, gilstat_bin):
     finally:
         sleeper.kill()
         sleeper.wait()
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 CHURN_WARMUP = 300
