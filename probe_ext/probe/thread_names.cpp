@@ -221,9 +221,11 @@ int close_exited_rings(uint32_t* in_use) {
     for (uint32_t i = first; i < ring_count && i < first + kBatch; ++i) {
       auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
       if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active) ||
-          (r->flags & proto::kRingOwnThread) || !r->pthread_id)
+          !r->pthread_id)
         continue;
-      ++*in_use;
+      // A probe thread of an earlier attach is closed too (each attach starts
+      // one, with a ring of its own); only the program's rings are counted.
+      if (!(r->flags & proto::kRingOwnThread)) ++*in_use;
       rings[n] = r;
       remote[n] = {reinterpret_cast<void*>(r->pthread_id + tid_offset), sizeof(int32_t)};
       local[n] = {&tids[n], sizeof(int32_t)};
