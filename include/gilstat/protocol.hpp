@@ -31,7 +31,7 @@
 namespace gilstat::proto {
 
 inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
-inline constexpr uint32_t kProtocolVersion = 4;
+inline constexpr uint32_t kProtocolVersion = 5;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
@@ -244,6 +244,14 @@ struct Header {
   std::atomic<uint32_t> module_count;
   std::atomic<uint32_t> modules_not_hooked;  // objects left out: the table was full
   ModuleSlot modules[kMaxModules];
+  // 1 + the highest ring index ever claimed (protocol 5): rings are claimed
+  // lowest free index first, so a consumer scans [0, rings_claimed) instead
+  // of every ring.  Only grows for the region's life (a ring that is freed
+  // stays below it).  Raised by the claiming thread before the ring turns
+  // Active; a consumer that reads it before a claim finds that ring at its
+  // next drain.
+  std::atomic<uint32_t> rings_claimed;
+  uint32_t reserved2;
 };
 
 // What a thread was doing on one GIL at its latest state change.

@@ -122,6 +122,12 @@ proto::RingControl* claim_ring() {
     r->generation += 1;
     r->pthread_id = static_cast<uint64_t>(pthread_self());
     clear_totals(r, t_state.session);
+    // The consumer scans rings below this mark only.  Rings are taken lowest
+    // first, so it rarely moves: one relaxed load, a CAS only when it does.
+    std::atomic<uint32_t>& claimed = g.header->rings_claimed;
+    uint32_t mark = claimed.load(std::memory_order_relaxed);
+    while (mark < i + 1 && !claimed.compare_exchange_weak(mark, i + 1, std::memory_order_relaxed)) {
+    }
     r->state.store(static_cast<uint32_t>(proto::RingState::Active), std::memory_order_release);
     // The probe thread closes it once this thread has exited
     // (close_exited_rings).

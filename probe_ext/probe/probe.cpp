@@ -318,7 +318,9 @@ int create_own_region(proto::ClockKind clock) {
 // is published afresh by arming again.
 void reset_session() {
   proto::Header* h = g.header;
-  for (uint32_t i = 0; i < g.ring_count; ++i) {
+  // Rings never claimed have nothing to discard (and their pages stay untouched).
+  const uint32_t ring_count = claimed_ring_count();
+  for (uint32_t i = 0; i < ring_count; ++i) {
     auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
     r->tail.store(r->head.load(std::memory_order_acquire), std::memory_order_release);
     r->dropped.store(0, std::memory_order_relaxed);

@@ -145,6 +145,12 @@ void confirm_tid_offset();
 // pthread key (its first setspecific may allocate) and no TLS destructor.
 // Returns the number closed; *in_use: the program's rings that were live.
 int close_exited_rings(uint32_t* in_use);
+// Rings [0, n) are the ones ever claimed (Header::rings_claimed); the probe
+// thread's scans stop there too.
+inline uint32_t claimed_ring_count() {
+  const uint32_t n = g.header->rings_claimed.load(std::memory_order_acquire);
+  return n < g.ring_count ? n : g.ring_count;
+}
 // Our pthread_create hook: before the real call, the Thread._bootstrap
 // method a new Python thread will run, with a reference of ours (0: not a
 // Python thread, or naming is off); after the call, names the thread from

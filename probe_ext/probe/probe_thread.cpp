@@ -131,7 +131,8 @@ struct NameTries {
 // `after_read`, also charges them one failed try.
 uint32_t threads_wanting_names(NameTries* tries, bool after_read) {
   uint32_t wanting = 0;
-  for (uint32_t i = 0; i < g.ring_count; ++i) {
+  const uint32_t ring_count = claimed_ring_count();
+  for (uint32_t i = 0; i < ring_count; ++i) {
     auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
     if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active))
       continue;

@@ -212,17 +212,20 @@ int close_exited_rings(uint32_t* in_use) {
   // exits; a reused stack holds another tid; an unmapped one faults.
   constexpr uint32_t kBatch = 64;
   int closed = 0;
-  for (uint32_t first = 0; first < g.ring_count; first += kBatch) {
+  const uint32_t ring_count = claimed_ring_count();
+  for (uint32_t first = 0; first < ring_count; first += kBatch) {
     proto::RingControl* rings[kBatch];
     iovec remote[kBatch], local[kBatch];
     int32_t tids[kBatch];
     uint32_t n = 0;
-    for (uint32_t i = first; i < g.ring_count && i < first + kBatch; ++i) {
+    for (uint32_t i = first; i < ring_count && i < first + kBatch; ++i) {
       auto* r = reinterpret_cast<proto::RingControl*>(g.rings + g.ring_stride * i);
       if (r->state.load(std::memory_order_acquire) != static_cast<uint32_t>(proto::RingState::Active) ||
-          (r->flags & proto::kRingOwnThread) || !r->pthread_id)
+          !r->pthread_id)
         continue;
-      ++*in_use;
+      // A probe thread of an earlier attach is closed too (each attach starts
+      // one, with a ring of its own); only the program's rings are counted.
+      if (!(r->flags & proto::kRingOwnThread)) ++*in_use;
       rings[n] = r;
       remote[n] = {reinterpret_cast<void*>(r->pthread_id + tid_offset), sizeof(int32_t)};
       local[n] = {&tids[n], sizeof(int32_t)};

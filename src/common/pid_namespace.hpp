@@ -40,6 +40,8 @@ class HostIds {
   uint32_t host_tid(uint32_t inner_tid);
   // Every mapping known so far (inner -> host).
   const std::map<uint32_t, uint32_t>& known() const { return map_; }
+  // Drops an ended thread's mapping (a live view that folds exited threads).
+  void forget(uint32_t inner_tid) { map_.erase(inner_tid); }
 
   static constexpr uint64_t kRescanNs = 20'000'000;
   // Bounded like the aggregator's threads: a target cannot grow it without end.

@@ -163,6 +163,7 @@ void TargetRegistry::finish_attach() {
   t.session = std::move(job->session);
   t.capture = std::make_unique<cli::Capture>(t.session->region(), nullptr);
   t.capture->set_host_pid(job->pid);
+  t.capture->set_fold_exited(true);  // a thread per request must not grow the exporter
   t.calibration = std::make_unique<ClockCalibration>(t.session->clock());
   t.groups = std::make_unique<GroupSelection>(options_.max_groups);
   t.floor.clear();
@@ -323,6 +324,19 @@ void TargetRegistry::render(report::ExpositionFormat format, std::ostream& out,
     e.sample({{"state", "up"}}, static_cast<double>(up));
     e.sample({{"state", "down"}}, static_cast<double>(down));
   });
+  e.family("gilstat_exporter_thread_rows", "gauge",
+           "Per-thread state kept for the attached targets: rows of threads alive "
+           "(kind=\"threads\") and of exited threads folded by group (kind=\"exited_groups\").",
+           [&] {
+             size_t threads = 0, exited = 0;
+             for (const auto& [pid, t] : targets_) {
+               if (!t->capture) continue;
+               threads += t->capture->thread_rows();
+               exited += t->capture->exited_rows();
+             }
+             e.sample({{"kind", "threads"}}, static_cast<double>(threads));
+             e.sample({{"kind", "exited_groups"}}, static_cast<double>(exited));
+           });
   e.family("gilstat_exporter_scrape_duration_seconds", "gauge",
            "Time the previous scrape took to prepare.",
            [&] { e.sample(none, self.last_scrape_s); });

@@ -1,6 +1,7 @@
 #include "proto/capture.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "common/clock.hpp"
@@ -66,11 +67,13 @@ uint64_t Capture::poll() {
         const report::ExactTotals t = close_totals(s, s.since);
         aggregator_.add_thread_totals(t);
         if (writer_) writer_->totals(t);
+        if (fold_exited_ && (ended_.empty() || ended_.back() != s.tid)) ended_.push_back(s.tid);
       });
   events_ += n;
   ++polls_;
   sync_names();
   sync_host_ids();
+  fold_ended();  // after the names: a thread's name may arrive in the same poll as its end
   if (writer_) {
     if (!meta_written_ || polls_ % 10 == 0) sync_recording_meta();
     if (writer_->flush_due()) {
@@ -141,6 +144,34 @@ void Capture::sync_host_ids() {
   for (const auto& [tid, host] : host_ids_->known())
     if (written_host_ids_.emplace(tid, host).second) pairs.emplace_back(tid, host);
   writer_->host_ids(host_ids_->host_pid(), pairs);
+}
+
+void Capture::fold_ended() {
+  if (ended_.empty()) return;
+  // A thread's name is logged before it runs, but an entry before it that
+  // another thread is still writing holds the log's reader back: the ended
+  // threads wait for the names to be read (a few polls at most; a log that
+  // stays stuck does not hold more than kMaxDeferredFolds).
+  if (region_.names_pending() && ended_.size() < kMaxDeferredFolds) return;
+  const uint64_t now = read_clock(region_.clock());
+  RecMeta meta;
+  std::vector<RecGil> gils;
+  describe(now, {}, &meta, &gils);
+  std::array<uint64_t, kMaxGils> arm_ts{};
+  for (const RecGil& g : gils)
+    if (g.index < kMaxGils) arm_ts[g.index] = g.arm_ts;
+  for (const uint32_t tid : ended_) {
+    aggregator_.fold_exited(tid, arm_ts, now);
+    names_.erase(tid);
+    drop_tids_.erase(tid);
+    std::erase_if(at_arm_, [tid](const auto& e) { return e.first.second == tid; });
+    if (host_ids_) {
+      // Mapped when first seen: a recording has it already.
+      host_ids_->forget(tid);
+      written_host_ids_.erase(tid);
+    }
+  }
+  ended_.clear();
 }
 
 void Capture::sync_names() {

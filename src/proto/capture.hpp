@@ -28,6 +28,16 @@ class Capture {
   // namespace, its tids are mapped to the host's as they appear (and saved
   // in the recording), so reports show both.
   void set_host_pid(pid_t host_pid);
+  // Live views that run for long (exporter, top): once a thread has ended
+  // and its last events are drained, its rows are folded into one row of
+  // exited threads per group (report::Aggregator::fold_exited), so memory
+  // stays flat with a thread per request; sums stay exact.  A recording
+  // still gets every thread's own events, names and totals.
+  void set_fold_exited(bool fold) { fold_exited_ = fold; }
+  // (thread, GIL) rows kept for threads not folded, and rows of exited
+  // threads (one per group and GIL).
+  size_t thread_rows() const { return aggregator_.thread_rows(); }
+  size_t exited_rows() const { return aggregator_.exited_rows(); }
   // Names of threads read from outside the target (pyruntime) when
   // attaching: they do not need the probe to get the GIL.  A name the probe
   // has already given is kept; one it gives later replaces these (both come
@@ -65,6 +75,7 @@ class Capture {
 
  private:
   void sync_names();
+  void fold_ended();
   void sync_host_ids();
   void sync_recording_meta();
   void write_clock_sample();
@@ -94,6 +105,9 @@ class Capture {
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;
+  bool fold_exited_ = false;
+  static constexpr size_t kMaxDeferredFolds = 4096;
+  std::vector<uint32_t> ended_;  // tids whose rings were freed this poll
   bool meta_written_ = false;
   std::map<uint32_t, RecGil> written_gils_;
   std::map<std::pair<uint32_t, uint32_t>, uint8_t> at_arm_;  // (gil, tid) -> role

@@ -228,8 +228,10 @@ ShmRegion::ShmRegion(ShmRegion&& o) noexcept
       seen_dropped_(std::move(o.seen_dropped_)),
       name_next_(o.name_next_),
       names_lost_(o.names_lost_),
+      names_pending_(o.names_pending_),
       session_(o.session_),
       max_fill_(o.max_fill_),
+      claimed_(o.claimed_),
       totals_incomplete_(o.totals_incomplete_),
       corrupt_(std::move(o.corrupt_)) {
   o.fd_ = -1;
@@ -334,6 +336,16 @@ bool ShmRegion::read_totals(uint32_t i, RingControl* r, const TotalsFn& fn) {
   return complete;
 }
 
+uint32_t ShmRegion::claimed_rings() {
+  const uint32_t n = header_->rings_claimed.load(std::memory_order_acquire);
+  if (n > layout_.layout.ring_count)
+    fail(fmt::format("its claimed-ring count {} is above its {} rings", n,
+                     layout_.layout.ring_count));
+  if (n < claimed_) fail("its claimed-ring count went backwards");
+  claimed_ = n;
+  return n;
+}
+
 uint32_t ShmRegion::owned_state(uint32_t i) const {
   const uint32_t state = ring(i)->state.load(std::memory_order_acquire);
   if (state > static_cast<uint32_t>(RingState::Claiming))
@@ -347,7 +359,8 @@ uint32_t ShmRegion::owned_state(uint32_t i) const {
 bool ShmRegion::live_totals(const TotalsFn& on_totals) {
   check_usable();
   bool complete = true;
-  for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
+  const uint32_t rings = claimed_rings();
+  for (uint32_t i = 0; i < rings; ++i) {
     // Closed rings are still live here: drain() hands over their final
     // totals when it frees them.
     if (owned_state(i) == static_cast<uint32_t>(RingState::Free)) continue;
@@ -362,7 +375,10 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
   const uint32_t capacity = layout_.layout.ring_capacity;
   uint64_t total = 0;
   max_fill_ = 0;
-  for (uint32_t i = 0; i < layout_.layout.ring_count; ++i) {
+  // Only the rings ever claimed: an idle target costs a few cache lines per
+  // drain, not one per ring.
+  const uint32_t rings = claimed_rings();
+  for (uint32_t i = 0; i < rings; ++i) {
     RingControl* r = ring(i);
     const uint32_t state = owned_state(i);
     if (state == static_cast<uint32_t>(RingState::Free)) continue;
@@ -435,6 +451,7 @@ std::vector<ThreadName> ShmRegion::new_names() {
     }
     if (tid != 0) out.push_back({tid, std::string(name, strnlen(name, kNameLen))});
   }
+  names_pending_ = name_next_ < head;
   return out;
 }
 

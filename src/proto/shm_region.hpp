@@ -135,6 +135,9 @@ class ShmRegion {
   // counted in names_lost().  Throws RegionCorrupt as drain() does.
   std::vector<ThreadName> new_names();
   uint64_t names_lost() const { return names_lost_; }
+  // The last new_names() stopped at an entry still being written: later
+  // entries (maybe the name of a thread that has just ended) are unread.
+  bool names_pending() const { return names_pending_; }
 
   // Header::gil_count, bounded by kMaxGils.  Throws RegionCorrupt.
   uint32_t gil_count() const;
@@ -158,6 +161,9 @@ class ShmRegion {
   // freed), else Free (also for Claiming); RegionCorrupt for an unknown one.
   uint32_t owned_state(uint32_t i) const;
   void check_usable() const;  // throws when corrupt, or the layout fields moved
+  // Rings [0, n) are the ones ever claimed (Header::rings_claimed): at most
+  // ring_count and never less than before, else RegionCorrupt.
+  uint32_t claimed_rings();
   // Ring i's totals of this session, each GIL with something in it; false
   // when a seqlock never settled.
   bool read_totals(uint32_t i, RingControl* r, const TotalsFn& fn);
@@ -174,8 +180,10 @@ class ShmRegion {
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
   uint64_t name_next_ = 0;              // next name-log index to read
   uint64_t names_lost_ = 0;
+  bool names_pending_ = false;
   uint32_t session_ = 0;  // Header::session at open: totals of others are stale
   uint64_t max_fill_ = 0;
+  uint32_t claimed_ = 0;  // Header::rings_claimed as last read
   bool totals_incomplete_ = false;
   mutable std::string corrupt_;  // what was found wrong; empty while usable
 };

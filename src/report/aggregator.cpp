@@ -68,15 +68,26 @@ uint64_t sat_add(uint64_t a, uint64_t b) {
   return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
 }
 
-// Adds b's figures to a's (a target may claim anything: saturating).
+// The figures ExactTotals and ThreadTimes share, as `op` combines them
+// (assignment, or a saturating sum: a target may claim anything).
+template <typename To, typename From, typename Op>
+void combine_times(To& a, const From& b, Op op) {
+  a.lifetime = op(a.lifetime, b.lifetime);
+  a.held = op(a.held, b.held);
+  a.wait = op(a.wait, b.wait);
+  a.released = op(a.released, b.released);
+  a.acquisitions = op(a.acquisitions, b.acquisitions);
+  a.forced_handoffs = op(a.forced_handoffs, b.forced_handoffs);
+}
+template <typename To, typename From>
+void copy_times(To& a, const From& b) {
+  combine_times(a, b, [](uint64_t, uint64_t v) { return v; });
+}
+
+// Adds b's figures to a's.
 void accumulate(ExactTotals& a, const ExactTotals& b) {
   a.ring_flags |= b.ring_flags;
-  a.lifetime = sat_add(a.lifetime, b.lifetime);
-  a.held = sat_add(a.held, b.held);
-  a.wait = sat_add(a.wait, b.wait);
-  a.released = sat_add(a.released, b.released);
-  a.acquisitions = sat_add(a.acquisitions, b.acquisitions);
-  a.forced_handoffs = sat_add(a.forced_handoffs, b.forced_handoffs);
+  combine_times(a, b, sat_add);
 }
 
 // Adds t to its (thread, GIL) entry of `totals`, keyed as the timelines are;
@@ -196,6 +207,83 @@ void Aggregator::add_thread_drops(uint32_t tid, uint64_t n) { drops_[tid] += n; 
 
 void Aggregator::add_thread_totals(const ExactTotals& t) { add_totals(totals_, t, max_threads_); }
 
+std::string Aggregator::row_name(uint32_t tid, bool own) const {
+  if (own) return "gilstat";
+  if (auto it = names_.find(tid); it != names_.end() && !it->second.empty()) return it->second;
+  return fmt::format("native-{}", tid);
+}
+
+void Aggregator::fold_exited(uint32_t tid, std::span<const uint64_t> arm_ts, uint64_t end) {
+  const bool own = own_threads_.contains(tid);
+  uint64_t drops = 0;
+  if (auto it = drops_.find(tid); it != drops_.end()) {
+    drops = it->second;
+    drops_.erase(it);
+  }
+  exited_drops_ = sat_add(exited_drops_, drops);
+  for (uint32_t gil = 0; gil < proto::kMaxGils; ++gil) {
+    const uint64_t k = key(tid, static_cast<uint8_t>(gil));
+    const auto tl = timelines_.find(k);
+    const auto tot = totals_.find(k);
+    if (tl == timelines_.end() && tot == totals_.end()) continue;
+    const bool own_row =
+        own || (tot != totals_.end() && (tot->second.ring_flags & proto::kRingOwnThread));
+    const std::string name = row_name(tid, own_row);
+    GroupId id{own_row, own_row ? std::string("gilstat") : group_key(name), gil};
+    if (!exited_.contains(id) && exited_.size() >= kMaxExitedGroups) std::get<1>(id) = "exited-N";
+    Exited& x = exited_[id];
+    ++x.threads;
+    x.drops = sat_add(x.drops, drops);
+    const uint64_t armed = gil < arm_ts.size() ? arm_ts[gil] : 0;
+    ThreadTimes t;
+    ThreadTimeline::ArmStretch arm;
+    if (tl != timelines_.end()) {
+      t = tl->second.finish(end, armed);
+      arm = tl->second.at_arm(armed, end);
+    }
+    ExactTotals e;
+    if (tot != totals_.end()) {
+      e = tot->second;
+      add_arm_stretch(e, arm);
+    } else {
+      copy_times(e, t);
+    }
+    accumulate(x.exact, e);
+    combine_times(x.events, t, sat_add);
+    x.events.anomalies = sat_add(x.events.anomalies, t.anomalies);
+    x.events.wait_hist.merge(t.wait_hist);
+    x.events.hold_hist.merge(t.hold_hist);
+    if (recent_folds_.insert_or_assign(k, id).second) recent_order_.push_back(k);
+    if (tl != timelines_.end()) timelines_.erase(tl);
+    if (tot != totals_.end()) totals_.erase(tot);
+  }
+  while (recent_order_.size() > kMaxRecentFolds) {
+    recent_folds_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
+  // Drop latencies of threads without a row: a folded one's go to its group;
+  // any other's (no row to show them) are not kept.
+  for (auto& g : gils_) {
+    const auto gil = static_cast<uint8_t>(g.first);  // (a lambda cannot capture a binding)
+    g.second.stream.extract_drop_latency([&](uint32_t t, const Histogram& h) {
+      const uint64_t k = key(t, gil);
+      if (timelines_.contains(k)) return false;
+      if (auto it = recent_folds_.find(k); it != recent_folds_.end())
+        exited_[it->second].drop_latency.merge(h);
+      return true;
+    });
+  }
+  cache_ = LookupCache();  // it may point at an erased timeline
+  names_.erase(tid);
+  own_threads_.erase(tid);
+}
+
+size_t Aggregator::thread_rows() const {
+  size_t n = timelines_.size();
+  for (const auto& [k, t] : totals_) n += !timelines_.contains(k);
+  return n;
+}
+
 Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>& gil_infos,
                           std::span<const ExactTotals> live) const {
   const double f = info.ns_per_tick;
@@ -217,6 +305,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
   r.untracked_events = untracked_events_;
   r.drops = info.drops_no_ring;
   for (const auto& [tid, n] : drops_) r.drops += n;
+  r.drops += exited_drops_;
 
   // Every GIL the probe knew of, plus any that only appears in events.
   std::map<uint32_t, const GilInfo*> ids;
@@ -270,12 +359,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     if (exact_row != totals.end()) {
       ExactTotals e = exact_row->second;
       add_arm_stretch(e, arm);
-      t.lifetime = e.lifetime;
-      t.held = e.held;
-      t.wait = e.wait;
-      t.released = e.released;
-      t.acquisitions = e.acquisitions;
-      t.forced_handoffs = e.forced_handoffs;
+      copy_times(t, e);
       t.in_window = true;
     }
     if (!window_.whole() && !t.in_window) continue;
@@ -301,13 +385,7 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
       holding[row.gil] = sat_add(holding[row.gil], t.held);
       handoffs[row.gil] = sat_add(handoffs[row.gil], t.forced_handoffs);
     }
-    if (row.own) {
-      row.name = "gilstat";
-    } else if (auto it = names_.find(row.tid); it != names_.end() && !it->second.empty()) {
-      row.name = it->second;
-    } else {
-      row.name = fmt::format("native-{}", row.tid);
-    }
+    row.name = row_name(row.tid, row.own);
     row.lifetime_ns = static_cast<double>(t.lifetime) * f;
     row.held_ns = static_cast<double>(t.held) * f;
     row.wait_total_ns = static_cast<double>(t.wait) * f;
@@ -327,6 +405,47 @@ Report Aggregator::finish(const RecordingInfo& info, const std::vector<GilInfo>&
     }
     gil_waits[row.gil].merge(t.wait_hist);
     if (!row.own) waiting[row.gil] = sat_add(waiting[row.gil], t.wait);
+    r.threads.push_back(std::move(row));
+  }
+  // The exited threads, one row per group and GIL (only live captures fold:
+  // their window is whole), with the drop latencies of theirs the GIL's
+  // reorder buffer gave out only now.
+  std::map<GroupId, Histogram> late_latency;
+  for (const auto& [k, id] : recent_folds_) {
+    const auto g = gil_times.find(static_cast<uint32_t>(k & 0xff));
+    if (keys.contains(k) || g == gil_times.end()) continue;
+    const auto& by_tid = g->second.drop_latency_by_tid;
+    if (auto d = by_tid.find(static_cast<uint32_t>(k >> 8)); d != by_tid.end())
+      late_latency[id].merge(d->second);
+  }
+  for (const auto& [id, x] : exited_) {
+    const auto& [own, group, gil] = id;
+    ThreadReport row;
+    row.name = group;
+    row.own = own;
+    row.gil = gil;
+    row.exited_threads = x.threads;
+    const ExactTotals& e = x.exact;
+    const ThreadTimes& t = x.events;
+    row.lifetime_ns = static_cast<double>(exact ? e.lifetime : t.lifetime) * f;
+    row.held_ns = static_cast<double>(exact ? e.held : t.held) * f;
+    row.wait_total_ns = static_cast<double>(exact ? e.wait : t.wait) * f;
+    row.released_ns = static_cast<double>(exact ? e.released : t.released) * f;
+    row.acquisitions = exact ? e.acquisitions : t.acquisitions;
+    row.forced_handoffs = exact ? e.forced_handoffs : t.forced_handoffs;
+    row.drops = x.drops;
+    row.anomalies = t.anomalies;
+    row.wait_ns = stats_ns(t.wait_hist, f);
+    row.hold_ns = stats_ns(t.hold_hist, f);
+    row.wait_hist = t.wait_hist.scaled(f);
+    row.hold_hist = t.hold_hist.scaled(f);
+    Histogram latency = x.drop_latency;
+    if (auto l = late_latency.find(id); l != late_latency.end()) latency.merge(l->second);
+    row.drop_latency_ns = stats_ns(latency, f);
+    holding[gil] = sat_add(holding[gil], exact ? e.held : t.held);
+    handoffs[gil] = sat_add(handoffs[gil], exact ? e.forced_handoffs : t.forced_handoffs);
+    gil_waits[gil].merge(t.wait_hist);
+    if (!own) waiting[gil] = sat_add(waiting[gil], exact ? e.wait : t.wait);
     r.threads.push_back(std::move(row));
   }
   std::sort(r.threads.begin(), r.threads.end(), [](const ThreadReport& a, const ThreadReport& b) {

@@ -6,9 +6,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -92,6 +94,20 @@ class Aggregator {
   // a tid reused later adds up).
   void add_thread_totals(const ExactTotals& t);
 
+  // Folds every row of thread `tid`, which has ended and whose events have
+  // all been added, into one row per (group, GIL) of exited threads
+  // (report/groups.hpp), so that a live view watching a service that starts
+  // a thread per request keeps a bounded number of rows.  Every sum (the
+  // group's, the GIL's, the report's) stays exactly what it was; only the
+  // thread's own row is gone.  arm_ts: per GIL index, when the probe armed
+  // it (0: unknown); end: now, in raw clock units, where a hold or wait left
+  // open by lost events is closed.  Not for a TimeWindow narrower than all.
+  void fold_exited(uint32_t tid, std::span<const uint64_t> arm_ts, uint64_t end);
+  // (thread, GIL) rows kept for threads: those with events or totals, not
+  // folded.  Rows of exited threads (kept per group) are not counted.
+  size_t thread_rows() const;
+  size_t exited_rows() const { return exited_.size(); }
+
   // The report as if the recording ended now.  const: it closes open holds
   // and flushes the reorder buffers on copies, so it may be called again
   // (e.g. by a live view) while events keep coming.  `live`: the totals of
@@ -120,6 +136,20 @@ class Aggregator {
     return k == cache_.key ? cache_.timeline : find_timeline(k);
   }
   ThreadTimeline* find_timeline(uint64_t k);
+  // The rows of exited threads of one group on one GIL (fold_exited).
+  struct Exited {
+    uint64_t threads = 0;
+    ThreadTimes events;  // what their events add up to (arm stretch included)
+    ExactTotals exact;   // their exact totals (the events' where none were known)
+    uint64_t drops = 0;
+    Histogram drop_latency;
+  };
+  using GroupId = std::tuple<bool, std::string, uint32_t>;  // (own, group key, GIL)
+  // A target naming every thread differently makes a group per thread: past
+  // this many groups, exited threads of new groups share one row per GIL.
+  static constexpr size_t kMaxExitedGroups = 4096;
+  // The name a thread's row shows.
+  std::string row_name(uint32_t tid, bool own) const;
   // Copies of the timelines of the threads GilInfo::at_arm names (new ones
   // for threads without events), told their state at the arm.
   std::map<uint64_t, ThreadTimeline> declared_at_arm(const std::vector<GilInfo>& gils) const;
@@ -153,6 +183,14 @@ class Aggregator {
   std::unordered_map<uint32_t, uint64_t> drops_;
   std::unordered_map<uint64_t, ExactTotals> totals_;  // by key(tid, gil), same bound
   std::unordered_set<uint32_t> own_threads_;
+  std::map<GroupId, Exited> exited_;
+  uint64_t exited_drops_ = 0;  // ring-full drops of the folded threads
+  // The groups of the (thread, GIL) rows folded lately: drop latencies of
+  // theirs may still come out of a GIL's reorder buffer (behind lost
+  // events), and are charged to the group.  At most kMaxRecentFolds.
+  static constexpr size_t kMaxRecentFolds = 4096;
+  std::unordered_map<uint64_t, GroupId> recent_folds_;
+  std::deque<uint64_t> recent_order_;
 };
 
 }  // namespace gilstat::report

@@ -57,6 +57,12 @@ class GilStream {
   // An Acquire, Release or DropRequest with seq != 0, by thread tid.
   void add(uint32_t tid, const proto::Event& ev);
   void add_anomaly() { ++t_.anomalies; }
+  // Calls fn(tid, histogram) for every thread's drop latencies and removes
+  // those for which it returns true (threads folded away by the aggregator).
+  template <typename Fn>
+  void extract_drop_latency(Fn fn) {
+    std::erase_if(t_.drop_latency_by_tid, [&](auto& e) { return fn(e.first, e.second); });
+  }
 
   // Totals after the events still buffered have been applied (gaps skipped)
   // and a hold still open has been closed at window_end.  Works on a copy:

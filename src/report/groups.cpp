@@ -67,7 +67,10 @@ GroupReport sum_members(const Key& k, const std::vector<const ThreadReport*>& me
   g.gil = std::get<2>(k);
   std::vector<double> helds;
   for (const ThreadReport* t : members) {
-    g.tids.push_back(t->tid);
+    if (t->exited_threads)
+      g.exited_threads += t->exited_threads;
+    else
+      g.tids.push_back(t->tid);
     g.lifetime_ns += t->lifetime_ns;
     g.held_ns += t->held_ns;
     g.wait_total_ns += t->wait_total_ns;

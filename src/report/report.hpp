@@ -113,6 +113,9 @@ struct ThreadReport {
   // The full distributions (ns), for drawing and export.
   Histogram wait_hist;
   Histogram hold_hist;
+  // A row of this many exited threads of one group, folded into one by a
+  // live view (tid 0, name: the group's key); 0 for a thread's own row.
+  uint64_t exited_threads = 0;
 };
 
 // Threads of one kind on one GIL (report/groups.hpp): the sums of their
@@ -120,9 +123,10 @@ struct ThreadReport {
 struct GroupReport {
   std::string key;  // the members' name with each run of digits as "N"
   uint32_t gil = 0;
-  bool own = false;            // gilstat's own thread
-  std::vector<uint32_t> tids;  // members, in the order of Report::threads
-  double lifetime_ns = 0;      // Σ members' lifetimes
+  bool own = false;             // gilstat's own thread
+  std::vector<uint32_t> tids;   // members, in the order of Report::threads
+  uint64_t exited_threads = 0;  // members that exited, folded (not in tids)
+  double lifetime_ns = 0;       // Σ members' lifetimes
   double held_ns = 0;
   double wait_total_ns = 0;
   double released_ns = 0;

@@ -40,6 +40,7 @@ constexpr proto::Layout kLayout = proto::make_layout(4, 8, 8);
 void seed_region(void* base) {
   proto::Header* h = proto::init_header(base, kLayout, proto::ClockKind::Monotonic);
   h->claim_pid.store(4242);
+  h->rings_claimed.store(kLayout.ring_count);
   h->status.store(static_cast<uint32_t>(proto::Status::Armed));
   h->gil_count.store(1);
   h->gils[0].address = 0x1000;

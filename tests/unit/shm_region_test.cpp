@@ -30,7 +30,7 @@ class Image {
  public:
   Image() : mem_(std::aligned_alloc(4096, kLayout.total_size)) {
     std::memset(mem_, 0, kLayout.total_size);
-    init_header(mem_, kLayout, ClockKind::Monotonic);
+    init_header(mem_, kLayout, ClockKind::Monotonic)->rings_claimed.store(kLayout.ring_count);
   }
   ~Image() { std::free(mem_); }
   Header* header() { return static_cast<Header*>(mem_); }
@@ -212,4 +212,33 @@ TEST(ShmRegion, InheritedFdIsCheckedLikeATakenOne) {
   close(pipe_fds[0]);
   close(pipe_fds[1]);
   EXPECT_THROW(ShmRegion::open_inherited(1000), gilstat::Error);
+}
+
+TEST(ShmRegion, ScansOnlyTheRingsEverClaimed) {
+  Image img;
+  img.header()->rings_claimed.store(1);
+  ShmRegion region = img.open();
+  for (uint32_t i : {0u, 2u}) {
+    RingControl* r = img.ring(i);
+    r->tid = 70 + i;
+    r->state.store(static_cast<uint32_t>(RingState::Active));
+    ring_push(r, kLayout.ring_capacity,
+              {5, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), 0, 0});
+  }
+  std::vector<uint32_t> tids;
+  auto drain = [&] {
+    return region.drain([&](uint32_t tid, uint32_t, const Event&) { tids.push_back(tid); },
+                        [](uint32_t, uint64_t) {});
+  };
+  EXPECT_EQ(drain(), 1u);  // ring 2 is above the mark: not read yet
+  EXPECT_EQ(tids, std::vector<uint32_t>{70});
+  img.header()->rings_claimed.store(3);
+  EXPECT_EQ(drain(), 1u);  // its events wait in the ring until then
+  EXPECT_EQ(tids, (std::vector<uint32_t>{70, 72}));
+  img.header()->rings_claimed.store(2);
+  EXPECT_NE(corruption_of([&] { drain_all(region); }).find("went backwards"), std::string::npos);
+  Image above;
+  ShmRegion other = above.open();
+  above.header()->rings_claimed.store(kLayout.ring_count + 1);
+  EXPECT_NE(corruption_of([&] { drain_all(other); }).find("claimed-ring count"), std::string::npos);
 }

@@ -3,6 +3,7 @@
 // probe's rules (ring.hpp totals_add) must give what the event timelines
 // give, a report built from totals must not change when events are lost,
 // and the region reader must bound what a target writes into them.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 
 #include "event_sim.hpp"
 #include "gilstat/ring.hpp"
@@ -17,6 +19,7 @@
 #include "proto/recording.hpp"
 #include "proto/shm_region.hpp"
 #include "report/aggregator.hpp"
+#include "report/groups.hpp"
 
 using namespace gilstat;
 
@@ -35,6 +38,7 @@ class Image {
   Image() : mem_(std::aligned_alloc(4096, kLayout.total_size)) {
     std::memset(mem_, 0, kLayout.total_size);
     header_ = proto::init_header(mem_, kLayout, proto::ClockKind::Monotonic);
+    header_->rings_claimed.store(kLayout.ring_count);
   }
   ~Image() { std::free(mem_); }
   Image(const Image&) = delete;
@@ -312,6 +316,110 @@ TEST(Totals, ACapturedRecordingKeepsThemExact) {
   EXPECT_EQ(feed.gils.back().switches, run.truth.switch_number_delta);
   ASSERT_EQ(feed.ends.size(), 1u);
   EXPECT_TRUE(feed.ends[0].totals_exact);
+}
+
+// Live views fold the rows of exited threads into one row per group
+// (Aggregator::fold_exited): every sum must stay what it was.  The threads
+// whose last event is a Release have ended (the probe's final totals);
+// folding them changes no group's, no GIL's figure, with every event, with
+// most events lost, and from the events alone.
+std::map<std::pair<std::string, uint32_t>, report::GroupReport> groups_by_key(
+    const report::Report& r) {
+  std::map<std::pair<std::string, uint32_t>, report::GroupReport> out;
+  for (const auto& g : r.groups) out[{g.key, g.gil}] = g;
+  return out;
+}
+
+TEST(Totals, FoldingExitedThreadsKeepsEverySumExact) {
+  size_t folded_total = 0;
+  for (uint64_t seed = 51; seed <= 62; ++seed) {
+    for (const int keep_one_in : {1, 3}) {
+      for (const bool exact : {true, false}) {
+        if (!exact && keep_one_in != 1) continue;  // events alone undercount anyway
+        EventScript script;
+        const SimTruth truth = gilstat::testing::simulate_gil(script, seed, 6, 2000);
+        Image image;
+        uint32_t i = 0;
+        for (const auto& [tid, events] : script.rings()) image.own(i++, tid, events);
+        report::GilInfo gil{0, 0x1000, 0, truth.switch_number_delta, truth.initial_holder, {0}};
+        gil.counters = true;
+        gil.acquisitions = truth.acquisitions;
+        gil.switches = truth.switch_number_delta;
+        gil.drop_requests = truth.drop_requests;
+        bool complete = false;
+        const auto totals = live_totals(image, truth.window_end, &complete);
+        ASSERT_TRUE(complete);
+        std::set<uint32_t> ended;
+        for (const auto& [tid, events] : script.rings())
+          if (events.back().kind == static_cast<uint8_t>(proto::EventKind::Release))
+            ended.insert(tid);
+        report::Aggregator whole, folded;
+        for (report::Aggregator* agg : {&whole, &folded}) {
+          for (const auto& [tid, events] : script.rings()) {
+            // Two groups of named threads and unnamed ones (native-N).
+            if (tid % 3 != 2)
+              agg->set_thread_name(tid, fmt::format("{}-{}", tid % 3 ? "pool" : "worker", tid));
+            for (size_t k = 0; k < events.size(); ++k)
+              if (k % static_cast<size_t>(keep_one_in) == 0) agg->add_event(tid, 0, events[k]);
+          }
+        }
+        std::vector<report::ExactTotals> live;
+        for (const auto& t : totals) {
+          if (!ended.count(t.tid)) {
+            live.push_back(t);
+            continue;
+          }
+          whole.add_thread_totals(t);
+          folded.add_thread_totals(t);
+        }
+        const size_t rows_before = folded.thread_rows();
+        const uint64_t arm_ts[1] = {0};
+        for (const uint32_t tid : ended) folded.fold_exited(tid, arm_ts, truth.window_end);
+        folded_total += ended.size();
+        EXPECT_EQ(folded.thread_rows(), rows_before - ended.size());
+        const auto info = info_for(truth.window_end, exact);
+        const report::Report a = whole.finish(info, {gil}, live);
+        const report::Report b = folded.finish(info, {gil}, live);
+        const auto ga = groups_by_key(a), gb = groups_by_key(b);
+        ASSERT_EQ(ga.size(), gb.size()) << seed;
+        for (const auto& [key, x] : ga) {
+          const report::GroupReport& y = gb.at(key);
+          const std::string what = fmt::format("seed {} keep 1/{} {} group {}", seed, keep_one_in,
+                                               exact ? "exact" : "events", key.first);
+          EXPECT_EQ(y.held_ns, x.held_ns) << what;
+          EXPECT_EQ(y.wait_total_ns, x.wait_total_ns) << what;
+          EXPECT_EQ(y.released_ns, x.released_ns) << what;
+          EXPECT_EQ(y.lifetime_ns, x.lifetime_ns) << what;
+          EXPECT_EQ(y.acquisitions, x.acquisitions) << what;
+          EXPECT_EQ(y.forced_handoffs, x.forced_handoffs) << what;
+          EXPECT_EQ(y.hold_ns.count, x.hold_ns.count) << what;
+          EXPECT_EQ(y.hold_ns.total, x.hold_ns.total) << what;
+          EXPECT_EQ(y.hold_ns.max, x.hold_ns.max) << what;
+          EXPECT_EQ(y.wait_ns.count, x.wait_ns.count) << what;
+          EXPECT_EQ(y.wait_ns.total, x.wait_ns.total) << what;
+          EXPECT_EQ(y.drop_latency_count, x.drop_latency_count) << what;
+          EXPECT_EQ(y.tids.size() + y.exited_threads, x.tids.size()) << what;
+        }
+        ASSERT_EQ(a.gils.size(), 1u);
+        ASSERT_EQ(b.gils.size(), 1u);
+        EXPECT_EQ(b.gils[0].acquisitions, a.gils[0].acquisitions);
+        EXPECT_EQ(b.gils[0].switches, a.gils[0].switches);
+        EXPECT_EQ(b.gils[0].forced_handoffs, a.gils[0].forced_handoffs);
+        EXPECT_DOUBLE_EQ(b.gils[0].utilization, a.gils[0].utilization);
+        EXPECT_DOUBLE_EQ(b.gils[0].mean_waiting_threads, a.gils[0].mean_waiting_threads);
+        EXPECT_EQ(b.gils[0].wait_ns.total, a.gils[0].wait_ns.total);
+        EXPECT_EQ(b.drops, a.drops);
+        // The exited threads' own rows are gone: one row per group instead.
+        for (const auto& t : b.threads) EXPECT_TRUE(t.exited_threads || !ended.count(t.tid));
+        if (exact && keep_one_in == 1) {
+          uint64_t acq = 0;
+          for (const auto& t : b.threads) acq += t.acquisitions;
+          EXPECT_EQ(acq, truth.acquisitions) << seed;
+        }
+      }
+    }
+  }
+  EXPECT_GE(folded_total, 12u);  // the histories do end threads: the test can fail
 }
 
 }  // namespace
