@@ -15,6 +15,7 @@
 #include "cli/hog_watcher.hpp"
 #include "cli/profile_sampler.hpp"
 #include "common/error.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -142,7 +143,7 @@ LaunchResult run_attached(const LaunchOptions& launch_opts) {
   });
   result.report = std::move(window.report);
   result.report.gil_profile = profile.gil_profile(result.report);
-  result.report.hogs = profile.hogs(result.report, window.window_end);
+  report::attach_hogs(result.report, profile.hogs(result.report, window.window_end));
   // A free-threaded build with its GIL disabled: said as launch() says it.
   result.outcome.note = gil_disabled_note(session.region().header());
   if (session.region().corrupt()) {

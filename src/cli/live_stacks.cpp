@@ -7,6 +7,7 @@
 #include "attach/preflight.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::cli {
 namespace {
@@ -75,7 +76,7 @@ void LaunchedStacks::tick(proto::ShmRegion& region, proto::RecordingWriter* writ
 void LaunchedStacks::finish(report::Report& r, uint64_t window_end) const {
   if (!profile_) return;
   r.gil_profile = profile_->gil_profile(r);
-  r.hogs = profile_->hogs(r, window_end);
+  report::attach_hogs(r, profile_->hogs(r, window_end));
 }
 
 std::string LaunchedStacks::summary() const {

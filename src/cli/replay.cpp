@@ -7,8 +7,9 @@
 
 #include "cli/capture.hpp"
 #include "common/error.hpp"
-#include "report/host_ids.hpp"
 #include "report/aggregator.hpp"
+#include "report/host_ids.hpp"
+#include "report/modules.hpp"
 
 namespace gilstat::cli {
 RecordingFrame frame_of(const proto::RecordingSummary& summary) {
@@ -103,7 +104,7 @@ report::Report report_from_file(const std::string& path, const WindowSpec& spec)
   report::Report r = build_report(aggregator, meta, summary.gils(), end);
   report::apply_host_ids(r, summary.host_pid(), summary.host_tids());
   r.gil_profile = replay.gil_profile(r);
-  r.hogs = replay.hogs(r, end.window_end);
+  report::attach_hogs(r, replay.hogs(r, end.window_end));
   // The table's counts cover the whole recording: not shown for a part of it.
   if (!spec.partial() && !summary.modules().empty())
     report::attach_modules(r, summary.modules(), summary.modules_not_hooked());

@@ -32,6 +32,7 @@
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
+#include "report/modules.hpp"
 #include "report/render_json.hpp"
 #include "report/render_profile.hpp"
 
@@ -259,7 +260,7 @@ int top(const TopOptions& opts) {
     prev = std::move(now);
     now = std::move(latest);
     now.gil_profile = profile.gil_profile(now);
-    now.hogs = profile.hogs(now, now_raw);
+    report::attach_hogs(now, profile.hogs(now, now_raw));
     const std::vector<ThreadDelta> deltas = thread_deltas(prev, now);
     const report::GilProfile interval_profile =
         profile.take_interval_profile(interval_report(deltas));

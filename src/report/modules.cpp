@@ -6,6 +6,7 @@
 #include <iterator>
 #include <map>
 #include <string_view>
+#include <utility>
 
 #include "gilstat/protocol.hpp"
 #include "report/fit_name.hpp"
@@ -99,7 +100,13 @@ std::vector<ModuleReport> module_rows(std::span<const ModuleCounts> counts, doub
 
 void charge_long_holds(ModuleTable& t, const HogsReport& hogs) {
   std::map<std::string, ModuleReport*> by_file;
-  for (ModuleReport& m : t.rows) by_file.emplace(m.name, &m);
+  for (ModuleReport& m : t.rows) {
+    m.long_holds = 0;
+    m.long_held_ns = 0;
+    by_file.emplace(m.name, &m);
+  }
+  t.interpreter_long_holds = 0;
+  t.interpreter_long_held_ns = 0;
   for (const HogEnd& e : hogs.ends) {
     ModuleReport* in = nullptr;
     for (size_t i = 0; i < e.objects.size() && !in; ++i)
@@ -124,6 +131,11 @@ void attach_modules(Report& r, std::span<const ModuleCounts> counts, uint64_t no
   for (const GilReport& g : r.gils) acquisitions += g.acquisitions;
   // SaveThread on a free-threaded build without its GIL only detaches.
   t.gil_disabled = r.free_threaded && acquisitions == 0;
+}
+
+void attach_hogs(Report& r, HogsReport hogs) {
+  r.hogs = std::move(hogs);
+  if (r.modules.present) charge_long_holds(r.modules, r.hogs);
 }
 
 void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_rows) {

@@ -73,20 +73,23 @@ struct Report;
 struct HogsReport;
 // Charges each long hold of `hogs` to the module it ended in (the innermost
 // native frame of its last stack whose object is a row's file), else to the
-// interpreter.
+// interpreter.  Replaces what an earlier call charged.
 void charge_long_holds(ModuleTable& t, const HogsReport& hogs);
 // Fills r.modules from the probe's table (r's clock, window, GILs and long
 // holds set).
 void attach_modules(Report& r, std::span<const ModuleCounts> counts, uint64_t not_hooked);
+// Sets r.hogs, and charges them to r's module table when it has one: the
+// long holds and the table may be attached in either order.
+void attach_hogs(Report& r, HogsReport hogs);
 
-// The "GIL by module" section of the text report (nothing when there is no
-// table).  max_rows 0: every row.
 // A module's name as a user imports it: an extension's file name without
 // its platform tag and suffix ("_hashlib.cpython-311-x86_64-linux-gnu.so" ->
 // "_hashlib", "_demo.abi3.so" -> "_demo"); other objects ("libfoo.so.1")
 // keep their file name.  For tables; JSON keeps the file name.
 std::string module_label(const std::string& file_name);
 
+// The "GIL by module" section of the text report (nothing when there is no
+// table).  max_rows 0: every row.
 void render_modules_text(const ModuleTable& t, std::ostream& out, size_t max_rows);
 // The JSON value of the report's `modules` field.
 std::string modules_json(const ModuleTable& t);
