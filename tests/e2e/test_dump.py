@@ -44,8 +44,11 @@ def stuck(supported_python, gilstat):
         deadline = time.monotonic() + SETTLE_S
         while True:
             dump, result = dump_json(gilstat, target.pid)
-            states = {t["tid"]: t["gil_state"] for t in dump["threads"]}
-            if states.get(tids["holder"]) == "holds" and states.get(tids["owner"]) == "waits":
+            threads = by_tid(dump)
+            states = {tid: t["gil_state"] for tid, t in threads.items()}
+            # Holding the GIL comes a moment before the holder blocks in the mutex.
+            if (states.get(tids["holder"]) == "holds" and states.get(tids["owner"]) == "waits"
+                    and threads[tids["holder"]].get("lock")):
                 break
             assert time.monotonic() < deadline, "no deadlock seen in %ss: %s\n%s" % (
                 SETTLE_S, json.dumps(dump, indent=1)[:4000], target.describe())
@@ -289,3 +292,51 @@ def test_object_layout_table_matches_the_headers(supported_python):
     table = [int(v.strip() == "true") if v.strip() in ("true", "false") else int(v)
              for v in m.group(1).split(",")]
     assert table == measured_rlock, "%s: table %s, headers %s" % (name, table, measured_rlock)
+
+
+HEALTHY_SLEEP_S = 2.0
+DUMPS = 3
+
+
+def test_dump_of_a_healthy_busy_program(heavy, gilstat):
+    """Heavy tier: threads taking turns, one in time.sleep, one in a socket recv. Each
+    of three dumps (every thread stopped together) shows every thread by name, its
+    state and its stacks; the program is not disturbed: the sleep lasts its full
+    length and the socket's bytes arrive whole."""
+    with Target(heavy, "dump_healthy.py", HEALTHY_SLEEP_S) as target:
+        tids = json.loads(target.read_line())["threads"]
+        started = time.monotonic()
+        for _ in range(DUMPS):
+            dump, result = dump_json(gilstat, target.pid)
+            ctx = json.dumps(dump, indent=1)[:6000] + "\n" + target.describe()
+            assert dump["stopped"], ctx
+            threads = by_tid(dump)
+            assert {n: threads[t]["name"] for n, t in tids.items() if t in threads} == \
+                {n: n for n in tids}, ctx
+            spinners = [threads[tids["spin-%d" % i]] for i in (1, 2)]
+            for t in spinners:
+                assert t["python_stack"] and t["python_stack"][0]["function"] == "spin", ctx
+            # One consistent snapshot: at most one holder, the GIL's holder and waiters
+            # are the threads that say so, and only the spinners (or the main thread,
+            # at most between two calls) want the GIL.
+            assert len(dump["gils"]) == 1, ctx
+            gil = dump["gils"][0]
+            holders = [tid for tid, t in threads.items() if t["gil_state"] == "holds"]
+            assert len(holders) <= 1 and (gil["holder_tid"] in holders or not holders), ctx
+            waiting = [tid for tid, t in threads.items() if t["gil_state"] == "waits"]
+            assert sorted(waiting) == sorted(gil["waiter_tids"]), ctx
+            wanting = {tids["spin-1"], tids["spin-2"], tids["MainThread"]}
+            assert set(holders + waiting) <= wanting, ctx
+            for name, function, call in (("sleeper", "sleeper", "sleep"),
+                                         ("reader", "reader", "recv")):
+                t = threads[tids[name]]
+                assert t["gil_state"] == "neither", ctx
+                assert t["python_stack"][0]["function"] == function, ctx
+                assert any(call in f for f in t["native_stack"][:6]), (name, ctx)
+            for t in dump["threads"]:
+                assert t["stack_error"] is None, t
+        assert time.monotonic() - started < HEALTHY_SLEEP_S, \
+            "the dumps took longer than the sleep; the checks below would not see them"
+        truth = target.finish()
+    assert truth["sleep_s"] >= HEALTHY_SLEEP_S, truth
+    assert truth["recv_intact"] is True, truth

@@ -26,8 +26,12 @@ def stuck(supported_python, gilstat):
         while True:
             dump, _ = dump_json(gilstat, target.pid)
             threads = by_tid(dump)
+            # Holding the GIL comes a moment before the holder blocks in the mutex
+            # lock: wait for every thread to be blocked where the cycle has it.
             if (threads.get(tids["holder"], {}).get("gil_state") == "holds"
-                    and threads.get(tids["keeper"], {}).get("gil_state") == "waits"):
+                    and threads.get(tids["keeper"], {}).get("gil_state") == "waits"
+                    and all(threads.get(tids[name], {}).get("lock")
+                            for name in ("holder", "rlock-a", "rlock-b", "waiter"))):
                 break
             assert time.monotonic() < deadline, "no deadlock seen in %ss: %s\n%s" % (
                 SETTLE_S, json.dumps(dump, indent=1)[:4000], target.describe())
