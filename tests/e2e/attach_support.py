@@ -254,6 +254,16 @@ def the_gil(report, ctx):
 LIVE_SWITCH_SLACK = 3
 
 
+def check_lifetimes(report, ctx):
+    """Every thread: held + wait + released == lifetime (to the µs of rounding)."""
+    for t in report["threads"]:
+        total = t["held_s"] + t["wait_s"] + t["released_s"]
+        assert abs(total - t["lifetime_s"]) <= LIFETIME_TOLERANCE_S, (
+            "thread %s: held %.6f + wait %.6f + released %.6f = %.6f != lifetime %.6f\n%s"
+            % (t["name"], t["held_s"], t["wait_s"], t["released_s"], total,
+               t["lifetime_s"], ctx))
+
+
 def check_exact(report, truth, python, ctx, pid=None, live=False):
     """What holds by construction for every attach report (no load dependence); `live`
     for a snapshot taken while still attached (see LIVE_SWITCH_SLACK)."""
@@ -271,12 +281,7 @@ def check_exact(report, truth, python, ctx, pid=None, live=False):
     threads_hold_s = sum(t["hold_ns"]["total"] for t in report["threads"]) / 1e9
     assert math.isclose(threads_hold_s, gil["hold_ns"]["total"] / 1e9,
                         abs_tol=LIFETIME_TOLERANCE_S), ctx
-    for t in report["threads"]:
-        total = t["held_s"] + t["wait_s"] + t["released_s"]
-        assert abs(total - t["lifetime_s"]) <= LIFETIME_TOLERANCE_S, (
-            "thread %s: held %.6f + wait %.6f + released %.6f = %.6f != lifetime %.6f\n%s"
-            % (t["name"], t["held_s"], t["wait_s"], t["released_s"], total,
-               t["lifetime_s"], ctx))
+    check_lifetimes(report, ctx)
     for spinner in truth["threads"]:
         t = thread_named(report, spinner["name"], ctx)
         assert t["tid"] == spinner["native_id"], (spinner, t, ctx)

@@ -27,6 +27,13 @@ def check_named(report, truth, ctx):
         "wrong: %s\n%s" % (100 * named / total, wrong[:10], ctx))
 
 
+def check_profile_lead(report, ctx):
+    """The held-time profile: the handler's own computing function leads it."""
+    lead = report["gil_profile"]["functions"][0]
+    assert lead["function"] == "compute_total" and lead["file"].endswith("http_service.py"), (
+        report["gil_profile"]["functions"][:5], ctx)
+
+
 def test_http_service_run(gilstat, heavy):
     result = run_workload(gilstat, heavy, "http_service.py", "--client", CLIENT,
                           "--seconds", SECONDS, timeout=60)
@@ -36,6 +43,7 @@ def test_http_service_run(gilstat, heavy):
     assert report["drops"] == 0, ctx
     assert truth["requests"] > 100 and len(truth["threads"]) == truth["requests"], truth
     check_named(report, truth, ctx)
+    check_profile_lead(report, ctx)
 
 
 def test_http_service_record_pid(gilstat, heavy, tmp_path):
@@ -57,6 +65,7 @@ def test_http_service_record_pid(gilstat, heavy, tmp_path):
                     or (heavy.minor < (3, 10) and t["name"].startswith("Thread-"))]
     # ~1,000 in an idle 2 s window; a loaded machine serves fewer (not a gilstat bound).
     assert len(request_rows) >= 20, (len(request_rows), ctx)
+    check_profile_lead(report, ctx)
 
 
 def test_thread_pool_service_run(gilstat, heavy):

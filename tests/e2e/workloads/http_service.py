@@ -1,5 +1,5 @@
 """A thread-per-request service: the standard library's ThreadingHTTPServer, whose
-handler does a little Python work, under load from a client in another process.
+handler does some Python work (compute_total()), under load from a client in another process.
 
 The service starts the client itself (`--client PYTHON`, workloads/http_client.py, a
 separate process so that it is not measured), prints "ready" once the client runs
@@ -21,11 +21,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 seen = []
 
 
+def compute_total(n):
+    """The handler's own work: where a request thread holds the GIL most."""
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         t = threading.current_thread()
         seen.append((t.name, threading.get_native_id()))
-        total = sum(i * i for i in range(3000))
+        total = compute_total(20000)
         body = json.dumps({"path": self.path, "total": total}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
