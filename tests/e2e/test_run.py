@@ -309,9 +309,6 @@ def test_alternator_released_about_half(gilstat, supported_python):
     check_invariants(report, result)
     alternator = one_thread(report, "alternator", result)
     one_thread(report, "spinner", result)
-    # It releases the GIL only inside time.sleep, whose length the workload measures
-    # (including the wait to get the GIL back, hence only an upper bound).
-    assert alternator["released_s"] <= truth["slept_s"] + 0.005, result.describe()
     assert alternator["released_s"] >= 0.5 * truth["slept_s"], result.describe()
     # It contends with the spinner in every spin phase, so it also waits.
     assert alternator["wait_s"] > 0, result.describe()
@@ -321,6 +318,16 @@ def test_alternator_released_about_half(gilstat, supported_python):
         alternator = one_thread(report, "alternator", result)
         share = alternator["released_s"] / alternator["lifetime_s"]
         assert 0.3 <= share <= 0.7, "alternator released share %.3f" % share
+        # It releases the GIL inside time.sleep, whose length the workload measures
+        # (including the wait to get the GIL back), and in each forced hand-off: from
+        # drop_gil until the spinner has taken the GIL and the alternator, woken, asks
+        # for it again (a scheduling delay, hence a timing bound: up to 2 ms each here).
+        # Counting its 0.3-0.5 s of waiting as released would break it.
+        allowance = 0.005 + 0.002 * alternator["forced_handoffs"]
+        assert alternator["released_s"] <= truth["slept_s"] + allowance, (
+            "released %.3f s > slept %.3f s + %.3f s for %d forced hand-offs"
+            % (alternator["released_s"], truth["slept_s"], allowance,
+               alternator["forced_handoffs"]))
 
     in_some_run(runs_of((result, report, truth), gilstat, supported_python, "alternate.py",
                         *args), about_half)
