@@ -296,8 +296,11 @@ def test_sleeper_is_mostly_released(gilstat, supported_python):
     # on a quiet machine, tens of ms on a loaded one; the rest is released.
     assert sleeper["released_s"] >= 0.6 * life, result.describe()
     assert sleeper["acquisitions"] >= seconds / interval - 1, result.describe()
-    # The GIL is released only inside time.sleep (measured by the workload itself).
-    assert sleeper["released_s"] <= truth["slept_s"] + 0.005, result.describe()
+    # The GIL is released only inside time.sleep (measured by the workload itself),
+    # and in forced hand-offs if a loaded machine kept the sleeper holding past the
+    # switch interval (see the alternator below; none on a free machine).
+    allowance = 0.005 + 0.002 * sleeper["forced_handoffs"]
+    assert sleeper["released_s"] <= truth["slept_s"] + allowance, result.describe()
     assert spinner["held_s"] >= 0.8 * spinner["lifetime_s"], result.describe()
 
 
