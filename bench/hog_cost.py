@@ -14,11 +14,11 @@ nothing (the machines are shared and noisy).
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 TARGET = r"""
 import sys, threading, time
@@ -43,7 +43,7 @@ sys.stdin.read()
 
 def one(gilstat, python, threshold, iterations):
     """Wall time of the spinners while recorded with `threshold`; the number of
-    long-hold stacks gilstat took."""
+    long-hold stacks gilstat took and how long it kept holders stopped (ms)."""
     with tempfile.TemporaryDirectory() as d:
         target = subprocess.Popen([python, "-c", TARGET.replace("ITER", str(iterations))],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -57,11 +57,13 @@ def one(gilstat, python, threshold, iterations):
         err = rec.communicate(timeout=60)[1].decode()
         target.stdin.close()
         target.wait(timeout=30)
-        stacks = 0
+        stacks, stopped_ms = 0, 0.0
         for line in err.splitlines():
             if "long-hold stack" in line:
                 stacks = int(line.split()[1])
-        return wall, stacks
+                m = re.search(r"holders stopped ([0-9.]+) ms in all", line)
+                stopped_ms = float(m.group(1)) if m else 0.0
+        return wall, stacks, stopped_ms
 
 
 def main():
@@ -71,18 +73,23 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=3000000)
     args = ap.parse_args()
-    off, on, taken = [], [], []
+    off, on, taken, share = [], [], [], []
     for _ in range(args.rounds):
         off.append(one(args.gilstat, args.python, "off", args.iterations)[0])
-        wall, stacks = one(args.gilstat, args.python, "10", args.iterations)
+        wall, stacks, stopped_ms = one(args.gilstat, args.python, "10", args.iterations)
         on.append(wall)
         taken.append(stacks)
+        share.append(stopped_ms / 1e3 / wall)
     a, b = statistics.median(off), statistics.median(on)
     print("spin x3 threads, %d rounds, %s" % (args.rounds, args.python))
     print("  --hog-threshold off : median %.3f s  %s" % (a, " ".join("%.3f" % x for x in off)))
     print("  --hog-threshold 10  : median %.3f s  %s  (stacks taken per run: %s)"
           % (b, " ".join("%.3f" % x for x in on), " ".join(map(str, taken))))
     print("  ratio default/off   : %.3f" % (b / a))
+    # The recording lasts a little longer than the spinners' work, so this share is
+    # an upper bound of the stops that fell inside it.
+    print("  holders stopped     : %.2f %% of the work's wall time at most (median; per run: %s)"
+          % (100 * statistics.median(share), " ".join("%.2f" % (100 * x) for x in share)))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ HogWatcher::~HogWatcher() = default;
 std::string HogWatcher::summary() const {
   std::string s = fmt::format("{} long-hold stack{}", taken_, taken_ == 1 ? "" : "s");
   if (taken_)
-    s += fmt::format(" (each holder stopped at most {:.2f} ms)", longest_stop_.count() / 1e6);
+    s += fmt::format(" (holders stopped {:.2f} ms in all, each at most {:.2f} ms)",
+                     total_stop_.count() / 1e6, longest_stop_.count() / 1e6);
   if (failed_) s += fmt::format(", {} not taken (the holder let go or could not be read)", failed_);
   if (skipped_)
     s += fmt::format(", {} skipped to keep the holders stopped under 1 % of the time", skipped_);
@@ -114,7 +115,8 @@ void HogWatcher::tick(proto::ShmRegion& region, ProfileSampler& stacks,
   for (const auto& t : now_totals) {
     if (t.state != proto::TotalsState::Holding || !waited.count(t.gil) || t.since > now) continue;
     const auto key = std::make_pair(t.tid, t.gil);
-    Hold hold{t.since};
+    Hold hold;
+    hold.since = t.since;
     if (auto it = holds_.find(key); it != holds_.end() && it->second.since == t.since)
       hold = it->second;
     const auto age_ns = static_cast<uint64_t>(static_cast<double>(now - t.since) * ns_per_tick);
@@ -196,6 +198,7 @@ std::optional<std::vector<stacks::Frame>> HogWatcher::take(proto::ShmRegion& reg
     return std::nullopt;  // ptrace refused (another tracer came along)
   }
   longest_stop_ = std::max(longest_stop_, stopped_for);
+  total_stop_ += stopped_for;
   last_stop_ = stopped_for;
   // The same hold before and after the stop: the stack is that hold's.
   if ((python.empty() && native.frames.empty()) || !still_holds(region, tid, gil, since))
