@@ -63,6 +63,28 @@ def cpu_model():
     return platform.processor() or "?"
 
 
+def measured_meta(python):
+    """When, where and with which interpreter a benchmark ran (load average at the end)."""
+    py = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
+                        stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": "%s, %d CPUs, Linux %s" % (cpu_model(), os.cpu_count(), platform.release()),
+        "python": "%s (%s)" % (py, python),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def write_results(out, name, lines, meta, rows):
+    """OUT/NAME.md (the table) and OUT/NAME.json, and the table on stdout."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    print("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gilstat", default=os.path.join(HERE, "..", "build", "bin", "gilstat"))
@@ -109,16 +131,7 @@ def main():
                 "switches_equal_switch_number": switch_ok,
                 "totals_exact": all(s[2].get("totals_exact", False) for s in samples[name]),
             })
-    py = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0])"],
-                        stdout=subprocess.PIPE, check=True).stdout.decode().strip()
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": "%s, %d CPUs, Linux %s" % (cpu_model(), os.cpu_count(), platform.release()),
-        "python": "%s (%s)" % (py, args.python),
-        "load_average": [round(x, 2) for x in os.getloadavg()],  # at the end
-        "rounds": args.rounds,
-        "seconds": args.seconds,
-    }
+    meta = dict(measured_meta(args.python), rounds=args.rounds, seconds=args.seconds)
     lines = [
         "Measured %s on %s (load average %s at the end), Python %s; medians of %d "
         "alternating rounds of %.1f s (`python3 bench/rate.py`)."
@@ -139,12 +152,7 @@ def main():
             format(int(r["events_median"]), ","), 100 * r["drop_share_median"],
             "yes" if r["switches_equal_switch_number"] else "NO",
             "yes" if r["totals_exact"] else "no"))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "rate.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "rate.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    print("\n".join(lines))
+    write_results(args.out, "rate", lines, meta, rows)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@
 namespace gilstat::proto {
 
 inline constexpr uint64_t kMagic = 0x3154415453'4c4947ULL;  // "GILSTAT1" little-endian
-inline constexpr uint32_t kProtocolVersion = 5;
+inline constexpr uint32_t kProtocolVersion = 6;
 
 inline constexpr uint32_t kMaxGils = 16;
 inline constexpr uint32_t kDefaultRings = 256;
@@ -79,7 +79,19 @@ enum class EventKind : uint8_t {
   // change (the take_gil after an enable, the drop_gil after a disable), or
   // by the probe thread within ~20 ms (main GIL).  Never on GIL builds.
   GilEnabled = 7,
+  // A WaitBegin and its Acquire in one event, for a thread that got the GIL
+  // within kShortWaitMax clock units of asking (an uncontended re-take: a
+  // thread cycling the GIL as fast as it can writes two events per cycle
+  // instead of three).  ts = the Acquire's, seq = its serial number; value =
+  // gil->last_holder | (the wait in clock units << 48).  The CLI splits it
+  // back into the two events as it drains (ShmRegion::drain), so nothing
+  // after the drain, recordings included, ever sees this kind.  A wait that
+  // blocks, or lasts longer, or a holder address of 48 bits or more, is
+  // written as the two events.
+  ShortWaitAcquire = 8,
 };
+inline constexpr uint64_t kShortWaitMax = 0xffff;
+inline constexpr uint64_t kShortWaitHolderMask = (uint64_t{1} << 48) - 1;
 
 // One fixed-size record.  ts is raw clock units (Header::clock_kind).
 struct Event {

@@ -117,4 +117,20 @@ inline uint64_t ring_drain(RingControl* ctl, uint32_t capacity, uint64_t& tail, 
   return n;
 }
 
+// Consumer side: copies every available event to out (room for `capacity`
+// events), then frees the slots at once, before the caller looks at any of
+// them: however long the caller then takes, the producer has the whole ring
+// again, and a producer that rewrites a slot meanwhile changes nothing the
+// caller reads.  Returns the number copied, or kRingCorrupt as ring_drain.
+inline uint64_t ring_take(RingControl* ctl, uint32_t capacity, uint64_t& tail, Event* out) {
+  const uint64_t head = ctl->head.load(std::memory_order_acquire);
+  if (head - tail > capacity) return kRingCorrupt;
+  const Event* events = ring_events(ctl);
+  const uint64_t n = head - tail;
+  for (uint64_t i = 0; i < n; ++i) out[i] = events[(tail + i) & (capacity - 1)];
+  tail = head;
+  ctl->tail.store(head, std::memory_order_release);
+  return n;
+}
+
 }  // namespace gilstat::proto

@@ -33,6 +33,12 @@ struct ThreadState {
   uint8_t in_hook;   // nesting guard
   uint8_t own;       // the probe's own thread
   uint32_t session;  // g.session the masks belong to
+  // A WaitBegin counted in the totals but not yet written to the ring: 1 +
+  // its GIL index (0: none), and its time.  Written as a ShortWaitAcquire
+  // with the Acquire when that comes soon enough, else on its own before any
+  // other event of the thread and before the thread blocks in take_gil.
+  uint8_t pending_wait;
+  uint64_t pending_ts;
 };
 static_assert(proto::kMaxGils <= 16);
 __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
@@ -88,6 +94,7 @@ inline bool recording() {
   if (__builtin_expect(t_state.session != session, 0)) {
     t_state.held = 0;
     t_state.waiting = 0;
+    t_state.pending_wait = 0;
     t_state.session = session;
     if (t_state.ring) clear_totals(t_state.ring, session);
   }
@@ -136,19 +143,71 @@ proto::RingControl* claim_ring() {
   return nullptr;
 }
 
-inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
+// The thread's ring, claimed at its first event; null when none is free
+// (the event is then counted as lost).
+inline proto::RingControl* thread_ring() {
   proto::RingControl* r = t_state.ring;
   if (!r) {
     r = claim_ring();
     if (!r) {
       g.header->drops_no_ring.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return nullptr;
     }
     t_state.ring = r;
   }
-  proto::totals_add(r->totals[gil], kind, ts);
+  return r;
+}
+
+inline void push(proto::RingControl* r, proto::EventKind kind, int gil, uint64_t value,
+                 uint32_t seq, uint64_t ts) {
   proto::Event ev{ts, value, seq, static_cast<uint8_t>(kind), static_cast<uint8_t>(gil), 0};
-  proto::ring_push(r, g.ring_capacity, ev);
+  if (!proto::ring_push(r, g.ring_capacity, ev) && kind == proto::EventKind::ShortWaitAcquire) {
+    // It stood for two events: both are lost.
+    r->dropped.store(r->dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+}
+
+// Writes the deferred WaitBegin, if any, so that the ring keeps the
+// thread's events in their order.
+inline void flush_pending_wait() {
+  if (!t_state.pending_wait) return;
+  const int gil = t_state.pending_wait - 1;
+  t_state.pending_wait = 0;
+  if (proto::RingControl* r = t_state.ring)
+    push(r, proto::EventKind::WaitBegin, gil, 0, 0, t_state.pending_ts);
+}
+
+inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
+  proto::RingControl* r = thread_ring();
+  if (!r) return;
+  flush_pending_wait();
+  proto::totals_add(r->totals[gil], kind, ts);
+  push(r, kind, gil, value, seq, ts);
+}
+
+// WaitBegin: counted now, written later (pending_wait).
+inline void begin_wait(int gil, uint64_t ts) {
+  proto::RingControl* r = thread_ring();
+  if (!r) return;
+  flush_pending_wait();
+  proto::totals_add(r->totals[gil], proto::EventKind::WaitBegin, ts);
+  t_state.pending_wait = static_cast<uint8_t>(gil + 1);
+  t_state.pending_ts = ts;
+}
+
+// Acquire: with its WaitBegin in one event when the wait was short.
+inline void acquired(int gil, uint64_t holder, uint32_t seq, uint64_t ts) {
+  proto::RingControl* r = thread_ring();
+  if (!r) return;
+  if (t_state.pending_wait == gil + 1 && ts >= t_state.pending_ts &&
+      ts - t_state.pending_ts <= proto::kShortWaitMax && holder <= proto::kShortWaitHolderMask) {
+    t_state.pending_wait = 0;
+    proto::totals_add(r->totals[gil], proto::EventKind::Acquire, ts);
+    push(r, proto::EventKind::ShortWaitAcquire, gil, holder | ((ts - t_state.pending_ts) << 48),
+         seq, ts);
+    return;
+  }
+  emit(proto::EventKind::Acquire, gil, holder, seq, ts);
 }
 
 // Adds one to a counter of the GIL's slot; the caller holds gil->mutex, so
@@ -194,7 +253,7 @@ int hook_mutex_lock(pthread_mutex_t* m) noexcept {
     if (i >= 0 && g.locator.free_threaded) note_gil_enabled(i);
     if (i >= 0 && !(t_state.held & (1u << i)) && !claim_holder_at_arm(i)) {
       t_state.waiting |= (1u << i);
-      emit(proto::EventKind::WaitBegin, i, 0, 0, now_raw());
+      begin_wait(i, now_raw());
     }
   }
   return real_mutex_lock(m);
@@ -242,7 +301,7 @@ int hook_cond_signal(pthread_cond_t* c) noexcept {
         }
         t_state.held |= (1u << i);
         t_state.waiting &= ~(1u << i);
-        emit(proto::EventKind::Acquire, i, holder, next_seq(i), ts);
+        acquired(i, holder, next_seq(i), ts);
       } else if ((i = gil_index<&GilAddrs::cond>(c)) >= 0 && (t_state.held & (1u << i))) {
         // drop_gil: locked = 0 just before this call, under gil->mutex.  A
         // signal from a non-holder (free-threaded "GIL got disabled" path)
@@ -260,8 +319,11 @@ int hook_cond_signal(pthread_cond_t* c) noexcept {
 int hook_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const struct timespec* abstime) {
   int i = -1;
   uint64_t switch_before = 0;
-  if (recording() && !t_state.in_hook && (i = gil_index<&GilAddrs::cond>(c)) >= 0)
+  if (recording() && !t_state.in_hook && (i = gil_index<&GilAddrs::cond>(c)) >= 0) {
     switch_before = read_u64(g.gils[i].base + g.fields.switch_number);
+    // About to block for the GIL: the wait must be visible while it lasts.
+    flush_pending_wait();
+  }
   const int rc = real_cond_timedwait(c, m, abstime);
   if (t_state.own) own_thread_wait_tick();
   if (i >= 0 && rc == ETIMEDOUT && recording()) {

@@ -19,6 +19,7 @@
 #include "attach/remote_exec_load.hpp"
 #include "cli/capture.hpp"
 #include "cli/region_holder.hpp"
+#include "common/poll_wait.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -189,26 +190,26 @@ AttachSession::~AttachSession() {
   if (pidfd_ >= 0) close(pidfd_);
 }
 
-bool AttachSession::target_exited(int timeout_ms) {
+bool AttachSession::target_exited(std::chrono::microseconds timeout) {
   if (pidfd_ < 0) {
-    if (timeout_ms > 0) usleep(static_cast<useconds_t>(timeout_ms) * 1000);
+    if (timeout.count() > 0) pause_for(timeout);
     return kill(pid_, 0) != 0 && errno == ESRCH;
   }
   struct pollfd p {
     pidfd_, POLLIN, 0
   };
-  return poll(&p, 1, timeout_ms) > 0 && (p.revents & POLLIN);
+  return poll_for(&p, 1, timeout) > 0 && (p.revents & POLLIN);
 }
 
 bool AttachSession::stop() {
   stopped_ = true;
-  if (!region_ || target_exited(0)) return true;
+  if (!region_ || target_exited()) return true;
   proto::Header& h = region_->header();
   h.stop_request.store(1, std::memory_order_release);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (std::chrono::steady_clock::now() < deadline) {
     if (h.status.load() == static_cast<uint32_t>(proto::Status::Stopped)) return true;
-    if (target_exited(0)) return true;
+    if (target_exited()) return true;
     region_->beat();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -219,6 +220,7 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
                                const std::function<bool()>& keep_going) {
   ClockCalibration calibration(session.clock());
   AttachedWindow w;
+  prefer_draining_thread();
   for (;;) {
     try {
       capture.poll();
@@ -227,7 +229,7 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
     }
     session.region().beat();
     if (!keep_going()) break;
-    if ((w.exited = session.target_exited(capture.pause_ms()))) break;
+    if ((w.exited = session.target_exited(capture.pause()))) break;
   }
   // Unhook first, then close the window: every event the probe recorded
   // happened before this clock read, so no hold runs past the window.

@@ -4,6 +4,7 @@
 // `record --pid` and `demo --attach`.
 #pragma once
 
+#include <chrono>
 #include <sys/types.h>
 
 #include <functional>
@@ -64,7 +65,7 @@ class AttachSession {
   AttachMethod method() const { return method_; }
   proto::ClockKind clock() const { return clock_; }
   // True once the target has exited (its pidfd became readable).
-  bool target_exited(int timeout_ms);
+  bool target_exited(std::chrono::microseconds timeout = {});
   // Asks the probe to unhook and waits (≤ 1 s) until every GOT slot is
   // restored.  Returns false when the probe did not confirm in time (the
   // heartbeat makes it unhook itself anyway).

@@ -34,6 +34,7 @@
 #include "cli/hog_watcher.hpp"
 #include "cli/profile_sampler.hpp"
 #include "cli/replay.hpp"
+#include "common/poll_wait.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
@@ -70,11 +71,11 @@ HoldStacks hold_stacks(pid_t parent, proto::ClockKind clock, uint64_t threshold_
 }
 
 // True once stdin has a line or is closed: the parent's "stop".
-bool parent_says_stop(int timeout_ms) {
+bool parent_says_stop(std::chrono::microseconds timeout) {
   struct pollfd p {
     STDIN_FILENO, POLLIN, 0
   };
-  return poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+  return poll_for(&p, 1, timeout) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
 // Asks the probe to unhook and waits (<= 1 s) for it to confirm, beating
@@ -116,6 +117,7 @@ int drain_region(const DrainOptions& opts) {
   {
     proto::RecordingWriter writer(opts.output);
     Capture capture(region, &writer);
+    prefer_draining_thread();
     std::cout << "ready" << std::endl;
     for (;;) {
       try {
@@ -125,7 +127,7 @@ int drain_region(const DrainOptions& opts) {
       }
       region.beat();
       if (stacks.watcher) stacks.watcher->tick(region, *stacks.table, &writer);
-      if (stop_requested() || parent_says_stop(capture.pause_ms())) break;
+      if (stop_requested() || parent_says_stop(capture.pause())) break;
     }
     // Unhook first, then close the window (as record_attached does).
     if (!region.corrupt() && !stop_probe(region))

@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "cli/capture.hpp"
+#include "common/poll_wait.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/paths.hpp"
@@ -85,14 +86,14 @@ std::string join_command(const std::vector<std::string>& argv) {
 // end is exact; kernels without pidfd_open fall back to short sleeps.
 // *lost: it exited, but its status went to the stack reader's waitpid (it
 // exited in the microseconds one of its threads was being stopped).
-bool wait_child(pid_t pid, int pidfd, int timeout_ms, int* status, bool* lost) {
+bool wait_child(pid_t pid, int pidfd, std::chrono::microseconds timeout, int* status, bool* lost) {
   if (pidfd >= 0) {
     struct pollfd p {
       pidfd, POLLIN, 0
     };
-    poll(&p, 1, timeout_ms);
+    poll_for(&p, 1, timeout);
   } else {
-    usleep(static_cast<useconds_t>(timeout_ms) * 1000);
+    pause_for(timeout);
   }
   for (;;) {
     const pid_t r = waitpid(pid, status, WNOHANG);
@@ -217,6 +218,7 @@ LaunchResult launch(const LaunchOptions& opts) {
   const int out_fd = child.stdout_fd;
 
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  prefer_draining_thread();  // the program is started: it keeps its own priority
   Capture capture(region, writer.get());
   std::optional<LaunchedStacks> stacks;
   if (opts.stacks && opts.stacks->any()) {
@@ -245,7 +247,7 @@ LaunchResult launch(const LaunchOptions& opts) {
       opts.on_tick({(monotonic_ns() - started_ns) / 1e9, capture.events(),
                     capture.drops() + capture.drops_no_ring(), writer ? writer->bytes() : 0});
     }
-    if (wait_child(pid, pidfd, capture.pause_ms(), &result.wait_status, &status_lost)) break;
+    if (wait_child(pid, pidfd, capture.pause(), &result.wait_status, &status_lost)) break;
   }
   const uint64_t window_end = read_clock(clock);
   calibration.sample();

@@ -29,6 +29,7 @@
 #include "cli/terminal.hpp"
 #include "cli/top_stacks.hpp"
 #include "cli/top_view.hpp"
+#include "common/poll_wait.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
 #include "common/procfs.hpp"
@@ -212,6 +213,7 @@ int top(const TopOptions& opts) {
   AttachSession session(opts.pid, parse_attach_method(opts.method));
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
+  prefer_draining_thread();
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
   ProfileSampler profile(session.target(), session.clock(), opts.stacks.profile_rate);
@@ -244,7 +246,7 @@ int top(const TopOptions& opts) {
     const std::string keys = terminal.keys();
     quit = !apply_keys(keys, view);
     if (screen && drawn && !quit && (terminal.resized() || !keys.empty())) draw();
-    exited = session.target_exited(capture.pause_ms());
+    exited = session.target_exited(capture.pause());
     const uint64_t now_ns = monotonic_ns();
     const bool done = exited || stop_requested() ||
                       (opts.duration > 0 && now_ns - started >= opts.duration * 1e9);

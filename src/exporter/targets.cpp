@@ -145,7 +145,7 @@ void TargetRegistry::drain(Target& t) {
   totals_.drops += drops - std::min(drops, t.drops_seen);
   t.drops_seen = drops;
   t.session->region().beat();
-  if (t.session->target_exited(0)) t.gone = true;
+  if (t.session->target_exited()) t.gone = true;
 }
 
 void TargetRegistry::finish_attach() {

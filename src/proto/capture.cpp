@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 
 #include "common/clock.hpp"
@@ -71,6 +72,17 @@ uint64_t Capture::poll() {
       });
   events_ += n;
   ++polls_;
+  // The fill rate of the fullest ring since the last poll.  The pause follows
+  // the highest recent one, which halves every half second: a thread whose
+  // rate dips for a few drains (descheduled, collecting garbage) must not
+  // stretch the pause to where its ring overflows when it speeds up again.
+  const uint64_t now_ns = monotonic_ns();
+  if (last_poll_ns_ && now_ns > last_poll_ns_) {
+    const double dt_us = static_cast<double>(now_ns - last_poll_ns_) / 1e3;
+    const double rate = static_cast<double>(region_.max_fill()) / dt_us;
+    fill_per_us_ = std::max(rate, fill_per_us_ * std::exp2(-dt_us / 500'000.0));
+  }
+  last_poll_ns_ = now_ns;
   sync_names();
   sync_host_ids();
   fold_ended();  // after the names: a thread's name may arrive in the same poll as its end
@@ -84,11 +96,12 @@ uint64_t Capture::poll() {
   return n;
 }
 
-int Capture::pause_ms() const {
-  const uint64_t capacity = region_.layout().layout.ring_capacity;
-  const uint64_t fill = region_.max_fill();
-  if (fill >= capacity / 4) return 0;  // behind: drain again at once
-  return fill >= capacity / 16 ? 1 : 5;
+std::chrono::microseconds Capture::pause() const {
+  constexpr double kLongest = 5000, kShortest = 100;  // µs
+  if (fill_per_us_ <= 0) return std::chrono::microseconds{static_cast<int64_t>(kLongest)};
+  const double quarter = region_.layout().layout.ring_capacity / 4.0;
+  const double us = std::clamp(quarter / fill_per_us_, kShortest, kLongest);
+  return std::chrono::microseconds{static_cast<int64_t>(us)};
 }
 
 void Capture::write_clock_sample() {

@@ -5,6 +5,7 @@
 // one path.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,11 +62,13 @@ class Capture {
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
   // The report so far, as if the window ended at `now` (live views).
   report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
-  // How long the consumer may wait before the next poll(): 5 ms, less when
-  // the last drain found a ring filling up (a thread cycling the GIL as fast
-  // as it can fills 8,192 events in ~1.5 ms).  The probe never waits for us:
-  // a full ring drops events (the totals stay exact).
-  int pause_ms() const;
+  // How long the consumer may wait before the next poll(): 5 ms while the
+  // rings fill slowly; when a thread fills its ring fast (one cycling the
+  // GIL as fast as it can writes ~2,000 events per ms), only until the
+  // fullest ring would be a quarter full at the rate the recent drains saw,
+  // down to 0.1 ms.  The probe never waits for us: a full ring drops events
+  // (the totals stay exact).
+  std::chrono::microseconds pause() const;
   uint64_t events() const { return events_; }
   const ShmRegion& region() const { return region_; }
   uint64_t drops() const { return drops_; }
@@ -105,6 +108,8 @@ class Capture {
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;
+  uint64_t last_poll_ns_ = 0;
+  double fill_per_us_ = 0;  // the fullest ring's events per µs, recent maximum
   bool fold_exited_ = false;
   static constexpr size_t kMaxDeferredFolds = 4096;
   std::vector<uint32_t> ended_;  // tids whose rings were freed this poll

@@ -386,16 +386,35 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
       fail(fmt::format("ring {}'s read position was moved by the target", i));
     const uint32_t tid = r->tid;
     const uint32_t flags = r->flags;
-    const uint64_t n = ring_drain(r, capacity, tails_[i], [&](const Event& ev) {
-      if (ev.kind < static_cast<uint8_t>(EventKind::WaitBegin) ||
-          ev.kind > static_cast<uint8_t>(EventKind::GilEnabled))
-        fail(fmt::format("ring {} holds an event of unknown kind {}", i, ev.kind));
-      if (ev.gil >= kMaxGils) fail(fmt::format("ring {} holds an event of GIL {}", i, ev.gil));
-      on_event(tid, flags, ev);
-    });
+    uint64_t split = 0;  // ShortWaitAcquire records: two events each
+    // Copied out and the ring freed first: handling them (a recording's
+    // encoding and compression) must not keep the ring full meanwhile.
+    if (scratch_.size() < capacity) scratch_.resize(capacity);
+    const uint64_t n = ring_take(r, capacity, tails_[i], scratch_.data());
     if (n == kRingCorrupt)
       fail(fmt::format("ring {}'s write position is more than its {} events ahead", i, capacity));
-    total += n;
+    for (uint64_t k = 0; k < n; ++k) {
+      const Event& ev = scratch_[k];
+      if (ev.kind < static_cast<uint8_t>(EventKind::WaitBegin) ||
+          ev.kind > static_cast<uint8_t>(EventKind::ShortWaitAcquire))
+        fail(fmt::format("ring {} holds an event of unknown kind {}", i, ev.kind));
+      if (ev.gil >= kMaxGils) fail(fmt::format("ring {} holds an event of GIL {}", i, ev.gil));
+      if (ev.kind == static_cast<uint8_t>(EventKind::ShortWaitAcquire)) {
+        // Back into the two events it stands for (protocol.hpp); a wait
+        // longer than the acquisition's own time cannot be right.
+        const uint64_t wait = ev.value >> 48;
+        if (wait > ev.ts) fail(fmt::format("ring {} holds a wait before the clock's start", i));
+        on_event(tid, flags,
+                 Event{ev.ts - wait, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), ev.gil, 0});
+        on_event(tid, flags,
+                 Event{ev.ts, ev.value & kShortWaitHolderMask, ev.seq,
+                       static_cast<uint8_t>(EventKind::Acquire), ev.gil, 0});
+        ++split;
+        continue;
+      }
+      on_event(tid, flags, ev);
+    }
+    total += n + split;
     max_fill_ = std::max(max_fill_, n);
     const uint64_t dropped = r->dropped.load(std::memory_order_relaxed);
     if (dropped < seen_dropped_[i]) fail(fmt::format("ring {}'s drop count went backwards", i));

@@ -103,8 +103,9 @@ class ShmRegion {
   using TotalsFn = std::function<void(const TotalsSnapshot&)>;
   // Hands every pending event to on_event in each ring's order; reports new
   // ring-full drops per thread; frees rings whose thread has exited, after
-  // handing their final totals to on_final_totals.  Returns the number of
-  // events drained.  Throws RegionCorrupt (and every later call throws it
+  // handing their final totals to on_final_totals.  A ShortWaitAcquire is
+  // handed over as the WaitBegin and Acquire it stands for, never as
+  // itself.  Returns the number of events handed over.  Throws RegionCorrupt (and every later call throws it
   // again) once the region cannot be right.
   uint64_t drain(const EventFn& on_event, const DropsFn& on_drops,
                  const TotalsFn& on_final_totals = {});
@@ -113,8 +114,8 @@ class ShmRegion {
   // change: the target's doing), which leaves the totals incomplete.
   // Throws RegionCorrupt as drain() does.
   bool live_totals(const TotalsFn& on_totals);
-  // The fullest ring at the last drain, in events (a consumer polls sooner
-  // when it is high).
+  // The fullest ring at the last drain, in ring records (a consumer polls
+  // sooner when it is high).
   uint64_t max_fill() const { return max_fill_; }
   // A ring freed by drain() whose final totals could not be read.
   bool totals_incomplete() const { return totals_incomplete_; }
@@ -178,6 +179,7 @@ class ShmRegion {
   std::string layout_bytes_;            // the header's layout fields at open
   std::vector<uint64_t> tails_;         // per ring: our read position
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
+  std::vector<Event> scratch_;          // one ring's events, copied out to be handled
   uint64_t name_next_ = 0;              // next name-log index to read
   uint64_t names_lost_ = 0;
   bool names_pending_ = false;

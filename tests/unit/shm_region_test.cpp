@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gilstat/ring.hpp"
 
@@ -39,6 +40,13 @@ class Image {
                                           ring_stride(kLayout.ring_capacity) * i);
   }
   ShmRegion open() { return ShmRegion::over_memory(mem_, kLayout.total_size); }
+  // Ring i, claimed by thread tid.
+  RingControl* active_ring(uint32_t i, uint32_t tid) {
+    RingControl* r = ring(i);
+    r->tid = tid;
+    r->state.store(static_cast<uint32_t>(RingState::Active));
+    return r;
+  }
 
  private:
   void* mem_;
@@ -96,9 +104,7 @@ TEST(ShmRegion, AnotherProtocolVersionIsNotCalledCorrupt) {
 TEST(ShmRegion, DrainsEventsThroughItsOwnLayout) {
   Image img;
   ShmRegion region = img.open();
-  RingControl* r = img.ring(2);
-  r->tid = 77;
-  r->state.store(static_cast<uint32_t>(RingState::Active));
+  RingControl* r = img.active_ring(2, 77);
   ring_push(r, kLayout.ring_capacity, {5, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), 0, 0});
   // The shared layout fields are never used again: a changed stride would
   // move ring 2, but the change itself is what gets reported.
@@ -115,6 +121,38 @@ TEST(ShmRegion, DrainsEventsThroughItsOwnLayout) {
   // Once corrupt, never read again (even if the header looks right now).
   EXPECT_NE(corruption_of([&] { drain_all(region); }), "(no RegionCorrupt)");
   EXPECT_NE(corruption_of([&] { region.new_names(); }), "(no RegionCorrupt)");
+}
+
+TEST(ShmRegion, ShortWaitAcquireIsHandedOverAsItsTwoEvents) {
+  Image img;
+  ShmRegion region = img.open();
+  RingControl* r = img.active_ring(0, 5);
+  const uint64_t holder = 0x7f12'3456'7890;
+  ring_push(r, kLayout.ring_capacity,
+            {1000, holder | (uint64_t{40} << 48), 7,
+             static_cast<uint8_t>(EventKind::ShortWaitAcquire), 1, 0});
+  ring_push(r, kLayout.ring_capacity,
+            {1500, holder, 8, static_cast<uint8_t>(EventKind::Release), 1, 0});
+  std::vector<Event> seen;
+  EXPECT_EQ(region.drain([&](uint32_t, uint32_t, const Event& ev) { seen.push_back(ev); },
+                         [](uint32_t, uint64_t) {}),
+            3u);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].kind, static_cast<uint8_t>(EventKind::WaitBegin));
+  EXPECT_EQ(seen[0].ts, 960u);
+  EXPECT_EQ(seen[0].seq, 0u);
+  EXPECT_EQ(seen[0].gil, 1u);
+  EXPECT_EQ(seen[1].kind, static_cast<uint8_t>(EventKind::Acquire));
+  EXPECT_EQ(seen[1].ts, 1000u);
+  EXPECT_EQ(seen[1].value, holder);
+  EXPECT_EQ(seen[1].seq, 7u);
+  EXPECT_EQ(seen[2].kind, static_cast<uint8_t>(EventKind::Release));
+  EXPECT_EQ(region.max_fill(), 2u);  // ring records, not events
+  // A wait reaching back before the clock's start is a lie.
+  ring_push(r, kLayout.ring_capacity,
+            {10, holder | (uint64_t{40} << 48), 9,
+             static_cast<uint8_t>(EventKind::ShortWaitAcquire), 1, 0});
+  EXPECT_NE(corruption_of([&] { drain_all(region); }).find("before the clock"), std::string::npos);
 }
 
 TEST(ShmRegion, LyingRingsEndTheSession) {
