@@ -117,6 +117,7 @@ class HogWatcher {
   attach::PreflightResult target_;
   proto::ClockKind clock_;
   uint64_t threshold_ns_;
+  uint64_t last_tick_ns_ = 0;  // monotonic: ticks closer than a quarter threshold, 2 ms at most, do nothing
   ClockCalibration calibration_;
   std::string interpreter_;  // basename of the interpreter's object
   std::unique_ptr<attach::LiveRemoteMemory> memory_;
