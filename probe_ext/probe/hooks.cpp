@@ -347,6 +347,10 @@ int hook_cond_wait(pthread_cond_t* c, pthread_mutex_t* m) {
     if (i >= 0) {
       HookGuard guard;
       emit(proto::EventKind::ForcedHandoff, i, 0, 0, now_raw());
+    } else if (gil_index<&GilAddrs::cond>(c) >= 0) {
+      // take_gil waits with a timeout in every version; were it ever to wait
+      // without one, the wait must be visible while it lasts all the same.
+      flush_pending_wait();
     }
   }
   return real_cond_wait(c, m);
