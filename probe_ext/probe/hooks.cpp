@@ -177,12 +177,16 @@ inline void flush_pending_wait() {
     push(r, proto::EventKind::WaitBegin, gil, 0, 0, t_state.pending_ts);
 }
 
-inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
-  proto::RingControl* r = thread_ring();
-  if (!r) return;
+// One event into the thread's ring r, after any deferred WaitBegin.
+inline void emit_to(proto::RingControl* r, proto::EventKind kind, int gil, uint64_t value,
+                    uint32_t seq, uint64_t ts) {
   flush_pending_wait();
   proto::totals_add(r->totals[gil], kind, ts);
   push(r, kind, gil, value, seq, ts);
+}
+
+inline void emit(proto::EventKind kind, int gil, uint64_t value, uint32_t seq, uint64_t ts) {
+  if (proto::RingControl* r = thread_ring()) emit_to(r, kind, gil, value, seq, ts);
 }
 
 // WaitBegin: counted now, written later (pending_wait).
@@ -207,7 +211,7 @@ inline void acquired(int gil, uint64_t holder, uint32_t seq, uint64_t ts) {
          seq, ts);
     return;
   }
-  emit(proto::EventKind::Acquire, gil, holder, seq, ts);
+  emit_to(r, proto::EventKind::Acquire, gil, holder, seq, ts);
 }
 
 // Adds one to a counter of the GIL's slot; the caller holds gil->mutex, so
