@@ -8,7 +8,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "gilstat/protocol.hpp"
 
@@ -28,6 +30,31 @@ inline bool ring_push(RingControl* ctl, uint32_t capacity, const Event& ev) {
     return false;
   }
   ring_events(ctl)[head & (capacity - 1)] = ev;
+  ctl->head.store(head + 1, std::memory_order_release);
+  return true;
+}
+
+// ring_push for the hook path: the same, with the event's fields stored
+// straight into the slot as three 8-byte words.  An Event built on the stack
+// and copied costs a failed store-to-load forward (byte and word stores read
+// back as one 16-byte load) on every event: ~5 ns, a tenth of a GIL cycle's
+// hooks.
+inline bool ring_push_fields(RingControl* ctl, uint32_t capacity, uint64_t ts, uint64_t value,
+                             uint32_t seq, uint8_t kind, uint8_t gil) {
+  const uint64_t head = ctl->head.load(std::memory_order_relaxed);
+  const uint64_t tail = ctl->tail.load(std::memory_order_acquire);
+  if (head - tail >= capacity) {
+    ctl->dropped.store(ctl->dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return false;
+  }
+  static_assert(offsetof(Event, seq) == 16 && offsetof(Event, kind) == 20 &&
+                offsetof(Event, gil) == 21 && offsetof(Event, reserved) == 22);
+  char* slot = reinterpret_cast<char*>(&ring_events(ctl)[head & (capacity - 1)]);
+  const uint64_t tail_word =  // little-endian: seq, kind, gil, reserved = 0
+      uint64_t{seq} | (uint64_t{kind} << 32) | (uint64_t{gil} << 40);
+  std::memcpy(slot, &ts, 8);
+  std::memcpy(slot + 8, &value, 8);
+  std::memcpy(slot + 16, &tail_word, 8);
   ctl->head.store(head + 1, std::memory_order_release);
   return true;
 }
