@@ -77,6 +77,26 @@ TEST(Ring, EventsFollowTheControlBlock) {
   EXPECT_EQ(sizeof(RingControl) % alignof(Event), 0u);
 }
 
+TEST(Ring, PushFieldsWritesWhatPushWrites) {
+  // The hook path's in-place push must lay out a slot exactly as an Event,
+  // reserved bytes zero, and count a drop the same way when full.
+  Ring ring(4);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(ring.push(Event{~0ull, ~0ull, ~0u, 0xff, 0xff, 0xffff}));
+  ASSERT_EQ(ring.drain().size(), 4u);  // every slot now holds set bits
+  for (uint64_t i = 1; i <= 4; ++i) {
+    const Event ev = make_event(i * 0x0101'0101'0101ull);
+    ASSERT_TRUE(ring_push_fields(ring.ctl(), 4, ev.ts, ev.value, ev.seq, ev.kind, ev.gil));
+  }
+  EXPECT_FALSE(ring_push_fields(ring.ctl(), 4, 1, 2, 3, 4, 5));
+  EXPECT_EQ(ring.ctl()->dropped.load(), 1u);
+  const std::vector<Event> got = ring.drain();
+  ASSERT_EQ(got.size(), 4u);
+  for (uint64_t i = 1; i <= 4; ++i) {
+    expect_event(got[i - 1], i * 0x0101'0101'0101ull);
+    EXPECT_EQ(got[i - 1].reserved, 0);
+  }
+}
+
 TEST(Ring, PushThenDrainKeepsOrder) {
   Ring ring(8);
   for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(ring.push(make_event(i)));
