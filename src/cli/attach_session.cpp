@@ -221,6 +221,7 @@ AttachedWindow record_attached(AttachSession& session, Capture& capture,
   ClockCalibration calibration(session.clock());
   AttachedWindow w;
   prefer_draining_thread();
+  capture.start_taking();
   for (;;) {
     try {
       capture.poll();

@@ -118,6 +118,7 @@ int drain_region(const DrainOptions& opts) {
     proto::RecordingWriter writer(opts.output);
     Capture capture(region, &writer);
     prefer_draining_thread();
+    capture.start_taking();
     std::cout << "ready" << std::endl;
     for (;;) {
       try {

@@ -220,6 +220,7 @@ LaunchResult launch(const LaunchOptions& opts) {
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   prefer_draining_thread();  // the program is started: it keeps its own priority
   Capture capture(region, writer.get());
+  capture.start_taking();
   std::optional<LaunchedStacks> stacks;
   if (opts.stacks && opts.stacks->any()) {
     stacks.emplace(*opts.stacks, pid, clock);

@@ -214,6 +214,7 @@ int top(const TopOptions& opts) {
   ClockCalibration calibration(session.clock());
   Capture capture(session.region(), nullptr);
   prefer_draining_thread();
+  capture.start_taking();
   capture.set_host_pid(opts.pid);
   name_threads_from_outside(session.target(), capture);
   ProfileSampler profile(session.target(), session.clock(), opts.stacks.profile_rate);

@@ -12,7 +12,12 @@
 
 namespace gilstat::proto {
 
-Capture::Capture(ShmRegion& region, RecordingWriter* writer) : region_(region), writer_(writer) {}
+Capture::Capture(ShmRegion& region, RecordingWriter* writer)
+    : region_(region), writer_(writer), pacer_(region.layout().layout.ring_capacity) {}
+
+void Capture::start_taking() {
+  if (!taker_) taker_ = std::make_unique<RingTaker>(region_);
+}
 
 report::ExactTotals close_totals(const TotalsSnapshot& s, uint64_t end) {
   report::ExactTotals t;
@@ -72,17 +77,8 @@ uint64_t Capture::poll() {
       });
   events_ += n;
   ++polls_;
-  // The fill rate of the fullest ring since the last poll.  The pause follows
-  // the highest recent one, which halves every half second: a thread whose
-  // rate dips for a few drains (descheduled, collecting garbage) must not
-  // stretch the pause to where its ring overflows when it speeds up again.
-  const uint64_t now_ns = monotonic_ns();
-  if (last_poll_ns_ && now_ns > last_poll_ns_) {
-    const double dt_us = static_cast<double>(now_ns - last_poll_ns_) / 1e3;
-    const double rate = static_cast<double>(region_.max_fill()) / dt_us;
-    fill_per_us_ = std::max(rate, fill_per_us_ * std::exp2(-dt_us / 500'000.0));
-  }
-  last_poll_ns_ = now_ns;
+  last_poll_events_ = n;
+  if (!taker_) pacer_.took(region_.max_fill(), monotonic_ns());
   sync_names();
   sync_host_ids();
   fold_ended();  // after the names: a thread's name may arrive in the same poll as its end
@@ -97,11 +93,9 @@ uint64_t Capture::poll() {
 }
 
 std::chrono::microseconds Capture::pause() const {
-  constexpr double kLongest = 5000, kShortest = 100;  // µs
-  if (fill_per_us_ <= 0) return std::chrono::microseconds{static_cast<int64_t>(kLongest)};
-  const double quarter = region_.layout().layout.ring_capacity / 4.0;
-  const double us = std::clamp(quarter / fill_per_us_, kShortest, kLongest);
-  return std::chrono::microseconds{static_cast<int64_t>(us)};
+  if (!taker_) return pacer_.pause();
+  const bool busy = last_poll_events_ > region_.layout().layout.ring_capacity / 4;
+  return std::chrono::microseconds{busy ? 1000 : 5000};
 }
 
 void Capture::write_clock_sample() {
@@ -316,6 +310,7 @@ void Capture::attach_live_modules(report::Report& r) const {
 
 report::Report Capture::finish(uint64_t window_end, double ns_per_tick,
                                const std::string& command) {
+  if (taker_) taker_->stop();  // the last poll below takes the rest itself
   if (!region_.corrupt()) {
     try {
       poll();

@@ -17,6 +17,7 @@
 
 #include "common/pid_namespace.hpp"
 #include "proto/recording.hpp"
+#include "proto/ring_taker.hpp"
 #include "proto/shm_region.hpp"
 #include "report/aggregator.hpp"
 
@@ -62,12 +63,17 @@ class Capture {
   report::Report finish(uint64_t window_end, double ns_per_tick, const std::string& command);
   // The report so far, as if the window ended at `now` (live views).
   report::Report snapshot(uint64_t now, double ns_per_tick, const std::string& command) const;
-  // How long the consumer may wait before the next poll(): 5 ms while the
-  // rings fill slowly; when a thread fills its ring fast (one cycling the
-  // GIL as fast as it can writes ~2,000 events per ms), only until the
-  // fullest ring would be a quarter full at the rate the recent drains saw,
-  // down to 0.1 ms.  The probe never waits for us: a full ring drops events
-  // (the totals stay exact).
+  // From now on a thread of its own copies the rings out as fast as they
+  // fill (RingTaker), so that no ring overflows while the caller is busy
+  // between polls; poll() hands over what it copied.  Call it once the
+  // target is running (the thread asks for nice -10, which a process
+  // started afterwards would inherit).  finish() stops it.
+  void start_taking();
+  // How long the consumer may wait before the next poll().  Without a
+  // RingTaker, paced by the rings' fill rate (FillPacer: 5 ms down to
+  // 0.1 ms); with one, 5 ms, or 1 ms while polls find a lot to hand over.
+  // The probe never waits for us: a full ring drops events (the totals stay
+  // exact).
   std::chrono::microseconds pause() const;
   uint64_t events() const { return events_; }
   const ShmRegion& region() const { return region_; }
@@ -108,8 +114,9 @@ class Capture {
   uint64_t events_ = 0;
   uint64_t drops_ = 0;
   int polls_ = 0;
-  uint64_t last_poll_ns_ = 0;
-  double fill_per_us_ = 0;  // the fullest ring's events per µs, recent maximum
+  FillPacer pacer_;                     // the pause without a taker
+  std::unique_ptr<RingTaker> taker_;    // reads region_ only: joined before it goes
+  uint64_t last_poll_events_ = 0;
   bool fold_exited_ = false;
   static constexpr size_t kMaxDeferredFolds = 4096;
   std::vector<uint32_t> ended_;  // tids whose rings were freed this poll

@@ -13,6 +13,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "gilstat/ring.hpp"
@@ -230,7 +231,7 @@ ShmRegion::ShmRegion(ShmRegion&& o) noexcept
       names_lost_(o.names_lost_),
       names_pending_(o.names_pending_),
       session_(o.session_),
-      max_fill_(o.max_fill_),
+      max_fill_(o.max_fill_.load()),
       claimed_(o.claimed_),
       totals_incomplete_(o.totals_incomplete_),
       corrupt_(std::move(o.corrupt_)) {
@@ -264,6 +265,7 @@ RingControl* ShmRegion::ring(uint32_t i) const {
 }
 
 uint32_t ShmRegion::gil_count() const {
+  std::lock_guard lock(mu_);
   check_usable();
   const uint32_t n = header_->gil_count.load(std::memory_order_acquire);
   if (n > kMaxGils) fail(fmt::format("its GIL count {} is above {}", n, kMaxGils));
@@ -271,6 +273,7 @@ uint32_t ShmRegion::gil_count() const {
 }
 
 std::vector<report::ModuleCounts> ShmRegion::modules() const {
+  std::lock_guard lock(mu_);
   check_usable();
   const uint32_t n = header_->module_count.load(std::memory_order_acquire);
   if (n > kMaxModules) fail(fmt::format("its module count {} is above {}", n, kMaxModules));
@@ -357,6 +360,7 @@ uint32_t ShmRegion::owned_state(uint32_t i) const {
 }
 
 bool ShmRegion::live_totals(const TotalsFn& on_totals) {
+  std::lock_guard lock(mu_);
   check_usable();
   bool complete = true;
   const uint32_t rings = claimed_rings();
@@ -369,14 +373,15 @@ bool ShmRegion::live_totals(const TotalsFn& on_totals) {
   return complete;
 }
 
-uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
-                          const TotalsFn& on_final_totals) {
+// Copies every ring's new events out and frees their slots (ring_take),
+// checking each event; a ring whose thread has exited is freed once its
+// last events and final totals are copied.  Caller holds mu_.
+void ShmRegion::take_locked() {
   check_usable();
   const uint32_t capacity = layout_.layout.ring_capacity;
-  uint64_t total = 0;
-  max_fill_ = 0;
+  uint64_t fullest = 0;
   // Only the rings ever claimed: an idle target costs a few cache lines per
-  // drain, not one per ring.
+  // take, not one per ring.
   const uint32_t rings = claimed_rings();
   for (uint32_t i = 0; i < rings; ++i) {
     RingControl* r = ring(i);
@@ -384,11 +389,14 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
     if (state == static_cast<uint32_t>(RingState::Free)) continue;
     if (r->tail.load(std::memory_order_relaxed) != tails_[i])
       fail(fmt::format("ring {}'s read position was moved by the target", i));
-    const uint32_t tid = r->tid;
-    const uint32_t flags = r->flags;
-    uint64_t split = 0;  // ShortWaitAcquire records: two events each
-    // Copied out and the ring freed first: handling them (a recording's
-    // encoding and compression) must not keep the ring full meanwhile.
+    // A consumer far behind leaves the events in the ring (which then drops
+    // and counts them) rather than growing without bound.
+    const bool closed = state == static_cast<uint32_t>(RingState::Closed);
+    if (staged_events_.size() >= kMaxStagedEvents && !closed) continue;
+    Staged st;
+    st.tid = r->tid;
+    st.flags = r->flags;
+    st.begin = staged_events_.size();
     if (scratch_.size() < capacity) scratch_.resize(capacity);
     const uint64_t n = ring_take(r, capacity, tails_[i], scratch_.data());
     if (n == kRingCorrupt)
@@ -399,40 +407,95 @@ uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
           ev.kind > static_cast<uint8_t>(EventKind::ShortWaitAcquire))
         fail(fmt::format("ring {} holds an event of unknown kind {}", i, ev.kind));
       if (ev.gil >= kMaxGils) fail(fmt::format("ring {} holds an event of GIL {}", i, ev.gil));
-      if (ev.kind == static_cast<uint8_t>(EventKind::ShortWaitAcquire)) {
-        // Back into the two events it stands for (protocol.hpp); a wait
-        // longer than the acquisition's own time cannot be right.
-        const uint64_t wait = ev.value >> 48;
-        if (wait > ev.ts) fail(fmt::format("ring {} holds a wait before the clock's start", i));
-        on_event(tid, flags,
-                 Event{ev.ts - wait, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), ev.gil, 0});
-        on_event(tid, flags,
-                 Event{ev.ts, ev.value & kShortWaitHolderMask, ev.seq,
-                       static_cast<uint8_t>(EventKind::Acquire), ev.gil, 0});
-        ++split;
-        continue;
-      }
-      on_event(tid, flags, ev);
+      // A ShortWaitAcquire's wait reaching back before the clock's start
+      // cannot be right.
+      if (ev.kind == static_cast<uint8_t>(EventKind::ShortWaitAcquire) && (ev.value >> 48) > ev.ts)
+        fail(fmt::format("ring {} holds a wait before the clock's start", i));
     }
-    total += n + split;
-    max_fill_ = std::max(max_fill_, n);
+    staged_events_.insert(staged_events_.end(), scratch_.begin(),
+                          scratch_.begin() + static_cast<ptrdiff_t>(n));
+    st.count = n;
+    fullest = std::max(fullest, n);
     const uint64_t dropped = r->dropped.load(std::memory_order_relaxed);
     if (dropped < seen_dropped_[i]) fail(fmt::format("ring {}'s drop count went backwards", i));
-    if (dropped > seen_dropped_[i]) {
-      on_drops(tid, dropped - seen_dropped_[i]);
-      seen_dropped_[i] = dropped;
-    }
-    if (state == static_cast<uint32_t>(RingState::Closed)) {
+    st.dropped = dropped - seen_dropped_[i];
+    seen_dropped_[i] = dropped;
+    if (closed) {
       // Its thread has exited and published Closed after its last event
-      // (release/acquire), so the drain above saw everything: free it.
-      if (on_final_totals && !read_totals(i, r, on_final_totals)) totals_incomplete_ = true;
+      // (release/acquire), so the take above saw everything: free it.
+      st.closed = true;
+      st.totals_begin = staged_totals_.size();
+      st.totals_ok = read_totals(i, r, [&](const TotalsSnapshot& t) { staged_totals_.push_back(t); });
+      st.totals_count = staged_totals_.size() - st.totals_begin;
       r->state.store(static_cast<uint32_t>(RingState::Free), std::memory_order_release);
     }
+    if (st.count || st.dropped || st.closed) staged_.push_back(st);
   }
+  max_fill_.store(fullest, std::memory_order_relaxed);
+}
+
+uint64_t ShmRegion::take() {
+  std::lock_guard lock(mu_);
+  const size_t before = staged_events_.size();
+  take_locked();
+  return staged_events_.size() - before;
+}
+
+uint64_t ShmRegion::staged_events() const {
+  std::lock_guard lock(mu_);
+  return staged_events_.size();
+}
+
+uint64_t ShmRegion::drain(const EventFn& on_event, const DropsFn& on_drops,
+                          const TotalsFn& on_final_totals) {
+  {
+    std::lock_guard lock(mu_);
+    check_usable();
+    try {
+      take_locked();
+    } catch (const RegionCorrupt&) {
+      // What was taken before it is handed over first; thrown below.
+    }
+    std::swap(staged_, handing_);
+    std::swap(staged_events_, handing_events_);
+    std::swap(staged_totals_, handing_totals_);
+  }
+  uint64_t total = 0;
+  for (const Staged& st : handing_) {
+    for (uint64_t k = st.begin; k < st.begin + st.count; ++k) {
+      const Event& ev = handing_events_[k];
+      if (ev.kind == static_cast<uint8_t>(EventKind::ShortWaitAcquire)) {
+        // Back into the two events it stands for (protocol.hpp).
+        const uint64_t wait = ev.value >> 48;
+        on_event(st.tid, st.flags,
+                 Event{ev.ts - wait, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), ev.gil, 0});
+        on_event(st.tid, st.flags,
+                 Event{ev.ts, ev.value & kShortWaitHolderMask, ev.seq,
+                       static_cast<uint8_t>(EventKind::Acquire), ev.gil, 0});
+        total += 2;
+        continue;
+      }
+      on_event(st.tid, st.flags, ev);
+      ++total;
+    }
+    if (st.dropped) on_drops(st.tid, st.dropped);
+    if (st.closed) {
+      if (!st.totals_ok) totals_incomplete_ = true;
+      if (on_final_totals)
+        for (uint64_t k = st.totals_begin; k < st.totals_begin + st.totals_count; ++k)
+          on_final_totals(handing_totals_[k]);
+    }
+  }
+  handing_.clear();
+  handing_events_.clear();
+  handing_totals_.clear();
+  std::lock_guard lock(mu_);
+  if (!corrupt_.empty()) throw RegionCorrupt(corrupt_, true);
   return total;
 }
 
 std::vector<ThreadName> ShmRegion::new_names() {
+  std::lock_guard lock(mu_);
   check_usable();
   std::vector<ThreadName> out;
   const uint32_t slots = layout_.layout.name_slots;

@@ -11,7 +11,9 @@
 #include <time.h>
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,14 +103,26 @@ class ShmRegion {
   using EventFn = std::function<void(uint32_t tid, uint32_t flags, const Event&)>;
   using DropsFn = std::function<void(uint32_t tid, uint64_t dropped)>;
   using TotalsFn = std::function<void(const TotalsSnapshot&)>;
-  // Hands every pending event to on_event in each ring's order; reports new
-  // ring-full drops per thread; frees rings whose thread has exited, after
-  // handing their final totals to on_final_totals.  A ShortWaitAcquire is
-  // handed over as the WaitBegin and Acquire it stands for, never as
-  // itself.  Returns the number of events handed over.  Throws RegionCorrupt (and every later call throws it
-  // again) once the region cannot be right.
+  // Hands every event taken so far and every pending one to on_event, in
+  // each ring's order; reports new ring-full drops per thread; frees rings
+  // whose thread has exited, after handing their final totals to
+  // on_final_totals.  A ShortWaitAcquire is handed over as the WaitBegin and
+  // Acquire it stands for, never as itself.  Returns the number of events
+  // handed over.  Throws RegionCorrupt (and every later call throws it
+  // again) once the region cannot be right, after handing over what was
+  // taken before.  One thread calls drain(); take() may run on another.
   uint64_t drain(const EventFn& on_event, const DropsFn& on_drops,
                  const TotalsFn& on_final_totals = {});
+  // Copies every ring's new events out of the region now, freeing their
+  // slots, for the next drain() to hand over: a thread that only does this
+  // (RingTaker) keeps the rings empty however long the drain()ing thread
+  // takes over the events.  Past kMaxStagedEvents waiting to be handed over
+  // it leaves them in the rings (which drop when full, and count it).
+  // Returns the events taken.  Throws RegionCorrupt as drain() does.
+  uint64_t take();
+  static constexpr size_t kMaxStagedEvents = size_t{1} << 20;  // 24 MiB
+  // Events taken and not yet handed over.
+  uint64_t staged_events() const;
   // The totals of the threads still running, as they are now.  False when
   // some could not be read consistently (a writer that never finished its
   // change: the target's doing), which leaves the totals incomplete.
@@ -116,7 +130,7 @@ class ShmRegion {
   bool live_totals(const TotalsFn& on_totals);
   // The fullest ring at the last drain, in ring records (a consumer polls
   // sooner when it is high).
-  uint64_t max_fill() const { return max_fill_; }
+  uint64_t max_fill() const { return max_fill_.load(std::memory_order_relaxed); }
   // A ring freed by drain() whose final totals could not be read.
   bool totals_incomplete() const { return totals_incomplete_; }
 
@@ -148,9 +162,15 @@ class ShmRegion {
   std::vector<report::ModuleCounts> modules() const;
   uint64_t modules_not_hooked() const { return header_->modules_not_hooked.load(); }
   // True once drain(), new_names() or gil_count() found the region corrupt.
-  bool corrupt() const { return !corrupt_.empty(); }
+  bool corrupt() const {
+    std::lock_guard lock(mu_);
+    return !corrupt_.empty();
+  }
   // What was found wrong (for RegionCorrupt's message); empty while usable.
-  const std::string& corruption() const { return corrupt_; }
+  std::string corruption() const {
+    std::lock_guard lock(mu_);
+    return corrupt_;
+  }
 
  private:
   ShmRegion(int fd, void* base, size_t size, bool owned);
@@ -168,6 +188,7 @@ class ShmRegion {
   // Ring i's totals of this session, each GIL with something in it; false
   // when a seqlock never settled.
   bool read_totals(uint32_t i, RingControl* r, const TotalsFn& fn);
+  void take_locked();  // take()'s work; the caller holds mu_
   [[noreturn]] void fail(const std::string& what) const;
 
   int fd_ = -1;
@@ -179,12 +200,33 @@ class ShmRegion {
   std::string layout_bytes_;            // the header's layout fields at open
   std::vector<uint64_t> tails_;         // per ring: our read position
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
-  std::vector<Event> scratch_;          // one ring's events, copied out to be handled
+  std::vector<Event> scratch_;          // one ring's events as they are copied out
+  // One ring's events from one take, and what else that take saw of it.
+  struct Staged {
+    uint32_t tid = 0;
+    uint32_t flags = 0;
+    uint64_t begin = 0;  // in staged_events_
+    uint64_t count = 0;
+    uint64_t dropped = 0;  // new ring-full drops
+    bool closed = false;   // its thread had exited: the ring was freed
+    bool totals_ok = true;
+    uint64_t totals_begin = 0;  // its final totals, in staged_totals_
+    uint64_t totals_count = 0;
+  };
+  std::vector<Staged> staged_;  // taken, not yet handed over (under mu_)
+  std::vector<Event> staged_events_;
+  std::vector<TotalsSnapshot> staged_totals_;
+  std::vector<Staged> handing_;  // being handed over by drain() (its thread only)
+  std::vector<Event> handing_events_;
+  std::vector<TotalsSnapshot> handing_totals_;
+  // Every reader and writer of the rings, the name log and corrupt_ holds
+  // it: take() may run on a thread of its own.
+  mutable std::recursive_mutex mu_;
   uint64_t name_next_ = 0;              // next name-log index to read
   uint64_t names_lost_ = 0;
   bool names_pending_ = false;
   uint32_t session_ = 0;  // Header::session at open: totals of others are stale
-  uint64_t max_fill_ = 0;
+  std::atomic<uint64_t> max_fill_{0};
   uint32_t claimed_ = 0;  // Header::rings_claimed as last read
   bool totals_incomplete_ = false;
   mutable std::string corrupt_;  // what was found wrong; empty while usable

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the TSan build of the ring tests.  TSan refuses to start on some
+# Runs a TSan build of the ring or region tests.  TSan refuses to start on some
 # kernels (address-space layout it cannot shadow, e.g. vm.mmap_rnd_bits > 28
 # with older GCCs); that is a property of the machine, not of the ring, so it
 # is reported as a skip (77) with TSan's own message.  A data race fails.
