@@ -1,5 +1,5 @@
 // Keeping the rings empty at any GIL rate.  A thread cycling the GIL as fast
-// as it can fills a ring of 8,192 records in a few milliseconds; the thread
+// as it can fills a ring of 32,768 records in a few tens of milliseconds; the thread
 // that hands events to the aggregator and the recording may be busy longer
 // than that (encoding, compressing, a long-hold stack, a screen of `top`).
 // RingTaker is a thread that does nothing but copy the rings out

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "gilstat/ring.hpp"
+#include "common/clock.hpp"
 #include "proto/codec.hpp"
 
 #ifndef SYS_pidfd_open
@@ -211,6 +212,8 @@ void ShmRegion::adopt() {
   tails_.resize(count);
   for (uint32_t i = 0; i < count; ++i) tails_[i] = ring(i)->tail.load(std::memory_order_acquire);
   seen_dropped_.assign(count, 0);
+  released_to_.assign(tails_.begin(), tails_.end());
+  release_check_.assign(count, {0, 0});
   // A region reused from an earlier attach: its older names may belong to
   // threads whose tids have been reused since.
   name_next_ = header_->name_start.load(std::memory_order_acquire);
@@ -227,6 +230,8 @@ ShmRegion::ShmRegion(ShmRegion&& o) noexcept
       layout_bytes_(std::move(o.layout_bytes_)),
       tails_(std::move(o.tails_)),
       seen_dropped_(std::move(o.seen_dropped_)),
+      released_to_(std::move(o.released_to_)),
+      release_check_(std::move(o.release_check_)),
       name_next_(o.name_next_),
       names_lost_(o.names_lost_),
       names_pending_(o.names_pending_),
@@ -383,6 +388,7 @@ void ShmRegion::take_locked() {
   // Only the rings ever claimed: an idle target costs a few cache lines per
   // take, not one per ring.
   const uint32_t rings = claimed_rings();
+  const uint64_t now_ns = monotonic_ns();
   for (uint32_t i = 0; i < rings; ++i) {
     RingControl* r = ring(i);
     const uint32_t state = owned_state(i);
@@ -427,11 +433,63 @@ void ShmRegion::take_locked() {
       st.totals_begin = staged_totals_.size();
       st.totals_ok = read_totals(i, r, [&](const TotalsSnapshot& t) { staged_totals_.push_back(t); });
       st.totals_count = staged_totals_.size() - st.totals_begin;
+      // Nobody writes its slots until the ring is claimed again: all go back.
+      release_pages(i, 0, capacity);
+      released_to_[i] = tails_[i];
       r->state.store(static_cast<uint32_t>(RingState::Free), std::memory_order_release);
     }
+    if (!closed) release_drained_pages(i, now_ns);
     if (st.count || st.dropped || st.closed) staged_.push_back(st);
   }
   max_fill_.store(fullest, std::memory_order_relaxed);
+}
+
+void ShmRegion::release_pages(uint32_t i, uint64_t from, uint64_t to) {
+  const uint32_t capacity = layout_.layout.ring_capacity;
+  if (to <= from) return;
+  if (to - from > capacity) from = to - capacity;
+  char* events = reinterpret_cast<char*>(ring_events(ring(i)));
+  // [from, to) in ring positions is at most two runs of slots.
+  auto release = [&](uint64_t first_slot, uint64_t slots) {
+    const auto begin = reinterpret_cast<uintptr_t>(events + first_slot * sizeof(Event));
+    const uintptr_t end = begin + slots * sizeof(Event);
+    const uintptr_t page = 4096;
+    const uintptr_t lo = (begin + page - 1) & ~(page - 1), hi = end & ~(page - 1);
+    // Fails harmlessly (EINVAL) on memory that is not a shared mapping (tests).
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_REMOVE);
+  };
+  const uint64_t first = from & (capacity - 1);
+  const uint64_t n = to - from;
+  release(first, std::min<uint64_t>(n, capacity - first));
+  if (first + n > capacity) release(0, first + n - capacity);
+}
+
+void ShmRegion::release_drained_pages(uint32_t i, uint64_t now_ns) {
+  // A ring's pages stay charged to the target's memory once written.  A
+  // thread that writes little would keep its whole ring resident all the
+  // same as its writes wrap around it, so once a second the pages it has
+  // written and we have read are given back (MADV_REMOVE on the memfd); it
+  // faults in a fresh page per 170 records when it comes round again.  Not
+  // for a thread that wraps its ring within the second: it would fault all
+  // the time, and its ring stays resident.  Only slots the producer cannot
+  // reach for another half ring are released, so that it never writes into
+  // a page while it goes.
+  const uint32_t capacity = layout_.layout.ring_capacity;
+  auto& [checked_ns, checked_pos] = release_check_[i];
+  if (now_ns - checked_ns < 1'000'000'000) return;
+  const uint64_t tail = tails_[i];
+  const bool slow = tail - checked_pos < capacity;
+  checked_ns = now_ns;
+  checked_pos = tail;
+  if (!slow) {
+    released_to_[i] = tail;
+    return;
+  }
+  const uint64_t head = ring(i)->head.load(std::memory_order_acquire);
+  if (head - tail > capacity / 4) return;  // filling now: not a slow ring after all
+  const uint64_t reach = head > capacity / 2 ? head - capacity / 2 : 0;
+  release_pages(i, std::max(released_to_[i], reach), tail);
+  released_to_[i] = tail;
 }
 
 uint64_t ShmRegion::take() {

@@ -189,6 +189,10 @@ class ShmRegion {
   // when a seqlock never settled.
   bool read_totals(uint32_t i, RingControl* r, const TotalsFn& fn);
   void take_locked();  // take()'s work; the caller holds mu_
+  // Gives back the pages of ring i's slots for positions [from, to) that it
+  // holds whole (its thread does not write there meanwhile).
+  void release_pages(uint32_t i, uint64_t from, uint64_t to);
+  void release_drained_pages(uint32_t i, uint64_t now_ns);
   [[noreturn]] void fail(const std::string& what) const;
 
   int fd_ = -1;
@@ -200,6 +204,8 @@ class ShmRegion {
   std::string layout_bytes_;            // the header's layout fields at open
   std::vector<uint64_t> tails_;         // per ring: our read position
   std::vector<uint64_t> seen_dropped_;  // per ring: drops already reported
+  std::vector<uint64_t> released_to_;   // per ring: position up to which pages went back
+  std::vector<std::pair<uint64_t, uint64_t>> release_check_;  // per ring: last check (ns, tail)
   std::vector<Event> scratch_;          // one ring's events as they are copied out
   // One ring's events from one take, and what else that take saw of it.
   struct Staged {
