@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""gilstat's benchmarks in one run (about 8 minutes on 2 cores): the target's slowdown,
+"""gilstat's benchmarks in one run (about 6 minutes on 2 cores): the target's slowdown,
 what reaches gilstat, its own CPU, attaching, the hook path, and reading big recordings.
 
-    python3 bench/suite.py [--gilstat build/bin/gilstat] [--python PY] [--rounds 3]
+    python3 bench/suite.py [--gilstat build/bin/gilstat] [--python PY] [--rounds 5]
                            [--seconds 2] [--scale-events 100000000] [--out bench/results]
 
 1. Overhead. Each workload of bench/workloads.py (pure-Python turns, one and four
@@ -51,11 +51,13 @@ KINDS = [("turns", "3 pure-Python threads taking turns"),
 MODES = ["without", "run (launched)", "record --pid (attached)"]
 
 CLIENT = r"""
-import http.client, sys, threading, time
+import http.client, socket, sys, threading, time
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
 counts = [0] * 4
 def run(i):
     c = http.client.HTTPConnection("127.0.0.1", port)
+    c.connect()
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         c.request("GET", "/")
@@ -178,6 +180,8 @@ def overhead(args, tmp):
                    "switches_equal_switch_number": all(s["switches_ok"] for s in ss),
                    "totals_exact": all(s["totals_exact"] for s in ss)}
             if "gilstat_cpu_s" in ss[0]:
+                row["gilstat_cpu_share_of_a_core"] = statistics.median(
+                    s["gilstat_cpu_s"] / s["duration_s"] for s in ss)
                 row["gilstat_cpu_ms_per_million_events"] = statistics.median(
                     1e9 * s["gilstat_cpu_s"] / max(s["events"], 1) for s in ss)
                 row["record_bytes_per_event"] = statistics.median(
@@ -244,7 +248,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gilstat", default=os.path.join(HERE, "..", "build", "bin", "gilstat"))
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--scale-events", type=int, default=100_000_000)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -265,18 +269,20 @@ def main():
            meta["python"], args.rounds, args.seconds, meta["wall_s"]),
         "",
         "| workload | gilstat | work/s without | work/s with | kept | events/s to gilstat "
-        "| events lost (median, max) | gilstat CPU ms per M events | record bytes/event "
+        "| events lost (median, max) | gilstat CPU: % of a core, ms per M events "
+        "| record bytes/event "
         "| switches = switch_number | totals exact |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
     ]
     for r in rows:
         cpu = r.get("gilstat_cpu_ms_per_million_events")
+        share = r.get("gilstat_cpu_share_of_a_core")
         size = r.get("record_bytes_per_event")
         lines.append("| %s | %s | %s | %s | %.1f %% | %s | %s, %s | %s | %s | %s | %s |" % (
             r["workload"], r["mode"], format(int(r["rate_without"]), ","),
             format(int(r["rate_with"]), ","), 100 * r["ratio"], format(int(r["events_per_s"]), ","),
             format(int(r["drops_median"]), ","), format(int(r["drops_max"]), ","),
-            "%.0f" % cpu if cpu is not None else "–", "%.2f" % size if size is not None else "–",
+            "%.1f %%, %.0f" % (100 * share, cpu) if cpu is not None else "–", "%.2f" % size if size is not None else "–",
             "yes" if r["switches_equal_switch_number"] else "NO",
             "yes" if r["totals_exact"] else "no"))
     lines += ["", "Attach (%d runs, a 1-thread target reading its clock in a loop): "
