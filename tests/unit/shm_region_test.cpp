@@ -371,3 +371,50 @@ TEST(ShmRegion, RingTakerKeepsEveryEventInOrder) {
   EXPECT_EQ(next, kEvents + 1);
   EXPECT_EQ(r->dropped.load(), 0u);
 }
+
+TEST(ShmRegion, PagesOfReadRingsGoBack) {
+  // A real memfd region, written through a second mapping as the target would.
+  constexpr Layout layout = make_layout(2, 4096, 8);  // 96 KiB of slots per ring
+  ShmRegion region = ShmRegion::create(layout, ClockKind::Monotonic);
+  void* target = mmap(nullptr, layout.total_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      region.fd(), 0);
+  ASSERT_NE(target, MAP_FAILED);
+  auto* base = static_cast<char*>(target);
+  auto ring_at = [&](uint32_t i) {
+    return reinterpret_cast<RingControl*>(base + layout.rings_offset +
+                                          ring_stride(layout.ring_capacity) * i);
+  };
+  const size_t page = 4096;
+  auto resident_pages = [&](RingControl* r) {
+    // The whole pages of its slots that are in memory.
+    const auto begin = reinterpret_cast<uintptr_t>(ring_events(r));
+    const uintptr_t lo = (begin + page - 1) & ~(page - 1);
+    const uintptr_t hi = (begin + layout.ring_capacity * sizeof(Event)) & ~(page - 1);
+    std::vector<unsigned char> vec((hi - lo) / page);
+    EXPECT_EQ(mincore(reinterpret_cast<void*>(lo), hi - lo, vec.data()), 0);
+    size_t n = 0;
+    for (unsigned char v : vec) n += v & 1;
+    return n;
+  };
+  reinterpret_cast<Header*>(base)->rings_claimed.store(2);
+  RingControl* slow = ring_at(0);
+  RingControl* ended = ring_at(1);
+  for (RingControl* r : {slow, ended}) {
+    r->tid = r == slow ? 1 : 2;
+    r->state.store(static_cast<uint32_t>(RingState::Active));
+    for (uint64_t ts = 1; ts <= 3000; ++ts)
+      ring_push(r, layout.ring_capacity,
+                {ts, 0, 0, static_cast<uint8_t>(EventKind::WaitBegin), 0, 0});
+  }
+  const size_t written = resident_pages(slow);
+  EXPECT_GE(written, 3000 * sizeof(Event) / page - 1);
+  ended->state.store(static_cast<uint32_t>(RingState::Closed));
+  EXPECT_EQ(region.take(), 6000u);
+  // Read, and more than half a ring ahead of its writer: back (the slots it
+  // reaches within half a ring stay).  Exited: all of it back.
+  EXPECT_LE(resident_pages(slow), (3000 - 4096 / 2) * sizeof(Event) / page + 2);
+  EXPECT_LT(resident_pages(slow), written / 2);
+  EXPECT_EQ(resident_pages(ended), 0u);
+  EXPECT_EQ(drain_all(region), 6000u);
+  munmap(target, layout.total_size);
+}
