@@ -47,14 +47,15 @@ void RingTaker::run() {
   std::unique_lock lock(mu_);
   while (!stop_) {
     lock.unlock();
+    uint64_t fullest = 0;
     try {
-      region_.take();
+      fullest = region_.take();
     } catch (const std::exception&) {
       // Corrupt (the consumer's next drain() throws it) or out of memory:
       // the consumer's own drain() still takes what it can.
       return;
     }
-    pacer.took(region_.max_fill(), monotonic_ns());
+    pacer.took(fullest, monotonic_ns());
     lock.lock();
     wake_.wait_for(lock, pacer.pause(), [this] { return stop_; });
   }

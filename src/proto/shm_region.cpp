@@ -446,9 +446,8 @@ void ShmRegion::take_locked() {
 
 uint64_t ShmRegion::take() {
   std::lock_guard lock(mu_);
-  const size_t before = staged_events_.size();
   take_locked();
-  return staged_events_.size() - before;
+  return max_fill_.load(std::memory_order_relaxed);
 }
 
 uint64_t ShmRegion::staged_events() const {

@@ -118,7 +118,8 @@ class ShmRegion {
   // (RingTaker) keeps the rings empty however long the drain()ing thread
   // takes over the events.  Past kMaxStagedEvents waiting to be handed over
   // it leaves them in the rings (which drop when full, and count it).
-  // Returns the events taken.  Throws RegionCorrupt as drain() does.
+  // Returns what the fullest ring held (its records), for pacing: max_fill()
+  // may meanwhile be another take's.  Throws RegionCorrupt as drain() does.
   uint64_t take();
   static constexpr size_t kMaxStagedEvents = size_t{1} << 20;  // 24 MiB
   // Events taken and not yet handed over.
@@ -128,8 +129,8 @@ class ShmRegion {
   // change: the target's doing), which leaves the totals incomplete.
   // Throws RegionCorrupt as drain() does.
   bool live_totals(const TotalsFn& on_totals);
-  // The fullest ring at the last drain, in ring records (a consumer polls
-  // sooner when it is high).
+  // The fullest ring at the last take (drain()'s own or take()'s), in ring
+  // records (a consumer polls sooner when it is high).
   uint64_t max_fill() const { return max_fill_.load(std::memory_order_relaxed); }
   // A ring freed by drain() whose final totals could not be read.
   bool totals_incomplete() const { return totals_incomplete_; }
