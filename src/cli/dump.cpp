@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <map>
 #include <iostream>
 #include <memory>
 
@@ -49,6 +50,7 @@ struct DumpThread {
   std::string comm;                           // the kernel's thread name (the target can write it)
   std::optional<attach::NativeStack> native;  // absent with --no-stop
   std::vector<std::string> native_frames;     // symbolised, innermost first
+  std::optional<pyruntime::SyscallState> stopped_syscall;  // absent with --no-stop
   bool frames_named = false;                  // a symbol names one of the innermost frames
 };
 
@@ -65,14 +67,15 @@ struct Dump {
 
 std::string thread_label(const DumpThread& t);
 
-// The locks the threads sleep on (read after the stop: a thread blocked in
-// one stays blocked) and the verdict on each GIL held while others wait.
+// The locks the threads sleep on (their system calls as seen while stopped)
+// and the verdict on each GIL held while others wait.
 void follow_and_judge(Dump& d, const attach::RemoteMemory& memory,
                       const attach::ProcessMaps* maps) {
   std::vector<LockThread> threads;
   for (const DumpThread& t : d.threads) {
     LockThread l{t.tid, thread_label(t), t.gil.role, t.gil.gil, t.native_frames};
     l.frames_named = t.frames_named;
+    l.syscall = t.stopped_syscall;
     if (t.python) l.pthread_id = t.python->pthread_id;
     if (t.native && !t.native->frames.empty())
       l.stack_pointer = t.native->frames.front().sp.value();
@@ -120,9 +123,11 @@ Dump take_dump(pid_t pid, bool stop) {
     throw Error(fmt::format("process {} is not running", pid), "it exited while gilstat read it",
                 kExitRuntime);
   std::sort(tids.begin(), tids.end());
-  // Which thread waits is read from /proc before the stop (a stopped
-  // thread's system call is the tracer's business); everything else while
-  // every thread stands still, so stacks and the GIL's holder agree.
+  // Which thread waits for the GIL is read from /proc before the stop too (a
+  // waiter between two timed waits is seen waiting then); everything else
+  // while every thread stands still, so stacks, system calls and the GIL's
+  // holder agree.  System calls are not read after the resume: a thread
+  // restarting the call the stop interrupted shows "running" for a moment.
   std::optional<attach::ProcessMaps> maps;
   std::unique_ptr<attach::StackUnwinder> unwinder;
   std::optional<attach::StoppedThreads> stopped;
@@ -142,8 +147,13 @@ Dump take_dump(pid_t pid, bool stop) {
   d.snapshot = stop
                    ? pyruntime::read_runtime(memory, pid, d.target.py_runtime, d.target.version_hex)
                    : std::move(before);
+  std::map<pid_t, pyruntime::SyscallState> syscalls;  // read while stopped
   if (stop) {
-    for (pid_t tid : tids) natives[tid] = attach::unwind_stopped(*stopped, tid, *unwinder, 128);
+    for (pid_t tid : tids) {
+      natives[tid] = attach::unwind_stopped(*stopped, tid, *unwinder, 128);
+      if (!stopped->is_stopped(tid)) continue;
+      if (auto sc = pyruntime::read_syscall_stopped(pid, tid)) syscalls[tid] = *sc;
+    }
     stopped->resume_all();
     for (pid_t tid : tids) {
       natives[tid].stopped = stopped->stopped_for(tid);
@@ -156,8 +166,9 @@ Dump take_dump(pid_t pid, bool stop) {
       order.push_back(t.tid);
   for (pid_t tid : tids)
     if (std::find(order.begin(), order.end(), tid) == order.end()) order.push_back(tid);
-  // Holding from the snapshot taken while stopped; waiting from /proc before.
-  const auto states = pyruntime::gil_states(pid, order, d.snapshot);
+  // Holding from the snapshot taken while stopped; waiting from the system
+  // call seen while stopped or before the stop.
+  const auto states = pyruntime::gil_states(pid, order, d.snapshot, syscalls);
   d.read_ms = (monotonic_ns() - started) / 1e6;
   symbols::Symbolizer symbolizer;
   if (maps) symbolizer.use_maps(pid, *maps);
@@ -168,6 +179,7 @@ Dump take_dump(pid_t pid, bool stop) {
     if (t.gil.role != GilRole::kHolds)
       for (size_t k = 0; k < tids.size(); ++k)
         if (tids[k] == t.tid && early_states[k].role == GilRole::kWaits) t.gil = early_states[k];
+    if (auto sc = syscalls.find(t.tid); sc != syscalls.end()) t.stopped_syscall = sc->second;
     if (auto n = natives.find(t.tid); n != natives.end()) {
       t.native = n->second;
       for (const auto& f : n->second.frames) {

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <set>
 
-#include "common/procfs.hpp"
 #include "pyruntime/object_reader.hpp"
 
 namespace gilstat::cli {
@@ -165,9 +164,7 @@ std::vector<LockWait> follow_locks(pid_t pid, const attach::RemoteMemory& memory
   std::vector<LockWait> out;
   for (const LockThread& t : threads) {
     if (t.role == GilRole::kWaits) continue;  // asleep on the GIL itself
-    const auto text = procfs::read(pid, fmt::format("task/{}/syscall", t.tid));
-    if (!text) continue;
-    const auto sc = pyruntime::parse_syscall(*text);
+    const auto sc = t.syscall ? t.syscall : pyruntime::read_syscall(pid, t.tid);
     if (!sc || sc->number != kFutex || sc->arg0 == 0) continue;
     LockWait w;
     w.tid = t.tid;

@@ -31,6 +31,8 @@ struct LockThread {
   bool frames_named = false;               // a symbol names one of the innermost frames
   uint64_t pthread_id = 0;                 // Python threads: the ident an RLock names its owner by
   uint64_t stack_pointer = 0;              // of the innermost native frame; 0: unknown
+  // Its system call read while it was stopped; absent: read /proc when needed.
+  std::optional<pyruntime::SyscallState> syscall = std::nullopt;
 };
 
 struct LockWait {

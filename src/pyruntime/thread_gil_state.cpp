@@ -30,13 +30,19 @@ std::optional<uint64_t> number(std::string_view word, int base) {
   return v;
 }
 
+}  // namespace
+
 std::optional<SyscallState> read_syscall(pid_t pid, pid_t tid) {
   auto text = procfs::read(pid, fmt::format("task/{}/syscall", tid));
   if (!text) return std::nullopt;
   return parse_syscall(*text);
 }
 
-}  // namespace
+std::optional<SyscallState> read_syscall_stopped(pid_t pid, pid_t tid) {
+  auto sc = read_syscall(pid, tid);
+  if (sc && !sc->running && !sc->number) sc->running = true;
+  return sc;
+}
 
 std::optional<SyscallState> parse_syscall(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
@@ -73,7 +79,8 @@ const char* gil_role_name(GilRole role) {
 }
 
 std::vector<ThreadGilState> gil_states(pid_t pid, const std::vector<pid_t>& tids,
-                                       const PySnapshot& snapshot) {
+                                       const PySnapshot& snapshot,
+                                       const std::map<pid_t, SyscallState>& seen) {
   std::vector<ThreadGilState> out;
   int retries_left = kRetryBudgetMs;
   for (pid_t tid : tids) {
@@ -86,10 +93,12 @@ std::vector<ThreadGilState> gil_states(pid_t pid, const std::vector<pid_t>& tids
       const PyGil& g = snapshot.gils[i];
       if (g.locked == 1 && g.last_holder == py->tstate) st.role = GilRole::kHolds, st.gil = i;
     }
-    std::optional<SyscallState> sc = read_syscall(pid, tid);
+    const auto was = seen.find(tid);
+    std::optional<SyscallState> sc =
+        was != seen.end() ? std::optional(was->second) : read_syscall(pid, tid);
     bool gil_held = false;
     for (const PyGil& g : snapshot.gils) gil_held |= g.locked == 1;
-    while (py && gil_held && st.role != GilRole::kHolds && sc && sc->running &&
+    while (was == seen.end() && py && gil_held && st.role != GilRole::kHolds && sc && sc->running &&
            retries_left-- > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       sc = read_syscall(pid, tid);

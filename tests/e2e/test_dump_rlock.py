@@ -96,3 +96,24 @@ def test_cycle_through_an_rlock_and_the_gil(stuck):
              % (tids["waiter"], hex(ids["third"]), tids["keeper"]))
     assert re.search("^%s0x[0-9a-f]+%s$" % (re.escape(before), re.escape(after)), text,
                      re.M), text
+
+
+def test_dumps_back_to_back_see_every_thread_asleep_where_it_was(stuck, gilstat):
+    """A dump resumes the threads it stopped; each then restarts the system call the stop
+    interrupted and shows "running" for a moment.  What a dump says about a thread is
+    what it saw while the thread stood still, so dump after dump names the same cycle."""
+    line, _, _, target = stuck
+    tids = line["threads"]
+    for attempt in range(8):
+        dump, _ = dump_json(gilstat, target.pid)
+        threads = by_tid(dump)
+        # Untimed waits: asleep in a futex whenever stopped.  The keeper's GIL wait is
+        # timed (it wakes every switch interval), so only its role is checked.
+        for name in ("holder", "waiter", "rlock-a", "rlock-b"):
+            assert (threads[tids[name]]["syscall"] or "").startswith("futex 0x"), (
+                attempt, name, threads[tids[name]])
+        assert threads[tids["keeper"]]["gil_state"] == "waits", (attempt, threads)
+        gil = [v for v in dump["verdicts"] if v["gil"] == 0]
+        assert [v["kind"] for v in gil] == ["deadlock"], (attempt, dump["verdicts"])
+        assert gil[0]["cycle_tids"] == [tids["holder"], tids["waiter"], tids["keeper"]], (
+            attempt, gil[0])
