@@ -12,8 +12,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <map>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "attach/native_stack.hpp"
@@ -51,7 +51,7 @@ struct DumpThread {
   std::optional<attach::NativeStack> native;  // absent with --no-stop
   std::vector<std::string> native_frames;     // symbolised, innermost first
   std::optional<pyruntime::SyscallState> stopped_syscall;  // absent with --no-stop
-  bool frames_named = false;                  // a symbol names one of the innermost frames
+  bool frames_named = false;  // a symbol names one of the innermost frames
 };
 
 struct Dump {

@@ -1,5 +1,6 @@
 #include "pyruntime/object_reader.hpp"
 
+#include <algorithm>
 #include <span>
 
 #include "report/utf8.hpp"
@@ -20,6 +21,18 @@ void put_utf8(std::string& out, uint32_t c) {
 }
 
 }  // namespace
+
+bool FieldBlock::read(const attach::RemoteMemory& memory, RemoteAddr base, uint32_t lo,
+                      uint32_t hi) {
+  memory_ = &memory;
+  base_ = base;
+  lo_ = lo;
+  size_ = 0;
+  if (hi <= lo || hi - lo > kMaxSpan) return hi > lo;
+  if (!memory.read(base + lo, std::span(bytes_.data(), hi - lo))) return false;
+  size_ = hi - lo;
+  return true;
+}
 
 std::optional<RemoteAddr> ObjectReader::ptr(RemoteAddr at) const {
   auto v = u64(at);
@@ -82,24 +95,35 @@ std::optional<std::vector<std::byte>> ObjectReader::bytes(RemoteAddr object, uin
 }
 
 const CodeInfo* ObjectReader::code(RemoteAddr object) {
+  // The fields that say which code object this is, in one read.
+  const uint32_t name_field = l_.code_qualname ? l_.code_qualname : l_.code_name;
+  const uint32_t lo =
+      std::min({l_.code_firstlineno, name_field, l_.code_filename, l_.code_linetable});
+  const uint32_t hi = std::max(
+      {l_.code_firstlineno + 4, name_field + 8, l_.code_filename + 8, l_.code_linetable + 8});
+  FieldBlock fields;
+  if (!fields.read(memory_, object, lo, hi)) return nullptr;
+  auto first_line = fields.get<int32_t>(l_.code_firstlineno);
+  auto name_at = fields.ptr(name_field);
+  auto file_at = fields.ptr(l_.code_filename);
+  auto table_at = fields.ptr(l_.code_linetable);
+  if (!first_line || !name_at || !file_at || !table_at) return nullptr;
   if (auto it = codes_.find(object.value()); it != codes_.end()) {
     // A code object freed and another one made at the same address (a
     // program's start-up imports, then frees, many): the cached entry
-    // stands only while the object still has its name and first line.
-    auto first_line = memory_.read_value<int32_t>(object + l_.code_firstlineno);
-    auto name_at = ptr(object + (l_.code_qualname ? l_.code_qualname : l_.code_name));
-    auto name = name_at ? str(*name_at, 256) : std::nullopt;
-    if (first_line && name && *first_line == it->second.first_line && *name == it->second.function)
+    // stands only while the object still points at the same name, file and
+    // line table and has the same first line.
+    const CodeInfo& c = it->second;
+    if (*first_line == c.first_line && name_at->value() == c.name_at &&
+        file_at->value() == c.file_at && table_at->value() == c.table_at)
       return &it->second;
     codes_.erase(it);
   }
   if (!is_type(object, "code")) return nullptr;
   CodeInfo info;
-  auto first_line = memory_.read_value<int32_t>(object + l_.code_firstlineno);
-  auto name_at = ptr(object + (l_.code_qualname ? l_.code_qualname : l_.code_name));
-  auto file_at = ptr(object + l_.code_filename);
-  auto table_at = ptr(object + l_.code_linetable);
-  if (!first_line || !name_at || !file_at || !table_at) return nullptr;
+  info.name_at = name_at->value();
+  info.file_at = file_at->value();
+  info.table_at = table_at->value();
   auto name = str(*name_at, 256);
   auto file = str(*file_at, 1024);
   auto table = bytes(*table_at);

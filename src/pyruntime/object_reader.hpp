@@ -6,10 +6,13 @@
 // right gives nullopt.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attach/remote_memory.hpp"
@@ -31,6 +34,43 @@ struct CodeInfo {
   int first_line = 0;
   uint64_t code_units = 0;  // ob_size of the code object (3.11+)
   std::vector<std::byte> line_table;
+  // The objects it was read from: a cached entry stands while the code
+  // object at its address still points at these and has the same first line.
+  uint64_t name_at = 0, file_at = 0, table_at = 0;
+};
+
+// Fields of one object read in one system call: the bytes from the lowest
+// to the highest offset asked for (each process_vm_readv costs microseconds,
+// more with LSM hooks on ptrace access; a profile sample reads a few fields
+// of every frame).  A field outside what was read is read on its own.
+class FieldBlock {
+ public:
+  static constexpr uint32_t kMaxSpan = 512;
+  // Reads [base + lo, base + hi); false when that cannot be read.  A span
+  // longer than kMaxSpan reads nothing now (every get() reads its field).
+  bool read(const attach::RemoteMemory& memory, RemoteAddr base, uint32_t lo, uint32_t hi);
+  template <class T>
+  std::optional<T> get(uint32_t offset) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (offset >= lo_ && offset - lo_ + sizeof(T) <= size_) {
+      T value;
+      std::memcpy(&value, bytes_.data() + (offset - lo_), sizeof(T));
+      return value;
+    }
+    return memory_->read_value<T>(base_ + offset);
+  }
+  // An object pointer: null or 8-aligned, else nullopt.
+  std::optional<RemoteAddr> ptr(uint32_t offset) const {
+    auto v = get<uint64_t>(offset);
+    if (!v || (*v & 7)) return std::nullopt;
+    return RemoteAddr(*v);
+  }
+
+ private:
+  const attach::RemoteMemory* memory_ = nullptr;
+  RemoteAddr base_{0};
+  uint32_t lo_ = 0, size_ = 0;
+  std::array<std::byte, kMaxSpan> bytes_;
 };
 
 class ObjectReader {

@@ -40,7 +40,7 @@ class Walker {
     PyThread t;
     t.tstate = tstate;
     const auto before = first_frame(tstate);
-    read_stack(&t);
+    if (before) read_stack_from(*before, &t, /*names=*/false);
     const auto after = first_frame(tstate);
     if (!before || !after || *before != *after) {
       t.stack.clear();
@@ -69,8 +69,12 @@ class Walker {
   // A GIL's `locked` and `last_holder`, nullopt when unreadable.
   std::optional<std::pair<int32_t, RemoteAddr>> gil_holder(RemoteAddr gil) {
     const cpython::GilFields& f = cpython::gil_fields(ft_);
-    auto locked = m_.read_value<int32_t>(gil + f.locked);
-    auto holder = o_.u64(gil + f.last_holder);
+    FieldBlock fields;
+    if (!fields.read(m_, gil, std::min(f.locked, f.last_holder),
+                     std::max(f.locked + 4, f.last_holder + 8)))
+      return std::nullopt;
+    auto locked = fields.get<int32_t>(f.locked);
+    auto holder = fields.get<uint64_t>(f.last_holder);
     if (!locked || !holder) return std::nullopt;
     return std::make_pair(*locked, RemoteAddr(*holder));
   }
@@ -182,14 +186,20 @@ class Walker {
     return o_.ptr(*p + l_.cframe_current_frame);  // through _PyCFrame
   }
 
-  void read_stack(PyThread* t) {
+  // `names`: also the `threading` name, from Thread._bootstrap_inner's
+  // frame (a dozen reads more; a sample does not need it).
+  void read_stack(PyThread* t, bool names = true) {
     auto frame = first_frame(t->tstate);
     if (!frame) {
       t->stack_error = "frame pointer unreadable";
       return;
     }
+    read_stack_from(*frame, t, names);
+  }
+
+  void read_stack_from(RemoteAddr innermost, PyThread* t, bool names) {
     std::set<uint64_t> seen;
-    for (RemoteAddr f = *frame; !f.is_null();) {
+    for (RemoteAddr f = innermost; !f.is_null();) {
       if (seen.size() >= kMaxFrames) {
         t->stack_truncated = true;
         return;
@@ -198,8 +208,10 @@ class Walker {
         t->stack_error = "frame chain loops (changed while read)";
         return;
       }
-      if (!read_frame(f, t)) return;
-      auto back = o_.ptr(f + l_.frame_back);
+      FieldBlock fields;
+      if (!read_frame_fields(f, fields)) return (void)fail(t, "frame unreadable");
+      if (!read_frame(f, fields, names, t)) return;
+      auto back = fields.ptr(l_.frame_back);
       if (!back) {
         t->stack_error = "frame chain unreadable at depth " + std::to_string(seen.size());
         return;
@@ -208,15 +220,25 @@ class Walker {
     }
   }
 
+  // The fields of frame `f` the walk reads (back, code, last instruction,
+  // owner), in one read.
+  bool read_frame_fields(RemoteAddr f, FieldBlock& fields) {
+    const uint32_t lasti_size = minor_ <= 10 ? 4 : 8;
+    uint32_t lo = std::min({l_.frame_back, l_.frame_code, l_.frame_lasti});
+    uint32_t hi = std::max({l_.frame_back + 8, l_.frame_code + 8, l_.frame_lasti + lasti_size});
+    if (minor_ >= 12) lo = std::min(lo, l_.frame_owner), hi = std::max(hi, l_.frame_owner + 1);
+    return fields.read(m_, f, lo, hi);
+  }
+
   // Adds frame `f` (when it is Python code) to t; false when the chain
   // cannot go on.
-  bool read_frame(RemoteAddr f, PyThread* t) {
+  bool read_frame(RemoteAddr f, const FieldBlock& fields, bool names, PyThread* t) {
     if (minor_ >= 12) {
-      auto owner = m_.read_value<uint8_t>(f + l_.frame_owner);
+      auto owner = fields.get<uint8_t>(l_.frame_owner);
       if (!owner) return fail(t, "frame unreadable");
       if (*owner >= cpython::kFirstNonCodeOwner) return true;  // C stack's shim frame
     }
-    auto raw = o_.u64(f + l_.frame_code);
+    auto raw = fields.get<uint64_t>(l_.frame_code);
     if (!raw) return fail(t, "frame unreadable");
     uint64_t code_at = *raw;
     if (minor_ >= 14) code_at &= ~cpython::kStackRefTagMask;  // a _PyStackRef
@@ -230,8 +252,8 @@ class Walker {
     PyFrame pf;
     pf.function = code->function;
     pf.file = code->file;
-    pf.line = line_of(f, RemoteAddr(code_at), *code).value_or(0);
-    if (t->name.empty() && pf.function.ends_with("_bootstrap_inner") &&
+    pf.line = line_of(fields, RemoteAddr(code_at), *code).value_or(0);
+    if (names && t->name.empty() && pf.function.ends_with("_bootstrap_inner") &&
         pf.file.ends_with("threading.py"))
       read_thread_name(f, t);
     t->stack.push_back(std::move(pf));
@@ -243,16 +265,16 @@ class Walker {
     return false;
   }
 
-  std::optional<int> line_of(RemoteAddr f, RemoteAddr code_at, const CodeInfo& code) {
+  std::optional<int> line_of(const FieldBlock& frame, RemoteAddr code_at, const CodeInfo& code) {
     std::span<const std::byte> table(code.line_table);
     if (minor_ <= 10) {
-      auto lasti = m_.read_value<int32_t>(f + l_.frame_lasti);
+      auto lasti = frame.get<int32_t>(l_.frame_lasti);
       if (!lasti) return std::nullopt;
       if (*lasti < 0) return code.first_line;  // not started yet
       if (minor_ <= 9) return lnotab_line(table, code.first_line, static_cast<uint64_t>(*lasti));
       return linetable310_line(table, code.first_line, uint64_t(*lasti) * 2);
     }
-    auto instr = o_.u64(f + l_.frame_lasti);
+    auto instr = frame.get<uint64_t>(l_.frame_lasti);
     if (!instr) return std::nullopt;
     const RemoteAddr start = code_at + l_.code_code_adaptive;
     if (*instr < start.value()) return code.first_line;  // 3.11/3.12: before the first instruction

@@ -176,9 +176,15 @@ class Fake311 {
   void put8(uint64_t at, uint8_t v) { std::memcpy(&image_[at - kBase], &v, 1); }
   void put_cstr(uint64_t at, const char* s) { std::memcpy(&image_[at - kBase], s, strlen(s) + 1); }
 
+  // The image as a fake target's memory (a copy: later puts need a new one).
+  attach::FakeRemoteMemory memory() const {
+    attach::FakeRemoteMemory m;
+    m.add_region(attach::RemoteAddr(kBase), image_);
+    return m;
+  }
+
   PySnapshot read() {
-    attach::FakeRemoteMemory memory;
-    memory.add_region(attach::RemoteAddr(kBase), image_);
+    attach::FakeRemoteMemory memory = this->memory();
     // pid 4000: the thread (tid 4242) is not the main thread.
     return read_runtime(memory, 4000, attach::RemoteAddr(R), 0x030b07f0);
   }
@@ -257,6 +263,70 @@ TEST(RuntimeReader, UnmappedPointersAreErrorsNotReads) {
   EXPECT_EQ(s.threads[0].stack.size(), 1u);
   EXPECT_FALSE(s.threads[0].stack_error.empty());
   EXPECT_FALSE(s.problems.empty());
+}
+
+// Counts the reads a walk makes: each is a process_vm_readv on a live target.
+class CountingMemory : public attach::RemoteMemory {
+ public:
+  explicit CountingMemory(const attach::RemoteMemory& inner) : inner_(inner) {}
+  bool read(attach::RemoteAddr addr, std::span<std::byte> out) const override {
+    ++reads;
+    return inner_.read(addr, out);
+  }
+  mutable int reads = 0;
+
+ private:
+  const attach::RemoteMemory& inner_;
+};
+
+TEST(HolderSampler, ReadsEachFrameAndCodeObjectOnceASample) {
+  Fake311 f;
+  const attach::FakeRemoteMemory image = f.memory();
+  CountingMemory memory(image);
+  HolderSampler sampler(memory, 4000, attach::RemoteAddr(Fake311::R), 0x030b07f0);
+  ASSERT_EQ(sampler.sample(1).size(), 1u);  // the first one reads the runtime whole
+  memory.reads = 0;
+  const auto samples = sampler.sample(2);
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].tid, 4242);
+  ASSERT_EQ(samples[0].stack.size(), 2u);
+  EXPECT_EQ(samples[0].stack[0].function, "Worker.work");
+  EXPECT_EQ(samples[0].stack[0].line, 101);
+  EXPECT_EQ(samples[0].stack[1].line, 1000);
+  // The GIL twice (before and after the walk), the tid, the innermost frame
+  // twice (through the 3.11 _PyCFrame: two reads each), then one read per
+  // frame and one per code object: no name, string or line table again.
+  EXPECT_EQ(memory.reads, 2 + 1 + 4 + 2 * 2);
+}
+
+TEST(HolderSampler, ACodeObjectReplacedAtTheSameAddressIsReadAgain) {
+  Fake311 f;
+  {
+    const attach::FakeRemoteMemory image = f.memory();
+    HolderSampler sampler(image, 4000, attach::RemoteAddr(Fake311::R), 0x030b07f0);
+    ASSERT_EQ(sampler.sample(1).at(0).stack.at(0).function, "Worker.work");
+  }
+  // The same sampler (its cache) over memory where CODE1 is now another
+  // function, with its own name and line table.
+  attach::FakeRemoteMemory before = f.memory();
+  f.put64(Fake311::CODE1 + f.l.code_qualname, f.str(0x1a000, "Other.run"));
+  f.put64(Fake311::CODE1 + f.l.code_linetable,
+          f.bytes_obj(0x1a100, {0x80 | (13 << 3) | 7, 4, 0x80 | (13 << 3) | 1, 0}));  // first + 2
+  const attach::FakeRemoteMemory after = f.memory();
+  struct Switchable : attach::RemoteMemory {
+    const attach::RemoteMemory* now = nullptr;
+    bool read(attach::RemoteAddr a, std::span<std::byte> out) const override {
+      return now->read(a, out);
+    }
+  } memory;
+  memory.now = &before;
+  HolderSampler sampler(memory, 4000, attach::RemoteAddr(Fake311::R), 0x030b07f0);
+  ASSERT_EQ(sampler.sample(1).at(0).stack.at(0).function, "Worker.work");
+  memory.now = &after;
+  const auto samples = sampler.sample(2);
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].stack.at(0).function, "Other.run");
+  EXPECT_EQ(samples[0].stack.at(0).line, 102);
 }
 
 }  // namespace
