@@ -13,11 +13,14 @@ what reaches gilstat, its own CPU, attaching, the hook path, and reading big rec
    order, --rounds times. Throughput = work done in the window / its length; the
    figure is the median with over the median without, from the same run (the machines
    are shared and noisy: read ratios, not absolute numbers). gilstat shares the cores
-   with the program, so its own CPU is in the cost.
+   with the program, so its own CPU is in the cost. Beside it, the CPU per unit of work:
+   the program's CPU in the window (time.process_time) plus gilstat's (its threads'
+   schedstat at --go and at the window's end), with over without. Time a shared VM is
+   not given does not count there, so it is the steadier figure of the two.
 2. Capture: from the same runs, events per second that reached gilstat, events lost,
    switches == switch_number and exact totals (which must hold whatever was lost);
-   gilstat's own CPU per million events and recording bytes per event (attached: the
-   `record --pid` process's own rusage and file).
+   gilstat's own CPU in the window (% of a core, and per million events) and recording
+   bytes per event (attached: the `record --pid` file).
 3. Attach: `gilstat top --pid P --interval 0.1 --json` from its start to its first
    line, minus the interval; and the longest the target's own clock-reading thread
    went between two reads while `record --pid` attached, beside the same without.
@@ -92,6 +95,22 @@ def last_json(text):
     return json.JSONDecoder().raw_decode(text[start:])[0]
 
 
+def task_cpu_s(pid):
+    """CPU seconds the live threads of pid have used (each task's schedstat: ns on a CPU)."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # exited meanwhile
+    return total / 1e9
+
+
 def child_cpu(pid):
     """Waits for pid; its user + system CPU seconds."""
     _, _, ru = os.wait4(pid, 0)
@@ -122,24 +141,40 @@ def measure(args, kind, mode, tmp):
         while not probe_loaded(target.pid) and time.monotonic() < end:
             time.sleep(0.005)
         time.sleep(0.2)  # armed and drained once
+    # gilstat's own CPU in the window: `run` is the program's parent, `record` apart.
+    consumer = target.pid if mode == "run (launched)" else gil.pid if gil else None
+    consumer_cpu0 = task_cpu_s(consumer) if consumer else 0.0
     open(files["go"], "w").close()
     if kind == "http":
         with open(files["ready"]) as f:
             port = f.read().strip()
         client = subprocess.run([args.python, "-c", CLIENT, port, str(args.seconds)],
                                 stdout=subprocess.PIPE, check=True)
-        row["rate"] = int(client.stdout) / args.seconds
+        ops, seconds = int(client.stdout), args.seconds
+        consumer_cpu1 = task_cpu_s(consumer) if consumer else 0.0
         open(files["out"], "w").close()  # the server stops
+        wait_file(files["out"] + ".cpu", target)
+        with open(files["out"] + ".cpu") as f:
+            program_cpu = json.load(f)["cpu_s"]
+    else:
+        wait_file(files["out"], target, timeout=args.seconds + 60)
+        consumer_cpu1 = task_cpu_s(consumer) if consumer else 0.0
     stderr = target.communicate()[1] if mode == "run (launched)" else target.wait()
     if kind != "http":
         with open(files["out"]) as f:
             done = json.load(f)
-        row["rate"] = done["ops"] / done["seconds"]
+        ops, seconds, program_cpu = done["ops"], done["seconds"], done["cpu_s"]
+    row["rate"] = ops / seconds
+    # CPU per unit of work, the program's and gilstat's: steadier than throughput on a
+    # shared machine (time the VM is not given does not count).
+    row["cpu_per_op"] = (program_cpu + consumer_cpu1 - consumer_cpu0) / max(ops, 1)
+    row["consumer_cpu_s"] = consumer_cpu1 - consumer_cpu0
+    row["seconds"] = seconds
     report = None
     if mode == "run (launched)":
         report = last_json(stderr.decode())
     elif gil:
-        row["gilstat_cpu_s"] = child_cpu(gil.pid)
+        child_cpu(gil.pid)
         row["record_bytes"] = os.path.getsize(files["rec"])
         p = subprocess.run([args.gilstat, "report", "--json", files["rec"]],
                            stdout=subprocess.PIPE, check=True)
@@ -169,6 +204,7 @@ def overhead(args, tmp):
     rows = []
     for k, title in KINDS:
         base = statistics.median(s["rate"] for s in samples[(k, "without")])
+        base_cpu = statistics.median(s["cpu_per_op"] for s in samples[(k, "without")])
         for m in MODES[1:]:
             ss = samples[(k, m)]
             rate = statistics.median(s["rate"] for s in ss)
@@ -177,13 +213,18 @@ def overhead(args, tmp):
                    "drops_median": statistics.median(s["drops"] for s in ss),
                    "drops_max": max(s["drops"] for s in ss),
                    "events_per_s": statistics.median(s["events"] / s["duration_s"] for s in ss),
+                   "cpu_per_op_without": base_cpu,
+                   "cpu_per_op_with": statistics.median(s["cpu_per_op"] for s in ss),
+                   # gilstat's threads in the window (schedstat), per second and per
+                   # event (the window's share of the events the report counted).
+                   "gilstat_cpu_share_of_a_core": statistics.median(
+                       s["consumer_cpu_s"] / s["seconds"] for s in ss),
+                   "gilstat_cpu_ms_per_million_events": statistics.median(
+                       1e9 * s["consumer_cpu_s"] / max(s["events"] / s["duration_s"]
+                                                       * s["seconds"], 1) for s in ss),
                    "switches_equal_switch_number": all(s["switches_ok"] for s in ss),
                    "totals_exact": all(s["totals_exact"] for s in ss)}
-            if "gilstat_cpu_s" in ss[0]:
-                row["gilstat_cpu_share_of_a_core"] = statistics.median(
-                    s["gilstat_cpu_s"] / s["duration_s"] for s in ss)
-                row["gilstat_cpu_ms_per_million_events"] = statistics.median(
-                    1e9 * s["gilstat_cpu_s"] / max(s["events"], 1) for s in ss)
+            if "record_bytes" in ss[0]:
                 row["record_bytes_per_event"] = statistics.median(
                     s["record_bytes"] / max(s["events"], 1) for s in ss)
             rows.append(row)
@@ -268,19 +309,22 @@ def main():
         % (meta["date"], meta["machine"], " ".join("%.1f" % x for x in meta["load_average"]),
            meta["python"], args.rounds, args.seconds, meta["wall_s"]),
         "",
-        "| workload | gilstat | work/s without | work/s with | kept | events/s to gilstat "
-        "| events lost (median, max) | gilstat CPU: % of a core, ms per M events "
+        "| workload | gilstat | work/s without | work/s with | kept | CPU per unit of work "
+        "(program + gilstat) | events/s to gilstat "
+        "| events lost (median, max) | gilstat CPU in the window: % of a core, ms per M events "
         "| record bytes/event "
         "| switches = switch_number | totals exact |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|",
     ]
     for r in rows:
         cpu = r.get("gilstat_cpu_ms_per_million_events")
         share = r.get("gilstat_cpu_share_of_a_core")
         size = r.get("record_bytes_per_event")
-        lines.append("| %s | %s | %s | %s | %.1f %% | %s | %s, %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %.1f %% | %+.1f %% | %s | %s, %s | %s | %s | %s | %s |" % (
             r["workload"], r["mode"], format(int(r["rate_without"]), ","),
-            format(int(r["rate_with"]), ","), 100 * r["ratio"], format(int(r["events_per_s"]), ","),
+            format(int(r["rate_with"]), ","), 100 * r["ratio"],
+            100 * (r["cpu_per_op_with"] / r["cpu_per_op_without"] - 1),
+            format(int(r["events_per_s"]), ","),
             format(int(r["drops_median"]), ","), format(int(r["drops_max"]), ","),
             "%.1f %%, %.0f" % (100 * share, cpu) if cpu is not None else "–", "%.2f" % size if size is not None else "–",
             "yes" if r["switches_equal_switch_number"] else "NO",

@@ -5,7 +5,9 @@
 
 Each sets itself up (threads started, server listening), creates --ready (holding the
 server's port for `http`), waits for --go to exist, then works for --seconds and writes
-{"ops": N, "seconds": S} to --out: N units of work done in the window. Files, not
+{"ops": N, "seconds": S, "cpu_s": C} to --out: N units of work done in the window, C
+the CPU time the whole process used in it (`http` writes {"cpu_s": C} to --out + ".cpu"
+once --out exists: from --go to then). Files, not
 stdio, so that the handshake is the same run directly, under `gilstat run`, or
 attached to: gilstat never sees it.
 
@@ -121,8 +123,14 @@ def main():
             f.write(str(server.server_address[1]))
         # Serves until the client is done and says so with --out's existence.
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        wait_for(args.go)
+        c0 = time.process_time()
         wait_for(args.out)
+        cpu = time.process_time() - c0
         server.shutdown()
+        with open(args.out + ".cpu.tmp", "w") as f:
+            json.dump({"cpu_s": cpu}, f)
+        os.rename(args.out + ".cpu.tmp", args.out + ".cpu")
         return
 
     if args.kind == "storm":
@@ -133,15 +141,18 @@ def main():
     open(args.ready, "w").close()
     wait_for(args.go)
     t0 = time.monotonic()
+    c0 = time.process_time()
     started.wait()
     time.sleep(args.seconds)
     stop.set()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
+    cpu = time.process_time() - c0
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"ops": sum(counts), "seconds": elapsed, "max_gap_s": MAX_GAP[0]}, f)
+        json.dump({"ops": sum(counts), "seconds": elapsed, "cpu_s": cpu, "max_gap_s": MAX_GAP[0]},
+                  f)
     os.rename(tmp, args.out)
 
 
