@@ -13,6 +13,9 @@ namespace gilstat::pyruntime {
 namespace {
 
 constexpr int64_t kFutex = 202;  // x86_64
+// A timed futex wait that a ptrace stop (another dump's) interrupted goes on
+// as restart_syscall, its registers, hence its futex address, unchanged.
+constexpr int64_t kRestartSyscall = 219;
 // A waiter in take_gil wakes every switch interval and goes back to sleep;
 // on a busy machine it can then sit in the run queue for a while.  A Python
 // thread seen "running" while its GIL is held by another is re-read, a
@@ -113,7 +116,8 @@ std::vector<ThreadGilState> gil_states(pid_t pid, const std::vector<pid_t>& tids
       else
         st.syscall = fmt::format("syscall {}", *sc->number);
     }
-    if (st.role != GilRole::kHolds && sc && sc->number == kFutex) {
+    if (st.role != GilRole::kHolds && sc &&
+        (sc->number == kFutex || sc->number == kRestartSyscall)) {
       for (size_t i = 0; i < snapshot.gils.size(); ++i) {
         const PyGil& g = snapshot.gils[i];
         const attach::RemoteAddr a(sc->arg0);
