@@ -29,9 +29,9 @@
 #include "cli/terminal.hpp"
 #include "cli/top_stacks.hpp"
 #include "cli/top_view.hpp"
-#include "common/poll_wait.hpp"
 #include "common/clock.hpp"
 #include "common/error.hpp"
+#include "common/poll_wait.hpp"
 #include "common/procfs.hpp"
 #include "report/modules.hpp"
 #include "report/render_json.hpp"
@@ -124,8 +124,9 @@ std::vector<TopLongHold> long_holds(const HogWatcher& hogs, const report::Report
 }
 
 std::string render_interval_json(const report::Report& now, const std::vector<GilDelta>& gils,
-                                 const std::vector<ThreadDelta>& threads, double interval_s,
-                                 const std::vector<TopLongHold>& holds,
+                                 const std::vector<ThreadDelta>& threads,
+                                 const std::unordered_map<uint32_t, ThreadFate>& fates,
+                                 double interval_s, const std::vector<TopLongHold>& holds,
                                  const report::GilProfile& interval_profile) {
   std::ostringstream out;
   out << fmt::format(
@@ -143,17 +144,20 @@ std::string render_interval_json(const report::Report& now, const std::vector<Gi
         g.now->waiting_now);
   }
   out << "], \"threads\": [";
-  for (size_t i = 0; i < threads.size(); ++i) {
-    const auto& t = threads[i];
+  bool first = true;
+  for (const ThreadDelta& t : threads) {
+    if (!shown_in_interval(t, fates)) continue;
     out << fmt::format(
         "{}{{\"tid\": {}, \"host_tid\": {}, \"name\": {}, \"own\": {}, \"gil\": {}, "
-        "\"held_s\": {:.9f}, \"wait_s\": {:.9f}, \"acquisitions\": {}, \"at_attach\": {}}}",
-        i ? ", " : "", t.now->tid,
+        "\"held_s\": {:.9f}, \"wait_s\": {:.9f}, \"acquisitions\": {}, \"at_attach\": {}, "
+        "\"exited\": {}}}",
+        first ? "" : ", ", t.now->tid,
         !now.host_pid     ? std::to_string(t.now->tid)
         : t.now->host_tid ? std::to_string(t.now->host_tid)
                           : "null",
         report::json_string(t.now->name), t.now->own, t.now->gil, t.held_ns / 1e9, t.wait_ns / 1e9,
-        t.acquisitions, at_attach_json(*t.now));
+        t.acquisitions, at_attach_json(*t.now), fate_of(t, fates) != ThreadFate::Alive);
+    first = false;
   }
   std::ostringstream total;
   report::render_json(now, total);
@@ -275,8 +279,8 @@ int top(const TopOptions& opts) {
     frame.fates = thread_fates(opts.pid, now, gone);
     frame.stack_lines = top_stack_lines(holds, interval_profile, frame.interval_s, kTopFunctions);
     if (opts.json) {
-      std::cout << render_interval_json(now, gil_deltas(prev, now), deltas, frame.interval_s, holds,
-                                        interval_profile)
+      std::cout << render_interval_json(now, gil_deltas(prev, now), deltas, frame.fates,
+                                        frame.interval_s, holds, interval_profile)
                 << std::flush;
     } else if (screen) {
       draw();

@@ -155,6 +155,20 @@ bool idle(const ThreadDelta& d) {
          noise(d.wait_ns, d.now->wait_total_ns);
 }
 
+}  // namespace
+
+ThreadFate fate_of(const ThreadDelta& d, const std::unordered_map<uint32_t, ThreadFate>& fates) {
+  const auto f = fates.find(d.now->tid);
+  return f == fates.end() ? ThreadFate::Alive : f->second;
+}
+
+bool shown_in_interval(const ThreadDelta& d,
+                       const std::unordered_map<uint32_t, ThreadFate>& fates) {
+  return !(fate_of(d, fates) == ThreadFate::ExitedBefore && idle(d));
+}
+
+namespace {
+
 // The rows of the interval: threads (or their groups), and per GIL one row
 // for the threads that exited in the interval outside a group row.
 std::vector<Row> build_rows(const TopInterval& in, const std::vector<ThreadDelta>& deltas,
@@ -162,11 +176,9 @@ std::vector<Row> build_rows(const TopInterval& in, const std::vector<ThreadDelta
   std::vector<const ThreadDelta*> shown;
   std::vector<bool> gone;
   for (const ThreadDelta& d : deltas) {
-    const auto f = in.fates.find(d.now->tid);
-    const ThreadFate fate = f == in.fates.end() ? ThreadFate::Alive : f->second;
-    if (fate == ThreadFate::ExitedBefore && idle(d)) continue;
+    if (!shown_in_interval(d, in.fates)) continue;
     shown.push_back(&d);
-    gone.push_back(fate != ThreadFate::Alive);
+    gone.push_back(fate_of(d, in.fates) != ThreadFate::Alive);
   }
   std::vector<Row> rows;
   auto single = [&](size_t i) {

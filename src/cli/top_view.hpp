@@ -42,6 +42,11 @@ struct GilDelta {
 };
 
 std::vector<ThreadDelta> thread_deltas(const report::Report& prev, const report::Report& now);
+// Whether the interval shows the thread: not when it exited before the
+// interval began and did nothing in it (a thread-per-request service would
+// otherwise list every thread it ever ran, interval after interval).
+bool shown_in_interval(const ThreadDelta& d, const std::unordered_map<uint32_t, ThreadFate>& fates);
+ThreadFate fate_of(const ThreadDelta& d, const std::unordered_map<uint32_t, ThreadFate>& fates);
 std::vector<GilDelta> gil_deltas(const report::Report& prev, const report::Report& now);
 
 struct TopInterval {

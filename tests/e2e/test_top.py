@@ -10,9 +10,11 @@ test_attach.py's JSON tests and the unit tests of the view.
 Short request threads may be shown as native-<tid> or by their names: nothing here
 depends on which.
 """
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -292,3 +294,45 @@ def test_top_bad_max_threads(gilstat, value):
     """Checked before attaching: pid 1 is never touched."""
     r = gilstat("top", "--pid", 1, "--max-threads", value)
     check_clear_error(r, 2, "--max-threads")
+
+
+def test_top_json_lists_the_threads_of_the_interval(gilstat_bin, heavy):
+    """A thread per request (workloads/thread_churn.py): each `top --json` line's
+    `threads` are the interval's (alive, or gone in it with `exited`), not every thread
+    the process ever ran; `since_attach` still counts them all."""
+    churned = 120
+    with Target(heavy, "thread_churn.py") as target:
+        target.expect("ready")
+        with Background(gilstat_bin, "top", "--pid", target.pid, "--interval", 0.25,
+                        "--json") as top:
+            out = top.out.fileno()  # shared with top: read with pread, never seek
+            lines_now = lambda: os.pread(out, 1 << 26, 0).count(b"\n")
+            assert wait_until(lambda: lines_now() >= 1, SCREEN_TIMEOUT_S) is not None, \
+                top.describe()
+            target.send("churn %d" % churned)
+            target.expect("churned %d" % churned, timeout=60)
+            before = lines_now()
+            # The interval the churn ended in, then two without any exit.
+            assert wait_until(lambda: lines_now() >= before + 3, SCREEN_TIMEOUT_S) is not None, \
+                top.describe()
+            top.proc.send_signal(signal.SIGINT)
+            code, text, _ = top.wait()
+            ctx = top.describe()
+        target.send("exit")
+    assert code == 0, ctx
+    lines = [json.loads(l) for l in text.decode().splitlines() if l.strip()]
+    assert len(lines) >= before + 3, ctx
+    seen = {t["tid"] for t in lines[-1]["since_attach"]["threads"]}
+    assert len(seen) >= churned, (len(seen), ctx)
+    # Each request thread is listed as gone in the interval it ended in (once more at
+    # most, when its last events reached gilstat after that interval's snapshot).
+    gone = {}
+    for line in lines:
+        for t in line["threads"]:
+            if t["exited"]:
+                gone[t["tid"]] = gone.get(t["tid"], 0) + 1
+    assert len(gone) >= churned * 0.9 and max(gone.values()) <= 2, (len(gone), gone)
+    # After the churn: the threads that are still alive, none of the gone ones.
+    for line in lines[before + 1:]:
+        assert not [t for t in line["threads"] if t["exited"]], (line["threads"], ctx)
+        assert len(line["threads"]) <= 4, (line["threads"], ctx)
